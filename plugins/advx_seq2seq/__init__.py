@@ -1,0 +1,1 @@
+"""advx built-in plugin (being written)."""
