@@ -38,7 +38,15 @@ class LoopConfig:
         temperature: sampling temperature for augment and RL rollouts.
         use_reference: freeze the post-pretraining generator as π_ref and fill
             ``rollout.ref_logprobs`` (needed for KL penalties).
-        checkpoint: write ``checkpoints/round-<n>/`` after every round (for ``--resume``).
+        pretrain_d_steps: (augment, classify) repetitions after the generator's SFT and before
+            round 1: SeqGAN's discriminator pre-training on real vs generated sequences.
+        improve_first: run the improvement steps before augment/classify within a round
+            (SeqGAN: g-step, then d-steps); default is the cold-start order.
+        eval_every: evaluate every this many rounds (the last round is always evaluated).
+        checkpoint: write ``checkpoints/round-<n>/`` after every evaluated round (``--resume``).
+        monitor: metric name whose best round is reported in ``summary.json`` as ``best``
+            (e.g. ``valid/hr@10``); empty means the final round only.
+        monitor_mode: ``max`` or ``min`` for ``monitor``.
     """
 
     rounds: int = 4
@@ -54,4 +62,9 @@ class LoopConfig:
     samples_per_prompt: int = 1
     temperature: float = 1.0
     use_reference: bool = True
+    pretrain_d_steps: int = 0
+    improve_first: bool = False
+    eval_every: int = 1
     checkpoint: bool = True
+    monitor: str = ""
+    monitor_mode: str = "max"

@@ -23,7 +23,12 @@ from transformers import PreTrainedTokenizerFast
 
 __all__ = ["SPECIAL_TOKENS", "seed_everything", "train_tokenizer"]
 
-SPECIAL_TOKENS = {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>", "bos_token": "<s>"}
+SPECIAL_TOKENS = {
+    "pad_token": "<pad>",
+    "eos_token": "</s>",
+    "unk_token": "<unk>",
+    "bos_token": "<s>",
+}
 
 
 def train_tokenizer(
@@ -35,8 +40,9 @@ def train_tokenizer(
 ) -> PreTrainedTokenizerFast:
     """Train a tokenizer on ``texts``.
 
-    ``kind="bpe"``: BPE over metaspace-marked words (decodes back to the same spacing). ``kind="word"``: one id per whitespace token, as SeqGAN's vocab and
-    item-id vocabularies need. Ids 0-3 are ``<pad> </s> <unk> <s>`` (pad 0, eos 1, like T5).
+    ``kind="bpe"``: BPE over metaspace-marked words (decodes back to the same spacing).
+    ``kind="word"``: one id per whitespace token, as SeqGAN's vocab and item-id vocabularies
+    need. Ids 0-3 are ``<pad> </s> <unk> <s>`` (pad 0, eos 1, like T5).
     ``add_eos`` appends ``</s>`` to every encoded text (T5 convention).
     """
     specials = list(SPECIAL_TOKENS.values())
