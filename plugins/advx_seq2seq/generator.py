@@ -1,0 +1,487 @@
+"""Encoder-decoder policy: any Hugging Face seq2seq LM (FLAN-T5 in the paper) plus a value head.
+
+The policy is π_θ(a_t | prompt, a_<t) = softmax(logits_t) of the decoder at temperature 1.
+Sampling may use another temperature (exploration only): ``Rollout.logprobs``, the reference's
+log-probs and :meth:`Seq2SeqGenerator.policy_outputs` are all log π_θ at temperature 1, so the
+PPO ratio is exactly 1 right after sampling and the KL penalty compares the same distributions.
+
+Dropout is disabled outside :meth:`sft` (the model stays in ``eval()`` mode during RL, gradients
+still flow), so the teacher-forced log-probs of the update equal the behaviour log-probs.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from advx.components import BuildContext, PolicyOutputs
+from advx.errors import ConfigError
+from advx.rollout import Prompt, Rollout, Sample
+from torch import Tensor, nn
+from transformers import (
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    LogitsProcessor,
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    T5Config,
+    T5ForConditionalGeneration,
+)
+from trl.trainer.utils import entropy_from_logits, selective_log_softmax
+
+__all__ = ["Seq2SeqConfig", "Seq2SeqGenerator", "build_seq2seq"]
+
+VALUE_HEAD_FILE = "value_head.pt"
+
+
+@dataclass
+class Seq2SeqConfig:
+    """The ``generator:`` block for ``name: seq2seq``.
+
+    Attributes:
+        model: a hub id (``google/flan-t5-small``), a local directory written by
+            ``save_pretrained``/``Seq2SeqGenerator.save``, or ``tiny`` (a small T5 built from the
+            size keys below with a tokenizer trained on the task's texts, saved in the run dir).
+        prompt_template: Python format string for the encoder input; ``{text}`` is
+            ``Prompt.text`` (the task already renders product fields and label into it), other
+            names are looked up in ``Prompt.meta``.
+        max_prompt_tokens: encoder inputs are truncated to this many tokens.
+        max_new_tokens: longest response (EOS included); also truncates SFT targets.
+        top_k, top_p: sampling filters (0 / 1.0 = sample from the full distribution).
+        epochs, lr, batch_size, weight_decay: SFT (teacher forcing, AdamW).
+        value_head: add a linear value head V(s_t) on the decoder's last hidden state (PPO).
+        dropout: dropout rate of a ``tiny`` model (and passed to a loaded T5 config).
+        d_model, num_layers, num_heads, d_kv, d_ff, vocab_size, tokenizer: ``tiny`` sizes.
+    """
+
+    model: str = "tiny"
+    prompt_template: str = "{text}"
+    max_prompt_tokens: int = 128
+    max_new_tokens: int = 16
+    top_k: int = 0
+    top_p: float = 1.0
+    epochs: int = 3
+    lr: float = 3.0e-4
+    batch_size: int = 16
+    weight_decay: float = 0.0
+    value_head: bool = True
+    dropout: float = 0.0
+    d_model: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    d_kv: int = 16
+    d_ff: int = 128
+    vocab_size: int = 2000
+    tokenizer: str = "bpe"
+
+
+class _ForcePrefix(LogitsProcessor):
+    """Forces row m to emit ``prefix[m, t]`` at decoding step t while ``t < lengths[m]``.
+
+    No library processor forces a different token sequence per row (``force_words_ids`` is a
+    beam-search constraint), hence this one. Forcing keeps every Monte-Carlo continuation in one
+    ``generate`` call with the KV cache, however the prefix lengths differ.
+    """
+
+    def __init__(self, prefix: Tensor, lengths: Tensor) -> None:
+        self.prefix = prefix
+        self.lengths = lengths
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        step = input_ids.shape[1] - 1  # decoder inputs start with the decoder start token
+        if step >= self.prefix.shape[1]:
+            return scores
+        forced = self.lengths > step
+        if not bool(forced.any()):
+            return scores
+        rows = forced.nonzero(as_tuple=True)[0]
+        scores = scores.clone()  # never in place: generate keeps the raw logits it passed in
+        scores[rows] = -math.inf
+        scores[rows, self.prefix[rows, step]] = 0.0
+        return scores
+
+
+class Seq2SeqGenerator:
+    """A seq2seq policy satisfying :class:`advx.components.Generator`."""
+
+    def __init__(
+        self,
+        config: Seq2SeqConfig,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        device: str = "cpu",
+        seed: int = 0,
+        value_head: nn.Linear | None = None,
+    ) -> None:
+        self.config = config
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.seed = seed
+        self.value_head = value_head.to(self.device) if value_head is not None else None
+        self.frozen = False
+        self._reference: Seq2SeqGenerator | None = None
+        self.pad_id = int(model.config.pad_token_id)
+        self.eos_id = int(model.config.eos_token_id)
+        self.start_id = int(model.config.decoder_start_token_id)
+
+    # ----------------------------------------------------------------- encoding
+    def _render(self, prompt: Prompt) -> str:
+        try:
+            return self.config.prompt_template.format_map({**prompt.meta, "text": prompt.text})
+        except KeyError as exc:
+            raise ConfigError(
+                f"generator.prompt_template {self.config.prompt_template!r} names {exc}, which "
+                f"is neither 'text' nor a key of the task's prompt meta {sorted(prompt.meta)}."
+            ) from None
+
+    def _encode_prompts(self, prompts: Sequence[Prompt]) -> tuple[Tensor, Tensor]:
+        enc = self.tokenizer(
+            [self._render(p) for p in prompts],
+            padding=True,
+            truncation=True,
+            max_length=self.config.max_prompt_tokens,
+            return_tensors="pt",
+        )
+        return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+
+    def _encode_targets(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
+        enc = self.tokenizer(
+            text_target=list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.config.max_new_tokens,
+            return_tensors="pt",
+        )
+        return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+
+    def _shift_right(self, ids: Tensor) -> Tensor:
+        """Decoder inputs for teacher forcing: start token, then the response minus its last."""
+        start = torch.full_like(ids[:, :1], self.start_id)
+        return torch.cat([start, ids[:, :-1]], dim=1)
+
+    def _response_mask(self, ids: Tensor) -> Tensor:
+        """1 up to and including the first EOS (everything if no EOS), 0 after."""
+        is_eos = (ids == self.eos_id).long()
+        eos_before = is_eos.cumsum(1) - is_eos  # number of EOS strictly before t
+        return (eos_before == 0).long()
+
+    def _decode(self, ids: Tensor, mask: Tensor) -> list[str]:
+        rows = [row[m.bool()].tolist() for row, m in zip(ids, mask, strict=True)]
+        return [t.strip() for t in self.tokenizer.batch_decode(rows, skip_special_tokens=True)]
+
+    # ---------------------------------------------------------------- forward
+    def _forward(
+        self, prompt_ids: Tensor, prompt_mask: Tensor, response_ids: Tensor
+    ) -> tuple[Tensor, Tensor | None]:
+        """Teacher-forced logits ``[B,T,V]`` and (with a value head) values ``[B,T]``."""
+        out = self.model(
+            input_ids=prompt_ids,
+            attention_mask=prompt_mask,
+            decoder_input_ids=self._shift_right(response_ids),
+            output_hidden_states=self.value_head is not None,
+            use_cache=False,
+        )
+        values = None
+        if self.value_head is not None:
+            values = self.value_head(out.decoder_hidden_states[-1]).squeeze(-1)
+        return out.logits, values
+
+    def policy_outputs(self, rollout: Rollout) -> PolicyOutputs:
+        """log π_θ(a_t|s_t), entropy and V(s_t) ``[B,T]`` (zero on padding), with grad."""
+        logits, values = self._forward(
+            rollout.prompt_ids, rollout.prompt_mask, rollout.response_ids
+        )
+        mask = rollout.response_mask.to(logits.dtype)
+        logprobs = selective_log_softmax(logits, rollout.response_ids) * mask
+        entropy = entropy_from_logits(logits) * mask
+        return PolicyOutputs(
+            logprobs=logprobs,
+            entropy=entropy,
+            values=None if values is None else values * mask,
+        )
+
+    def nll(self, samples: Sequence[Sample]) -> Tensor:
+        """``[N]`` summed token NLL of ``sample.text`` given ``sample.prompt``, with grad."""
+        prompts = [s.prompt or Prompt("") for s in samples]
+        prompt_ids, prompt_mask = self._encode_prompts(prompts)
+        target_ids, target_mask = self._encode_targets([s.text for s in samples])
+        logits, _ = self._forward(prompt_ids, prompt_mask, target_ids)
+        token_logp = selective_log_softmax(logits, target_ids)
+        return -(token_logp * target_mask.to(token_logp.dtype)).sum(-1)
+
+    # -------------------------------------------------------------------- SFT
+    def sft(self, samples: Sequence[Sample]) -> dict[str, float]:
+        """Teacher-forced MLE (token-mean cross-entropy via ``labels``) with AdamW."""
+        if not samples:
+            return {"sft/loss": float("nan")}
+        cfg = self.config
+        params = list(self.model.parameters())
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        gen = torch.Generator().manual_seed(self.seed)
+        self.model.train()
+        epoch_loss = float("nan")
+        try:
+            for _ in range(cfg.epochs):
+                order = torch.randperm(len(samples), generator=gen).tolist()
+                total, count = 0.0, 0
+                for start in range(0, len(order), cfg.batch_size):
+                    batch = [samples[i] for i in order[start : start + cfg.batch_size]]
+                    prompt_ids, prompt_mask = self._encode_prompts(
+                        [s.prompt or Prompt("") for s in batch]
+                    )
+                    target_ids, target_mask = self._encode_targets([s.text for s in batch])
+                    labels = target_ids.masked_fill(target_mask == 0, -100)
+                    loss = self.model(
+                        input_ids=prompt_ids, attention_mask=prompt_mask, labels=labels
+                    ).loss
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    total += loss.item() * len(batch)
+                    count += len(batch)
+                epoch_loss = total / max(count, 1)
+        finally:
+            self.model.eval()
+        return {"sft/loss": epoch_loss, "sft/examples": float(len(samples))}
+
+    # --------------------------------------------------------------- sampling
+    def _generate(
+        self,
+        prompt_ids: Tensor,
+        prompt_mask: Tensor,
+        temperature: float,
+        max_new_tokens: int,
+        logits_processor: LogitsProcessorList | None = None,
+        use_cache: bool = True,
+        output_logits: bool = False,
+    ) -> Any:
+        return self.model.generate(
+            input_ids=prompt_ids,
+            attention_mask=prompt_mask,
+            do_sample=True,
+            temperature=temperature,
+            top_k=self.config.top_k,
+            top_p=self.config.top_p,
+            max_new_tokens=max_new_tokens,
+            use_cache=use_cache,
+            logits_processor=logits_processor,
+            return_dict_in_generate=True,
+            output_logits=output_logits,
+            pad_token_id=self.pad_id,
+            eos_token_id=self.eos_id,
+            decoder_start_token_id=self.start_id,
+        )
+
+    @torch.no_grad()
+    def sample(
+        self,
+        prompts: Sequence[Prompt],
+        n: int = 1,
+        temperature: float = 1.0,
+        use_cache: bool = True,
+    ) -> Rollout:
+        """``n`` samples per prompt (prompt-major rows), KV-cached ``generate``.
+
+        Behaviour log-probs (and values) are recomputed in one teacher-forced pass rather than
+        read from ``generate``'s processed ``scores`` (those are tempered/filtered): this is the
+        very code path of :meth:`policy_outputs`, so the first PPO ratio is exactly 1.
+        ``use_cache=False`` exists only for the benchmark's cache check.
+        """
+        rows = [p for p in prompts for _ in range(n)]
+        prompt_ids, prompt_mask = self._encode_prompts(rows)
+        out = self._generate(
+            prompt_ids, prompt_mask, temperature, self.config.max_new_tokens, use_cache=use_cache
+        )
+        response_ids = out.sequences[:, 1:]  # drop the decoder start token
+        return self._rollout(rows, prompt_ids, prompt_mask, response_ids, n)
+
+    def _rollout(
+        self,
+        prompts: list[Prompt],
+        prompt_ids: Tensor,
+        prompt_mask: Tensor,
+        response_ids: Tensor,
+        n: int,
+        logprobs: Tensor | None = None,
+    ) -> Rollout:
+        mask = self._response_mask(response_ids)
+        response_ids = response_ids.masked_fill(mask == 0, self.pad_id)
+        values = None
+        if logprobs is None:
+            logits, values = self._forward(prompt_ids, prompt_mask, response_ids)
+            logprobs = selective_log_softmax(logits, response_ids)
+            values = None if values is None else values * mask
+        group_ids = torch.arange(len(prompts), device=self.device) // n
+        return Rollout(
+            prompts=prompts,
+            prompt_ids=prompt_ids,
+            prompt_mask=prompt_mask,
+            response_ids=response_ids,
+            response_mask=mask,
+            logprobs=logprobs * mask,
+            texts=self._decode(response_ids, mask),
+            group_ids=group_ids,
+            values=values,
+        )
+
+    @torch.no_grad()
+    def complete(self, rollout: Rollout, rows: Tensor, prefix_lengths: Tensor) -> Rollout:
+        """Monte-Carlo continuations of response prefixes in ONE ``generate`` call.
+
+        Row m starts from scratch on ``rollout``'s prompt ``rows[m]``; a logits processor forces
+        its first ``prefix_lengths[m]`` tokens to the rollout's, then it samples freely (at
+        temperature 1), all rows sharing the KV-cached decoding loop. A prefix that already
+        holds EOS ends there, so the completion is the original response. Log-probs come from
+        ``output_logits`` (raw, unprocessed logits, i.e. log π_θ; the forced steps are scored
+        under the model, not the forcing). ``group_ids`` of the result are ``rows``.
+        """
+        rows = torch.as_tensor(rows, dtype=torch.long, device=self.device)
+        lengths = torch.as_tensor(prefix_lengths, dtype=torch.long, device=self.device)
+        prefix = rollout.response_ids[rows]
+        prompt_ids, prompt_mask = rollout.prompt_ids[rows], rollout.prompt_mask[rows]
+        forcing = LogitsProcessorList([_ForcePrefix(prefix, lengths)])
+        out = self._generate(
+            prompt_ids,
+            prompt_mask,
+            temperature=1.0,
+            max_new_tokens=self.config.max_new_tokens,
+            logits_processor=forcing,
+            output_logits=True,
+        )
+        response_ids = out.sequences[:, 1:]
+        raw_logits = torch.stack(out.logits, dim=1).float()  # [M, T, V]
+        logprobs = selective_log_softmax(raw_logits, response_ids)
+        result = self._rollout(
+            [rollout.prompts[i] for i in rows.tolist()],
+            prompt_ids,
+            prompt_mask,
+            response_ids,
+            n=1,
+            logprobs=logprobs,
+        )
+        result.group_ids = rows.clone()
+        return result
+
+    # ------------------------------------------------------------- reference
+    def reference(self) -> Seq2SeqGenerator:
+        """π_ref: a frozen deep copy of the weights at the time of the first call."""
+        if self.frozen:
+            return self
+        if self._reference is None:
+            ref = copy.copy(self)  # shares config and tokenizer; the weights are copied below
+            ref.model = copy.deepcopy(self.model).eval().requires_grad_(False)
+            ref.value_head = None  # the reference only scores tokens
+            ref.frozen = True
+            self._reference = ref
+        return self._reference
+
+    # ------------------------------------------------------------- state
+    def parameters(self) -> list[nn.Parameter]:
+        params = list(self.model.parameters())
+        if self.value_head is not None:
+            params += list(self.value_head.parameters())
+        return [p for p in params if p.requires_grad]
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"model": self.model.state_dict()}
+        if self.value_head is not None:
+            state["value_head"] = self.value_head.state_dict()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        if self.value_head is not None and "value_head" in state:
+            self.value_head.load_state_dict(state["value_head"])
+
+    def save(self, path: Path) -> None:
+        """``save_pretrained`` model and tokenizer (+ value head) so ``model: <path>`` reloads."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        if self.value_head is not None:
+            torch.save(self.value_head.state_dict(), path / VALUE_HEAD_FILE)
+
+
+# ------------------------------------------------------------------ building
+def _tiny_model(config: Seq2SeqConfig, ctx: BuildContext) -> tuple[PreTrainedModel, Any]:
+    """A small random T5 and a tokenizer trained on ``ctx.task.texts()``."""
+    from advx_textkit import train_tokenizer
+
+    if ctx.task is None:
+        raise ConfigError(
+            "generator.model: tiny trains its tokenizer on the task's texts, "
+            "but no task was built before the generator."
+        )
+    texts = list(ctx.task.texts())
+    if not texts:
+        raise ConfigError(
+            "generator.model: tiny needs texts to train a tokenizer on, but the "
+            "task's texts() is empty."
+        )
+    tokenizer = train_tokenizer(texts, vocab_size=config.vocab_size, kind=config.tokenizer)
+    torch.manual_seed(ctx.seed)
+    t5 = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=config.d_model,
+        d_kv=config.d_kv,
+        d_ff=config.d_ff,
+        num_layers=config.num_layers,
+        num_decoder_layers=config.num_layers,
+        num_heads=config.num_heads,
+        dropout_rate=config.dropout,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    return T5ForConditionalGeneration(t5), tokenizer
+
+
+def _pretrained(config: Seq2SeqConfig, name_or_path: str) -> tuple[PreTrainedModel, Any]:
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path)
+    except OSError as exc:
+        raise ConfigError(
+            f"generator.model {name_or_path!r}: could not load a seq2seq model and tokenizer "
+            f"({exc}). Give a local directory written by save_pretrained, a hub id reachable "
+            f"from this machine, or 'tiny'."
+        ) from None
+    if hasattr(model.config, "dropout_rate"):  # T5 family: RL wants deterministic forwards
+        model.config.dropout_rate = config.dropout
+        for module in model.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = config.dropout
+    if model.config.decoder_start_token_id is None:
+        model.config.decoder_start_token_id = tokenizer.pad_token_id
+    tokenizer.padding_side = "right"
+    return model, tokenizer
+
+
+def build_seq2seq(config: Seq2SeqConfig, ctx: BuildContext) -> Seq2SeqGenerator:
+    """Factory: a tiny T5 (saved under ``<run_dir>/generator-tiny`` and reloaded from there on
+    resume), or any seq2seq model by hub id / local path."""
+    tiny_dir = Path(ctx.run_dir) / "generator-tiny"
+    if config.model == "tiny" and not (tiny_dir / "config.json").exists():
+        model, tokenizer = _tiny_model(config, ctx)
+        model.save_pretrained(tiny_dir)
+        tokenizer.save_pretrained(tiny_dir)
+    name_or_path = str(tiny_dir) if config.model == "tiny" else config.model
+    model, tokenizer = _pretrained(config, name_or_path)
+    value_head = None
+    if config.value_head:
+        torch.manual_seed(ctx.seed)
+        value_head = nn.Linear(model.config.hidden_size, 1)
+        nn.init.zeros_(value_head.weight)
+        nn.init.zeros_(value_head.bias)
+        head_file = Path(name_or_path) / VALUE_HEAD_FILE
+        if head_file.exists():
+            value_head.load_state_dict(torch.load(head_file, map_location="cpu"))
+    return Seq2SeqGenerator(config, model, tokenizer, ctx.device, ctx.seed, value_head)
