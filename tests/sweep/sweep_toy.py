@@ -1,0 +1,73 @@
+"""A toy plugin for the sweep tests: a task whose "evaluation" is a closed-form function of
+the toy reward's alpha and beta, so a trial is a real advx run that takes milliseconds.
+
+Loaded into a trial through the sweep file's ``plugins: [sweep_toy]`` (this folder is put on
+``sys.path`` by conftest.py, and on ``PYTHONPATH`` for worker subprocesses).
+
+    score(round) = (1 - (alpha - 0.3)^2 - 0.1 (log10 beta + 1)^2) * (round + 1) / (rounds + 1)
+
+so the optimum is alpha = 0.3, beta = 0.1, and the score rises every round (as a learning
+curve does, which gives the pruner something to compare).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import advx
+
+
+@dataclass
+class ToyTaskConfig:
+    """mode: ok | raise (evaluate raises at round ``fail_round``) | nan (metric is NaN)."""
+
+    rounds: int = 3
+    mode: str = "ok"
+    fail_round: int = 1
+    metric: str = "toy/score"
+
+
+@dataclass
+class ToyRewardConfig:
+    alpha: float = 0.5
+    beta: float = 0.1
+    scale: int = 1
+
+
+class ToyReward:
+    def __init__(self, config: ToyRewardConfig) -> None:
+        self.config = config
+
+    def __call__(self, rollout, ctx):  # pragma: no cover - the toy loop runs no RL step
+        raise NotImplementedError
+
+
+def score(alpha: float, beta: float, round: int, rounds: int) -> float:
+    quality = 1.0 - (alpha - 0.3) ** 2 - 0.1 * (math.log10(beta) + 1.0) ** 2
+    return quality * (round + 1) / (rounds + 1)
+
+
+class ToyTask:
+    def __init__(self, config: ToyTaskConfig) -> None:
+        self.config = config
+
+    def evaluate(self, components, stage: str) -> dict[str, float]:
+        round = 0 if stage == "pretrain" else int(stage.split("-")[1])
+        if self.config.mode == "raise" and round >= self.config.fail_round:
+            raise RuntimeError(f"toy task exploded at {stage}")
+        reward = components.reward.config
+        value = score(reward.alpha, reward.beta, round, self.config.rounds) * reward.scale
+        if self.config.mode == "nan" and round >= self.config.fail_round:
+            value = float("nan")
+        return {self.config.metric: value, "toy/alpha": reward.alpha}
+
+
+@advx.hookimpl
+def advx_register_tasks(register) -> None:
+    register("sweep_toy", lambda config, ctx: ToyTask(config), ToyTaskConfig)
+
+
+@advx.hookimpl
+def advx_register_rewards(register) -> None:
+    register("sweep_toy", lambda config, ctx: ToyReward(config), ToyRewardConfig)
