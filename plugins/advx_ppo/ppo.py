@@ -1,0 +1,242 @@
+"""Proximal Policy Optimization for token-level policies, written for encoder-decoder models.
+
+TRL 1.x no longer ships a PPO trainer and never supported seq2seq policies, so the update is
+written here (cleanRL style: one file, the loss lines mirror the equations). Only the
+``Generator`` protocol is used (``policy_outputs`` and ``parameters``), so any generator works:
+FLAN-T5, a causal LM, an LSTM. TRL's model-agnostic helpers do the log-softmax and entropy
+inside the generators.
+
+Per rollout (B sequences, T tokens, mask m_t = 1 on generated tokens, EOS included):
+
+    δ_t   = r_t + γ V_old(s_{t+1}) − V_old(s_t)            (V_old = 0 past the last token)
+    A_t   = Σ_k (γλ)^k δ_{t+k}                              GAE(γ, λ)
+    R_t   = A_t + V_old(s_t)                                value targets (returns)
+    Â_t   = (A_t − mean(A)) / std(A)                         whitening over masked tokens
+
+then for ``epochs`` passes over shuffled minibatches:
+
+    ρ_t     = exp(log π_θ(a_t|s_t) − log π_old(a_t|s_t))
+    L_clip  = −E[min(ρ_t Â_t, clip(ρ_t, 1−ε, 1+ε) Â_t)]
+    L_V     = ½ E[max((V_θ − R_t)², (V_old + clip(V_θ − V_old, −ε_V, ε_V) − R_t)²)]
+    L       = L_clip + c_V L_V − c_H E[H(π_θ(·|s_t))]
+
+with ∇ clipped to ``max_grad_norm``; training stops early once the approximate KL
+E[(ρ−1) − log ρ] exceeds ``target_kl`` (when set). log π_old, V_old and the reference log-probs
+come from the rollout and are never recomputed; E[·] is the mean over masked tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from advx.components import BuildContext, StepContext
+from advx.errors import ConfigError
+from advx.rollout import Rewards, Rollout, masked_mean
+from torch import Tensor
+
+__all__ = [
+    "PPO",
+    "PPOConfig",
+    "build_ppo",
+    "gae",
+    "policy_loss",
+    "value_loss",
+    "whiten",
+]
+
+
+@dataclass
+class PPOConfig:
+    """The ``optimizer:`` block for ``name: ppo``.
+
+    Attributes:
+        lr, weight_decay: AdamW over ``generator.parameters()`` (value head included).
+        epochs: passes over each rollout.
+        minibatch_size: rows per minibatch (0 = the whole rollout in one minibatch).
+        clip: ε of the clipped surrogate.
+        value_clip: ε_V of the clipped value loss (0 = unclipped value loss).
+        vf_coef: c_V, weight of the value loss.
+        ent_coef: c_H, weight of the entropy bonus.
+        gamma, lam: discount γ and GAE λ.
+        whiten_advantages: normalise advantages over the rollout's tokens.
+        max_grad_norm: gradient-norm clip (0 = off).
+        target_kl: stop the epochs once approx-KL exceeds this (0 = never).
+    """
+
+    lr: float = 1.0e-4
+    weight_decay: float = 0.0
+    epochs: int = 4
+    minibatch_size: int = 0
+    clip: float = 0.2
+    value_clip: float = 0.2
+    vf_coef: float = 0.5
+    ent_coef: float = 0.0
+    gamma: float = 1.0
+    lam: float = 0.95
+    whiten_advantages: bool = True
+    max_grad_norm: float = 1.0
+    target_kl: float = 0.0
+
+
+def gae(
+    rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float
+) -> tuple[Tensor, Tensor]:
+    """Generalised advantage estimation over right-padded sequences.
+
+    Args: ``rewards``, ``values``, ``mask``: ``[B, T]``. Returns ``(advantages, returns)``,
+    both ``[B, T]`` and 0 on padding. Padding after the last token contributes V = 0, r = 0,
+    so the recursion needs no per-row lengths.
+    """
+    mask = mask.to(values.dtype)
+    values, rewards = values * mask, rewards * mask
+    advantages = torch.zeros_like(values)
+    next_advantage = torch.zeros_like(values[:, 0])
+    T = values.shape[1]
+    for t in reversed(range(T)):
+        next_value = values[:, t + 1] if t + 1 < T else torch.zeros_like(values[:, t])
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        next_advantage = delta + gamma * lam * next_advantage
+        advantages[:, t] = next_advantage
+    advantages = advantages * mask
+    return advantages, (advantages + values) * mask
+
+
+def whiten(values: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
+    """``(x − mean) / std`` over masked positions; 0 on padding."""
+    mean = masked_mean(values, mask)
+    var = masked_mean((values - mean) ** 2, mask)
+    return (values - mean) * torch.rsqrt(var + eps) * mask.to(values.dtype)
+
+
+def policy_loss(
+    logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor, clip: float
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Clipped surrogate ``−E[min(ρÂ, clip(ρ, 1−ε, 1+ε)Â)]`` and its diagnostics."""
+    log_ratio = (logprobs - old_logprobs) * mask
+    ratio = torch.exp(log_ratio)
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * advantages
+    loss = -masked_mean(torch.min(unclipped, clipped), mask)
+    with torch.no_grad():
+        stats = {
+            "approx_kl": masked_mean((ratio - 1.0) - log_ratio, mask),
+            "clipfrac": masked_mean(((ratio - 1.0).abs() > clip).float(), mask),
+            "ratio": masked_mean(ratio, mask),
+        }
+    return loss, stats
+
+
+def value_loss(
+    values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor, clip: float
+) -> Tensor:
+    """``½ E[max((V − R)², (V_old + clip(V − V_old, −ε_V, ε_V) − R)²)]`` (ε_V = 0: unclipped)."""
+    unclipped = (values - returns) ** 2
+    if clip <= 0:
+        return 0.5 * masked_mean(unclipped, mask)
+    clipped_values = old_values + torch.clamp(values - old_values, -clip, clip)
+    return 0.5 * masked_mean(torch.max(unclipped, (clipped_values - returns) ** 2), mask)
+
+
+class PPO:
+    """``Optimizer`` protocol: ``update(rollout, rewards, ctx)`` steps ``ctx.generator``."""
+
+    def __init__(self, config: PPOConfig, parameters: Any) -> None:
+        self.config = config
+        self.params = [p for p in parameters if p.requires_grad]
+        if not self.params:
+            raise ConfigError("optimizer ppo: the generator has no trainable parameters.")
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=config.lr, weight_decay=config.weight_decay
+        )
+
+    def _minibatches(self, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+        size = self.config.minibatch_size or batch_size
+        order = rng.permutation(batch_size)
+        return [order[i : i + size] for i in range(0, batch_size, size)]
+
+    def update(self, rollout: Rollout, rewards: Rewards, ctx: StepContext) -> dict[str, float]:
+        cfg = self.config
+        mask = rollout.response_mask.to(torch.float32)
+        has_critic = rollout.values is not None
+        old_values = rollout.values if has_critic else torch.zeros_like(mask)
+        advantages, returns = gae(
+            rewards.per_token.float(), old_values.float(), mask, cfg.gamma, cfg.lam
+        )
+        if cfg.whiten_advantages:
+            advantages = whiten(advantages, mask)
+
+        history: dict[str, list[float]] = {}
+        early_stopped = False
+        epochs_done = 0
+        for _ in range(cfg.epochs):
+            for rows in self._minibatches(rollout.batch_size, ctx.rng):
+                index = torch.as_tensor(rows, device=mask.device)
+                batch, m = rollout.select(index), mask[index]
+                out = ctx.generator.policy_outputs(batch)
+
+                pg_loss, stats = policy_loss(
+                    out.logprobs, batch.logprobs, advantages[index], m, cfg.clip
+                )
+                vf_loss = torch.zeros((), device=m.device)
+                if has_critic and out.values is not None:
+                    vf_loss = value_loss(
+                        out.values, old_values[index], returns[index], m, cfg.value_clip
+                    )
+                entropy = masked_mean(out.entropy, m)
+                loss = pg_loss + cfg.vf_coef * vf_loss - cfg.ent_coef * entropy
+
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    self.params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
+                )
+                self.optimizer.step()
+
+                step_stats = {
+                    "loss/policy": pg_loss.item(),
+                    "loss/value": vf_loss.item(),
+                    "loss/total": loss.item(),
+                    "entropy": entropy.item(),
+                    "grad_norm": float(grad_norm),
+                    **{k: v.item() for k, v in stats.items()},
+                }
+                for key, value in step_stats.items():
+                    history.setdefault(key, []).append(value)
+                if cfg.target_kl > 0 and step_stats["approx_kl"] > cfg.target_kl:
+                    early_stopped = True
+                    break
+            epochs_done += 1
+            if early_stopped:
+                break
+
+        metrics = {f"ppo/{k}": float(np.mean(v)) for k, v in history.items()}
+        metrics["ppo/approx_kl_last"] = history["approx_kl"][-1]
+        metrics["ppo/epochs"] = float(epochs_done)
+        metrics["ppo/early_stopped"] = float(early_stopped)
+        metrics["ppo/advantage_mean_raw"] = float(masked_mean(returns - old_values, mask))
+        metrics["ppo/return_mean"] = float(masked_mean(returns, mask))
+        if has_critic:
+            residual = masked_mean((returns - old_values) ** 2, mask)
+            variance = masked_mean((returns - masked_mean(returns, mask)) ** 2, mask)
+            metrics["ppo/value_explained_var"] = float(1.0 - residual / variance.clamp(min=1e-8))
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def build_ppo(config: PPOConfig, ctx: BuildContext) -> PPO:
+    if ctx.generator is None:
+        raise ConfigError("optimizer ppo needs a generator: add a `generator:` block.")
+    if config.epochs < 1 or config.clip <= 0:
+        raise ConfigError(
+            f"optimizer ppo: epochs must be >= 1 and clip > 0 (got {config.epochs}, {config.clip})."
+        )
+    return PPO(config, ctx.generator.parameters())

@@ -1,0 +1,127 @@
+"""PPO updates on the tiny seq2seq policy: learning direction, no recomputation, early stop."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from advx.components import BuildContext, Optimizer, StepContext
+from advx.rollout import Rewards
+from advx_cls_loss import ClsLossConfig, ClsLossReward
+from advx_ppo import PPOConfig, build_ppo
+from ppo_toy import LengthClassifier
+
+
+class Spy:
+    """Forwards to a generator and counts the calls an update makes."""
+
+    def __init__(self, generator):
+        self.inner = generator
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name):
+        self.calls[name] = self.calls.get(name, 0) + 1
+        return getattr(self.inner, name)
+
+
+def _ctx(generator, classifier=None) -> StepContext:
+    return StepContext(
+        task=None, generator=generator, classifier=classifier, reference=None, round=1,
+        step=0, rng=np.random.default_rng(0),
+    )  # fmt: skip
+
+
+def _ppo(generator, tmp_path, **keys):
+    ctx = BuildContext(run_dir=tmp_path, seed=0, device="cpu", generator=generator)
+    return build_ppo(PPOConfig(**keys), ctx)
+
+
+@pytest.fixture
+def policy(sft_generator):
+    return copy.deepcopy(sft_generator)
+
+
+def test_update_calls_only_policy_outputs(policy, toy_task, tmp_path):
+    rollout = policy.sample(toy_task.augment_prompts(0), n=2)  # B = 8
+    rewards = Rewards.at_end(torch.randn(rollout.batch_size), rollout)
+    spy = Spy(policy)
+    ppo = _ppo(policy, tmp_path, epochs=3, minibatch_size=4)
+    assert isinstance(ppo, Optimizer)
+    metrics = ppo.update(rollout, rewards, _ctx(spy))
+    assert spy.calls == {"policy_outputs": 3 * 2}  # epochs × minibatches, nothing recomputed
+    assert metrics["ppo/epochs"] == 3 and metrics["ppo/early_stopped"] == 0
+    assert all(np.isfinite(v) for v in metrics.values())
+
+
+def test_first_minibatch_starts_on_policy(policy, toy_task, tmp_path):
+    rollout = policy.sample(toy_task.augment_prompts(0), n=2)
+    rewards = Rewards.at_end(torch.randn(rollout.batch_size), rollout)
+    metrics = _ppo(policy, tmp_path, epochs=1).update(rollout, rewards, _ctx(policy))
+    assert metrics["ppo/ratio"] == pytest.approx(1.0, abs=1e-5)
+    assert metrics["ppo/approx_kl"] == pytest.approx(0.0, abs=1e-6)
+    assert metrics["ppo/clipfrac"] == 0.0
+
+
+def test_update_raises_the_likelihood_of_rewarded_responses(policy, toy_task, tmp_path):
+    rollout = policy.sample(toy_task.augment_prompts(0), n=4)
+    reward = torch.full((rollout.batch_size,), -1.0)
+    reward[::4] = 1.0  # the first sample of every prompt is good
+    ppo = _ppo(policy, tmp_path, lr=1e-3, epochs=4)
+    before = (rollout.logprobs).sum(-1)
+    for _ in range(3):
+        ppo.update(rollout, Rewards.at_end(reward, rollout), _ctx(policy))
+    after = policy.policy_outputs(rollout).logprobs.detach().sum(-1)
+    change = after - before
+    assert change[::4].mean() > 0.2
+    assert change[::4].mean() > change[reward < 0].mean() + 0.2
+
+
+def test_target_kl_stops_early(policy, toy_task, tmp_path):
+    rollout = policy.sample(toy_task.augment_prompts(0), n=2)
+    rewards = Rewards.at_end(torch.randn(rollout.batch_size), rollout)
+    ppo = _ppo(policy, tmp_path, lr=1e-2, epochs=10, minibatch_size=2, target_kl=1e-6)
+    metrics = ppo.update(rollout, rewards, _ctx(policy))
+    assert metrics["ppo/early_stopped"] == 1.0 and metrics["ppo/epochs"] < 10
+    assert metrics["ppo/approx_kl_last"] > 1e-6
+
+
+def test_works_without_a_value_head(tmp_path, toy_task):
+    from conftest import make_generator
+
+    generator = make_generator(tmp_path, toy_task, value_head=False, epochs=1)
+    rollout = generator.sample(toy_task.augment_prompts(0), n=2)
+    assert rollout.values is None
+    rewards = Rewards.at_end(torch.randn(rollout.batch_size), rollout)
+    metrics = _ppo(generator, tmp_path).update(rollout, rewards, _ctx(generator))
+    assert metrics["ppo/loss/value"] == 0.0
+
+
+def test_optimizer_state_roundtrip(policy, toy_task, tmp_path):
+    rollout = policy.sample(toy_task.augment_prompts(0), n=2)
+    ppo = _ppo(policy, tmp_path)
+    ppo.update(rollout, Rewards.at_end(torch.randn(rollout.batch_size), rollout), _ctx(policy))
+    fresh = _ppo(policy, tmp_path)
+    fresh.load_state_dict(ppo.state_dict())
+    a = ppo.state_dict()["optimizer"]["state"][0]["exp_avg"]
+    b = fresh.state_dict()["optimizer"]["state"][0]["exp_avg"]
+    torch.testing.assert_close(a, b)
+
+
+def test_one_full_step_with_the_cls_loss_reward(policy, toy_task, tmp_path):
+    """sample → reference log-probs → cls_loss reward → PPO update, as the loop does it."""
+    reference = policy.reference()
+    rollout = policy.sample(toy_task.rl_prompts(8, np.random.default_rng(0)), n=1)
+    with torch.no_grad():
+        rollout.ref_logprobs = reference.policy_outputs(rollout).logprobs
+    torch.testing.assert_close(rollout.ref_logprobs, rollout.logprobs, atol=1e-5, rtol=0)
+    ctx = _ctx(policy, LengthClassifier())
+    rewards = ClsLossReward(ClsLossConfig(alpha=0.7, beta=0.1))(rollout, ctx)
+    assert rewards.terms["kl"].abs().max() < 1e-4  # π_θ = π_FT before any update
+    metrics = _ppo(policy, tmp_path, lr=1e-3).update(rollout, rewards, ctx)
+    assert metrics["ppo/approx_kl"] > 0
+    rollout2 = policy.sample(toy_task.rl_prompts(8, np.random.default_rng(1)), n=1)
+    with torch.no_grad():
+        rollout2.ref_logprobs = reference.policy_outputs(rollout2).logprobs
+    assert ClsLossReward(ClsLossConfig())(rollout2, ctx).terms["kl"].abs().sum() > 0
