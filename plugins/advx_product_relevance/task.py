@@ -1,0 +1,350 @@
+"""Task ``product_relevance``: cold-start query generation for product search (ACL 2025).
+
+Products are split into *warm* ones, whose judged real queries are training data, and
+*cold-start* ones, of which only the metadata is known during training. The generator learns
+(product fields, desired label) → query on warm products, writes synthetic queries for cold
+products, and the relevance classifier is measured on the cold products' REAL queries, which no
+training step ever sees (not the generator's SFT, not a classifier fit, not a tokenizer).
+
+Prompt ``meta`` keys (what classifiers, rewards and optimizers may read):
+    ``label`` (int, the desired / true class), ``label_name``, ``product_id``, ``cold`` (bool),
+    ``synthetic`` (bool, on generated samples only) and every product field by its template
+    name (``title``, ``description``, ...).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from advx.components import BuildContext, Components
+from advx.errors import ConfigError, DataError
+from advx.rollout import Prompt, Rollout, Sample
+from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
+
+from advx_product_relevance.data import (
+    PRESETS,
+    Row,
+    check_labels,
+    demo_table,
+    load_table,
+    rows_from_table,
+)
+
+__all__ = ["ProductRelevanceConfig", "ProductRelevanceTask", "build_product_relevance"]
+
+_LABEL_KEYS = ("label", "label_name")
+
+
+@dataclass
+class ProductRelevanceConfig:
+    """The ``task:`` block (``name: product_relevance``).
+
+    Attributes:
+        preset: ``demo`` (synthetic catalog made by code), ``crowdflower``, ``esci``, or ""
+            for any other table described by the keys below. A preset fills every key left
+            empty here; ``columns``, ``fields`` and ``label_map`` are merged key by key.
+        path: a file, a directory (with ``files``), a glob, or a hub dataset id.
+        files: glob of data files inside a directory ``path`` (e.g. ``fold*.csv``).
+        format: ``csv``, ``json`` (JSON lines) or ``parquet``; empty infers it from the suffix.
+        hub_split: the split to read when ``path`` is a hub id.
+        columns: ``query``, ``label`` and ``product_id`` → column names (no ``product_id``:
+            the first field, e.g. the title, identifies a product).
+        fields: product metadata, template name → column name (``{title: product_title}``).
+        label_map: raw label → class index, or null to drop rows with that label.
+        where: keep only rows whose column equals the value (e.g. ``{product_locale: us}``).
+        label_names: class names by index, used in prompts (``{label_name}``).
+        positive_label: the class PR-AUC, ROC-AUC and F1 are computed for.
+        cold_fraction: fraction of products held out as cold-start.
+        split_seed: seed of the warm/cold product split (fixed across run seeds by default,
+            so seeds vary the models, not the data).
+        max_products: keep a deterministic random subset of this many products (0: all).
+        demo_products: catalog size of the ``demo`` preset.
+        drop_empty_products: drop rows whose product has no text in any field (else an error).
+        prompt_template: the generator's prompt; ``{label_name}``, ``{label}``,
+            ``{product_id}`` and every field name may appear.
+        max_field_chars: each field is cut to this many characters inside the prompt.
+        augment_per_product: augment prompts per (cold product, label) pair each round.
+        max_augment_products: cold products per augment round (0: all of them); a different
+            slice each round.
+        eval_generate: cold prompts the generator answers at every evaluation (distinct ratio,
+            classifier loss on synthetic queries, examples written to the run directory).
+        eval_temperature: sampling temperature for those evaluation samples.
+    """
+
+    preset: str = "demo"
+    path: str = ""
+    files: str = ""
+    format: str = ""
+    hub_split: str = "train"
+    columns: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)
+    label_map: dict[Any, Any] = field(default_factory=dict)
+    where: dict[str, Any] = field(default_factory=dict)
+    label_names: list[str] = field(default_factory=lambda: ["irrelevant", "relevant"])
+    positive_label: int = 1
+    cold_fraction: float = 0.2
+    split_seed: int = 0
+    max_products: int = 0
+    demo_products: int = 240
+    drop_empty_products: bool = False
+    prompt_template: str = "search query {label_name} to the product: {title}"
+    max_field_chars: int = 200
+    augment_per_product: int = 1
+    max_augment_products: int = 0
+    eval_generate: int = 32
+    eval_temperature: float = 1.0
+
+
+def _resolved(config: ProductRelevanceConfig) -> dict[str, Any]:
+    """The config with its preset's values filled in where the recipe left them empty."""
+    if config.preset and config.preset not in PRESETS:
+        raise ConfigError(f"task.preset {config.preset!r} is unknown; choose one of "
+                          f"{sorted(PRESETS)} or \"\" with task.path and the mappings.")
+    base = PRESETS.get(config.preset, {})
+    out: dict[str, Any] = {}
+    for key in ("path", "files", "format"):
+        out[key] = getattr(config, key) or base.get(key, "")
+    for key in ("columns", "fields", "label_map", "where"):
+        out[key] = {**base.get(key, {}), **dict(getattr(config, key))}
+    return out
+
+
+def load_rows(config: ProductRelevanceConfig) -> list[Row]:
+    spec = _resolved(config)
+    if spec["format"] == "demo":
+        table, source = demo_table(config.demo_products), "demo catalog"
+    else:
+        table = load_table(spec["path"], spec["files"], spec["format"], config.hub_split)
+        source = spec["path"]
+    rows = rows_from_table(table, spec["columns"], spec["fields"], spec["label_map"],
+                           spec["where"], source, config.drop_empty_products)
+    if not rows:
+        raise DataError(f"{source}: no rows left after the label mapping and task.where.")
+    check_labels(rows, len(config.label_names))
+    return rows
+
+
+def split_products(
+    rows: Sequence[Row], cold_fraction: float, seed: int, max_products: int = 0
+) -> tuple[list[Row], list[Row]]:
+    """(warm rows, cold rows): products, not rows, are shuffled and split, so every judged
+    query of a cold product is held out together."""
+    products = sorted({r.product_id for r in rows})
+    rng = np.random.default_rng(seed)
+    if max_products and max_products < len(products):
+        products = sorted(rng.choice(products, size=max_products, replace=False).tolist())
+    n_cold = round(cold_fraction * len(products))
+    if n_cold < 1 or n_cold >= len(products):
+        raise DataError(
+            f"empty {'cold-start' if n_cold < 1 else 'warm'} split: task.cold_fraction="
+            f"{cold_fraction} of {len(products)} products gives {n_cold} cold products. "
+            f"Choose a cold_fraction strictly between {1 / len(products):.4f} and "
+            f"{1 - 1 / len(products):.4f}."
+        )
+    cold = set(rng.permutation(products)[:n_cold].tolist())
+    keep = set(products)
+    warm_rows = [r for r in rows if r.product_id in keep and r.product_id not in cold]
+    cold_rows = [r for r in rows if r.product_id in cold]
+    return warm_rows, cold_rows
+
+
+class ProductRelevanceTask:
+    """Warm/cold product split, prompts, synthetic samples and cold-start evaluation."""
+
+    def __init__(self, config: ProductRelevanceConfig, rows: Sequence[Row],
+                 run_dir: Path | None = None) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.label_names = list(config.label_names)
+        if not 0 <= config.positive_label < len(self.label_names):
+            raise ConfigError(f"task.positive_label={config.positive_label} is not a class "
+                              f"index of task.label_names={self.label_names}.")
+        self.warm_rows, self.cold_rows = split_products(
+            rows, config.cold_fraction, config.split_seed, config.max_products)
+        self.products: dict[str, dict[str, str]] = {}
+        for row in [*self.warm_rows, *self.cold_rows]:
+            self.products.setdefault(row.product_id, dict(row.fields))
+        self.cold_ids = sorted({r.product_id for r in self.cold_rows})
+        self.warm_ids = sorted({r.product_id for r in self.warm_rows})
+        cold_labels = {r.label for r in self.cold_rows}
+        if len(cold_labels) < 2:
+            raise DataError(
+                f"the cold-start split ({len(self.cold_ids)} products, {len(self.cold_rows)} "
+                f"queries) has only label(s) {sorted(cold_labels)}: PR-AUC/ROC-AUC need both "
+                f"classes. Raise task.cold_fraction or change task.split_seed."
+            )
+        self._check_template()
+        self._warm = [self._real_sample(r, cold=False) for r in self.warm_rows]
+        self._cold_eval = [self._real_sample(r, cold=True) for r in self.cold_rows]
+        self._eval_prompts = self._fixed_eval_prompts()
+
+    # ------------------------------------------------------------------ prompts and samples
+
+    def _meta(self, product_id: str, label: int, cold: bool) -> dict[str, Any]:
+        return {**self.products[product_id], "product_id": product_id, "label": label,
+                "label_name": self.label_names[label], "cold": cold}
+
+    def render(self, meta: dict[str, Any]) -> str:
+        cut = self.config.max_field_chars
+        values = {k: (v[:cut] if isinstance(v, str) else v) for k, v in meta.items()}
+        return self.config.prompt_template.format_map(values)
+
+    def prompt(self, product_id: str, label: int) -> Prompt:
+        meta = self._meta(product_id, label, cold=product_id not in self._warm_set)
+        return Prompt(text=self.render(meta), meta=meta)
+
+    def _check_template(self) -> None:
+        self._warm_set = set(self.warm_ids)
+        meta = self._meta(self.warm_ids[0], 0, cold=False)
+        try:
+            self.render(meta)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(
+                f"task.prompt_template {self.config.prompt_template!r} uses {exc}, which is "
+                f"not a field; available: {sorted(meta)}."
+            ) from exc
+
+    def _real_sample(self, row: Row, cold: bool) -> Sample:
+        return Sample(text=row.query, prompt=self.prompt(row.product_id, row.label),
+                      label=row.label)
+
+    def _fixed_eval_prompts(self) -> list[Prompt]:
+        rng = np.random.default_rng(self.config.split_seed + 1)
+        pairs = [(p, y) for p in self.cold_ids for y in range(len(self.label_names))]
+        picked = rng.permutation(len(pairs))[: self.config.eval_generate]
+        return [self.prompt(*pairs[i]) for i in sorted(picked)]
+
+    # ------------------------------------------------------------------ the Task protocol
+
+    def generator_train(self) -> list[Sample]:
+        """SFT pairs (warm product fields + true label → real query). No cold product."""
+        return list(self._warm)
+
+    def classifier_train(self) -> list[Sample]:
+        """Warm products' real (query, label) samples. No cold product."""
+        return list(self._warm)
+
+    def cold_eval(self) -> list[Sample]:
+        """The cold-start products' real queries: evaluation only."""
+        return list(self._cold_eval)
+
+    def augment_prompts(self, round: int) -> list[Prompt]:
+        """Cold products × labels × ``augment_per_product`` (a rotating slice of
+        ``max_augment_products`` cold products when set)."""
+        ids = self.cold_ids
+        cap = self.config.max_augment_products
+        if cap and cap < len(ids):
+            start = ((round - 1) * cap) % len(ids)
+            ids = (ids + ids)[start:start + cap]
+        return [self.prompt(p, y) for p in ids for y in range(len(self.label_names))
+                for _ in range(self.config.augment_per_product)]
+
+    def synthetic_samples(self, rollout: Rollout) -> list[Sample]:
+        """(generated query, cold product, desired label); empty generations are dropped."""
+        out = []
+        for text, prompt in zip(rollout.texts, rollout.prompts, strict=True):
+            if text.strip():
+                meta = {**prompt.meta, "synthetic": True}
+                out.append(Sample(text=text.strip(), prompt=Prompt(prompt.text, meta),
+                                  label=int(meta["label"])))
+        return out
+
+    def rl_prompts(self, batch_size: int, rng: np.random.Generator) -> list[Prompt]:
+        """``batch_size`` (cold product, label) pairs drawn uniformly."""
+        products = rng.integers(len(self.cold_ids), size=batch_size)
+        labels = rng.integers(len(self.label_names), size=batch_size)
+        return [self.prompt(self.cold_ids[p], int(y)) for p, y in zip(products, labels,
+                                                                          strict=True)]
+
+    def texts(self) -> list[str]:
+        """Tokenizer texts: warm queries, every product's fields and every rendered prompt
+        (cold metadata is known at training time), never a cold product's query."""
+        out: list[str] = [r.query for r in self.warm_rows]
+        for product_id, fields in self.products.items():
+            out.extend(v for v in fields.values() if v)
+            out.extend(self.prompt(product_id, y).text for y in range(len(self.label_names)))
+        return list(dict.fromkeys(out))
+
+    def evaluate(self, components: Components, stage: str) -> dict[str, float]:
+        """Classifier on cold products' real queries (``cold/*``) and generator statistics on
+        a fixed set of cold prompts (``gen/*``)."""
+        metrics: dict[str, float] = {}
+        classifier = components.classifier
+        if classifier is not None:
+            metrics.update(self._classifier_metrics(classifier))
+        if components.generator is not None and self._eval_prompts:
+            metrics.update(self._generator_metrics(components, stage))
+        return metrics
+
+    # ------------------------------------------------------------------ evaluation
+
+    def _classifier_metrics(self, classifier: Any) -> dict[str, float]:
+        samples = self._cold_eval
+        probs = classifier.predict_proba(samples).float().cpu().numpy()
+        y = np.array([s.label for s in samples])
+        pred = probs.argmax(1)
+        pos = self.config.positive_label
+        if probs.shape[1] == 2:
+            score, truth = probs[:, pos], (y == pos).astype(int)
+            pr_auc = average_precision_score(truth, score)
+            roc_auc = roc_auc_score(truth, score)
+            f1 = f1_score(y, pred, pos_label=pos, average="binary")
+        else:  # one-vs-rest macro averages over classes present
+            onehot = np.eye(probs.shape[1])[y]
+            present = onehot.sum(0) > 0
+            pr_auc = average_precision_score(onehot[:, present], probs[:, present],
+                                             average="macro")
+            roc_auc = roc_auc_score(onehot[:, present], probs[:, present], average="macro")
+            f1 = f1_score(y, pred, average="macro")
+        return {
+            "cold/pr_auc": float(pr_auc),
+            "cold/roc_auc": float(roc_auc),
+            "cold/f1": float(f1),
+            "cold/accuracy": float(accuracy_score(y, pred)),
+            "cold/cls_loss": float(classifier.loss(samples).float().mean()),
+            "cold/positive_rate": float((y == pos).mean()),
+            "cold/n": float(len(samples)),
+        }
+
+    def _generator_metrics(self, components: Components, stage: str) -> dict[str, float]:
+        with torch.no_grad():
+            rollout = components.generator.sample(self._eval_prompts, n=1,
+                                                  temperature=self.config.eval_temperature)
+        texts = [t.strip() for t in rollout.texts]
+        metrics = {
+            "gen/distinct_ratio": len(set(texts)) / max(len(texts), 1),
+            "gen/mean_words": float(np.mean([len(t.split()) for t in texts])),
+            "gen/empty_rate": float(np.mean([not t for t in texts])),
+        }
+        synthetic = self.synthetic_samples(rollout)
+        if components.classifier is not None and synthetic:
+            losses = components.classifier.loss(synthetic).float().cpu()
+            probs = components.classifier.predict_proba(synthetic).float().cpu()
+            agree = probs.argmax(1).numpy() == np.array([s.label for s in synthetic])
+            metrics["gen/cls_loss"] = float(losses.mean())
+            metrics["gen/label_agreement"] = float(agree.mean())
+        self._write_examples(stage, rollout, texts)
+        return metrics
+
+    def _write_examples(self, stage: str, rollout: Rollout, texts: list[str]) -> None:
+        if self.run_dir is None:
+            return
+        out = Path(self.run_dir) / "cold_start" / f"{stage}.jsonl"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w") as f:
+            for prompt, text in zip(rollout.prompts, texts, strict=True):
+                f.write(json.dumps({"product_id": prompt.meta["product_id"],
+                                    "label": prompt.meta["label_name"],
+                                    "title": prompt.meta.get("title", ""),
+                                    "query": text}) + "\n")
+
+
+def build_product_relevance(config: ProductRelevanceConfig,
+                            ctx: BuildContext) -> ProductRelevanceTask:
+    return ProductRelevanceTask(config, load_rows(config), run_dir=ctx.run_dir)
