@@ -519,6 +519,11 @@ def make_storage(url: str) -> optuna.storages.RDBStorage:
             f"storage: {url!r} is not a database URL; use sqlite:///path/to/study.db or "
             "postgresql://user:password@host:5432/dbname"
         ) from exc
+    if parsed.drivername == "postgresql":
+        # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; advx[postgres] installs
+        # psycopg2-binary. Use whichever driver is installed.
+        parsed = parsed.set(drivername=f"postgresql+{_postgres_driver()}")
+        url = parsed.render_as_string(hide_password=False)
     engine_kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if not parsed.database:
@@ -529,9 +534,11 @@ def make_storage(url: str) -> optuna.storages.RDBStorage:
     else:
         engine_kwargs["pool_pre_ping"] = True
     try:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=30, grace_period=120
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=30, grace_period=120
+            )
     except (sqlalchemy.exc.NoSuchModuleError, ModuleNotFoundError, ImportError) as exc:
         raise ConfigError(
             f"storage: no database driver for {parsed.drivername!r} ({exc}); for PostgreSQL "
@@ -541,6 +548,15 @@ def make_storage(url: str) -> optuna.storages.RDBStorage:
         safe = parsed.render_as_string(hide_password=True)
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise ConfigError(f"storage: cannot connect to {safe}: {reason}") from exc
+
+
+def _postgres_driver() -> str:
+    import importlib.util
+
+    for module, driver in (("psycopg", "psycopg"), ("psycopg2", "psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return driver
+    return "psycopg2"  # not installed: the error below says what to install
 
 
 def open_study(spec: SweepSpec, storage: optuna.storages.BaseStorage,
@@ -663,6 +679,7 @@ class Objective:
         run_dir = self._run_dir(trial)
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("overrides", overrides)
         reporter = RoundReporter(trial, self.spec.objective.metric)
         try:
@@ -683,22 +700,21 @@ class Objective:
 
     def _value(self, trial: optuna.Trial, summary: Mapping[str, Any]) -> float:
         metrics = _summary_metrics(summary, self.spec.objective.summary)
-        trial.set_user_attr("metrics", {k: v for k, v in metrics.items()})
+        trial.set_user_attr("metrics", dict(metrics))
+        study = trial.study
+        if not study.user_attrs.get("available_metrics") and metrics:
+            # Remembered so that a later sweep naming a wrong metric fails before any trial.
+            study.set_user_attr("available_metrics", sorted(metrics))
         metric = self.spec.objective.metric
         if metric not in metrics:
-            study_attrs = trial.study.user_attrs
-            if not study_attrs.get("available_metrics"):
-                message = _metric_message(self.spec, list(metrics))
-                trial.set_user_attr("error", message)
-                raise MetricNotProduced(message)
-            message = f"summary.json has no {metric!r} (it has: {', '.join(sorted(metrics))})"
+            message = _metric_message(self.spec, list(metrics))
             trial.set_user_attr("error", message)
+            if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+                raise MetricNotProduced(message)  # never seen: stop the sweep, not just a trial
             raise TrialFailed(message)
-        if not trial.study.user_attrs.get("available_metrics"):
-            trial.study.set_user_attr("available_metrics", sorted(metrics))
         value = metrics[metric]
         if value is None or not math.isfinite(float(value)):
-            message = f"objective {metric} is {value!r} (NaN/inf: the run diverged?)"
+            message = f"objective {metric} is {value!r} (NaN or inf in summary.json: diverged?)"
             trial.set_user_attr("error", message)
             raise TrialFailed(message)
         return float(value)
@@ -746,11 +762,11 @@ def work(spec: SweepSpec, storage_url: str, n_trials: int, runs_root: Path,
     objective = Objective(spec, runs_root, plugins)
     ran = 0
     while True:
-        optuna.storages.fail_stale_trials(study)
-        if _count_started(study) >= n_trials:
-            return ran
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+            if _count_started(study) >= n_trials:
+                return ran
             study.optimize(objective, n_trials=1, catch=(TrialFailed,), callbacks=[_log_trial])
         ran += 1
 
@@ -925,4 +941,8 @@ def show_command(
 
 
 if __name__ == "__main__":  # python -m advx.sweep ... (same as `advx sweep ...`)
-    sweep_app()
+    # Run the app of the imported module, not of __main__, so spawned workers and
+    # advx.sweep_report see one set of classes.
+    from advx.sweep import sweep_app as _app
+
+    _app()

@@ -13,6 +13,7 @@ curve does, which gives the pruner something to compare).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import advx
@@ -26,6 +27,7 @@ class ToyTaskConfig:
     mode: str = "ok"
     fail_round: int = 1
     metric: str = "toy/score"
+    sleep_s: float = 0.0
 
 
 @dataclass
@@ -54,6 +56,7 @@ class ToyTask:
 
     def evaluate(self, components, stage: str) -> dict[str, float]:
         round = 0 if stage == "pretrain" else int(stage.split("-")[1])
+        time.sleep(self.config.sleep_s)  # lets two workers overlap in the postgres test
         if self.config.mode == "raise" and round >= self.config.fail_round:
             raise RuntimeError(f"toy task exploded at {stage}")
         reward = components.reward.config
