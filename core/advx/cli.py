@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -19,6 +18,7 @@ from advx import __version__
 from advx.errors import AdvxError
 from advx.plugins import get_plugin_manager, get_registry
 from advx.recipe import recipe_description
+from advx.sweep import sweep_app
 
 __all__ = ["app", "main"]
 
@@ -26,7 +26,7 @@ __all__ = ["app", "main"]
 class AdvxGroup(TyperGroup):
     """Turns user errors into one line on stderr and exit code 2 (for every sub-command)."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except AdvxError as exc:
@@ -45,12 +45,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-try:  # the sweep sub-app lives in advx.sweep (owned by the sweep engineer)
-    from advx.sweep import sweep_app
-except ImportError:  # pragma: no cover - only until advx/sweep.py exists
-    sweep_app = None
-if sweep_app is not None:
-    app.add_typer(sweep_app, name="sweep")
+app.add_typer(sweep_app, name="sweep")
 
 
 def _version(value: bool) -> None:
@@ -109,7 +104,7 @@ def run(
     reporter = NullReporter() if quiet else RichReporter()
     result = run_recipe(recipe, extra, runs_root=runs_root, run_dir=run_dir, resume=resume,
                         reporter=reporter)
-    console = Console()
+    console = Console(soft_wrap=True)
     console.print(f"run directory: {result.run_dir}", highlight=False)
     best = result.summary.get("best") or {}
     shown = {k: v for k, v in best.items() if "/" in k and not k.startswith("time/")}

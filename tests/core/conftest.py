@@ -9,7 +9,7 @@ from pathlib import Path
 import advx.plugins
 import pluggy
 import pytest
-from core_toys import CALLS, TOY_RECIPE, ToyLogger, ToyPlugin
+from core_toys import CALLS, ORDER, TOY_RECIPE, ToyLogger, ToyPlugin
 
 
 @pytest.fixture
@@ -20,6 +20,7 @@ def pm(monkeypatch: pytest.MonkeyPatch) -> Iterator[pluggy.PluginManager]:
     manager = advx.plugins.get_plugin_manager(reload=True)
     manager.register(ToyPlugin(), name="toys")
     CALLS.clear()
+    ORDER.clear()
     ToyLogger.RECORDS.clear()
     yield manager
     advx.plugins._PM = None

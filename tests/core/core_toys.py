@@ -25,6 +25,12 @@ from torch import nn
 
 VOCAB = ["a", "b", "c", "d", "e"]
 CALLS: Counter[str] = Counter()
+ORDER: list[str] = []
+
+
+def _called(name: str) -> None:
+    CALLS[name] += 1
+    ORDER.append(name)
 
 
 def _ids(text: str) -> list[int]:
@@ -50,30 +56,30 @@ class ToyTask:
         ]
 
     def generator_train(self) -> Sequence[Sample]:
-        CALLS["task.generator_train"] += 1
+        _called("task.generator_train")
         return [Sample(text=t, prompt=Prompt("")) for t in self.real]
 
     def classifier_train(self) -> Sequence[Sample]:
-        CALLS["task.classifier_train"] += 1
+        _called("task.classifier_train")
         return [Sample(text=t, prompt=Prompt(""), label=1) for t in self.real]
 
     def augment_prompts(self, round: int) -> Sequence[Prompt]:
-        CALLS["task.augment_prompts"] += 1
+        _called("task.augment_prompts")
         return [Prompt("", {"label": 0}) for _ in range(self.config.n_augment)]
 
     def synthetic_samples(self, rollout: Rollout) -> list[Sample]:
-        CALLS["task.synthetic_samples"] += 1
+        _called("task.synthetic_samples")
         return [s.with_label(0) for s in rollout.samples()]
 
     def rl_prompts(self, batch_size: int, rng: np.random.Generator) -> Sequence[Prompt]:
-        CALLS["task.rl_prompts"] += 1
+        _called("task.rl_prompts")
         return [Prompt("", {"label": int(rng.integers(0, 2))}) for _ in range(batch_size)]
 
     def texts(self) -> Sequence[str]:
         return list(self.real)
 
     def evaluate(self, components: Components, stage: str) -> dict[str, float]:
-        CALLS["task.evaluate"] += 1
+        _called("task.evaluate")
         metrics: dict[str, float] = {}
         if components.generator is not None:
             rollout = components.generator.sample([Prompt("")] * self.config.eval_samples)
@@ -108,7 +114,7 @@ class ToyGenerator:
         return torch.log_softmax(self.model.logits, -1)
 
     def sft(self, samples: Sequence[Sample]) -> dict[str, float]:
-        CALLS["generator.sft"] += 1
+        _called("generator.sft")
         opt = torch.optim.SGD(self.model.parameters(), lr=self.config.lr)
         loss = torch.tensor(0.0)
         for _ in range(self.config.sft_steps):
@@ -123,7 +129,7 @@ class ToyGenerator:
         return -self._logp()[ids].sum(-1)
 
     def sample(self, prompts: Sequence[Prompt], n: int = 1, temperature: float = 1.0) -> Rollout:
-        CALLS["generator.sample"] += 1
+        _called("generator.sample")
         rows = [p for p in prompts for _ in range(n)]
         with torch.no_grad():
             probs = torch.softmax(self.model.logits / temperature, -1)
@@ -144,13 +150,13 @@ class ToyGenerator:
         raise NotImplementedError  # not used by the loop
 
     def policy_outputs(self, rollout: Rollout) -> PolicyOutputs:
-        CALLS["generator.policy_outputs"] += 1
+        _called("generator.policy_outputs")
         logp = self._logp()
         entropy = -(logp.exp() * logp).sum().expand_as(rollout.logprobs)
         return PolicyOutputs(logprobs=logp[rollout.response_ids], entropy=entropy)
 
     def reference(self) -> ToyGenerator:
-        CALLS["generator.reference"] += 1
+        _called("generator.reference")
         ref = copy.deepcopy(self)
         ref.model.requires_grad_(False)
         return ref
@@ -188,7 +194,7 @@ class ToyClassifier:
         return counts
 
     def fit(self, samples: Sequence[Sample]) -> dict[str, float]:
-        CALLS["classifier.fit"] += 1
+        _called("classifier.fit")
         self.fits += 1
         x = self._features(samples)
         y = torch.tensor([s.label for s in samples])
@@ -230,11 +236,11 @@ class ToyReward:
         self.config = config
 
     def __call__(self, rollout: Rollout, ctx: StepContext) -> Rewards:
-        CALLS["reward"] += 1
+        _called("reward")
         p_real = ctx.classifier.predict_proba(rollout.samples())[:, 1]
         kl = torch.zeros(rollout.batch_size)
         if rollout.ref_logprobs is not None:
-            CALLS["reward.saw_ref_logprobs"] += 1
+            _called("reward.saw_ref_logprobs")
             kl = (rollout.logprobs - rollout.ref_logprobs).sum(-1)
         return Rewards.at_end(p_real - self.config.beta * kl, rollout, disc_prob=p_real, kl=kl)
 
@@ -252,7 +258,7 @@ class ToyReinforce:
         self.baseline = 0.0
 
     def update(self, rollout: Rollout, rewards: Rewards, ctx: StepContext) -> dict[str, float]:
-        CALLS["optimizer.update"] += 1
+        _called("optimizer.update")
         logprobs = ctx.generator.policy_outputs(rollout).logprobs.sum(-1)
         advantage = rewards.total - self.baseline
         loss = -(advantage * logprobs).mean()
@@ -288,7 +294,7 @@ class ToyLogger:
         ToyLogger.RECORDS.append((step, dict(metrics)))
 
     def close(self) -> None:
-        CALLS["logger.close"] += 1
+        _called("logger.close")
 
 
 class ToyPlugin:
