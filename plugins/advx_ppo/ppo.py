@@ -20,13 +20,16 @@ then for ``epochs`` passes over shuffled minibatches:
     L_V     = ½ E[max((V_θ − R_t)², (V_old + clip(V_θ − V_old, −ε_V, ε_V) − R_t)²)]
     L       = L_clip + c_V L_V − c_H E[H(π_θ(·|s_t))]
 
-with ∇ clipped to ``max_grad_norm``; training stops early once the approximate KL
+with ∇ clipped to ``max_grad_norm``. With ``scale_rewards`` every r_t is first divided by the
+running std of the sequence returns Σ_t r_t (one scalar per update, so the reward terms keep
+their relative weights); training stops early once the approximate KL
 E[(ρ−1) − log ρ] exceeds ``target_kl`` (when set). log π_old, V_old and the reference log-probs
 come from the rollout and are never recomputed; E[·] is the mean over masked tokens.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +68,11 @@ class PPOConfig:
         whiten_advantages: normalise advantages over the rollout's tokens.
         max_grad_norm: gradient-norm clip (0 = off).
         target_kl: stop the epochs once approx-KL exceeds this (0 = never).
+        scale_rewards: divide the per-token rewards by the running standard deviation of the
+            sequence returns seen so far (all updates; saved in ``state_dict``). One scalar for
+            every token, so the reward terms keep their relative weights; it keeps value
+            targets O(1) whatever the reward's scale, so the value loss cannot swamp the policy
+            gradient under the shared gradient-norm clip.
     """
 
     lr: float = 1.0e-4
@@ -80,6 +88,33 @@ class PPOConfig:
     whiten_advantages: bool = True
     max_grad_norm: float = 1.0
     target_kl: float = 0.0
+    scale_rewards: bool = True
+
+
+class RunningStd:
+    """Running standard deviation (Welford's algorithm) of every value passed to ``update``."""
+
+    def __init__(self) -> None:
+        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def update(self, values: Tensor) -> None:
+        for x in values.detach().double().flatten().tolist():
+            self.count += 1
+            delta = x - self.mean
+            self.mean += delta / self.count
+            self.m2 += delta * (x - self.mean)
+
+    @property
+    def std(self) -> float:
+        if self.count < 2:
+            return 1.0
+        return max(math.sqrt(self.m2 / (self.count - 1)), 1e-8)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"count": self.count, "mean": self.mean, "m2": self.m2}
+
+    def load_state_dict(self, state: Mapping[str, float]) -> None:
+        self.count, self.mean, self.m2 = int(state["count"]), state["mean"], state["m2"]
 
 
 def gae(
@@ -152,6 +187,7 @@ class PPO:
         self.optimizer = torch.optim.AdamW(
             self.params, lr=config.lr, weight_decay=config.weight_decay
         )
+        self.return_std = RunningStd()
 
     def _minibatches(self, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
         size = self.config.minibatch_size or batch_size
@@ -163,9 +199,12 @@ class PPO:
         mask = rollout.response_mask.to(torch.float32)
         has_critic = rollout.values is not None
         old_values = rollout.values if has_critic else torch.zeros_like(mask)
-        advantages, returns = gae(
-            rewards.per_token.float(), old_values.float(), mask, cfg.gamma, cfg.lam
-        )
+        scale = 1.0
+        if cfg.scale_rewards:
+            self.return_std.update(rewards.total)
+            scale = self.return_std.std
+        per_token = rewards.per_token.float() / scale
+        advantages, returns = gae(per_token, old_values.float(), mask, cfg.gamma, cfg.lam)
         if cfg.whiten_advantages:
             advantages = whiten(advantages, mask)
 
@@ -217,6 +256,7 @@ class PPO:
         metrics["ppo/approx_kl_last"] = history["approx_kl"][-1]
         metrics["ppo/epochs"] = float(epochs_done)
         metrics["ppo/early_stopped"] = float(early_stopped)
+        metrics["ppo/reward_scale"] = scale
         metrics["ppo/advantage_mean_raw"] = float(masked_mean(returns - old_values, mask))
         metrics["ppo/return_mean"] = float(masked_mean(returns, mask))
         if has_critic:
@@ -226,10 +266,15 @@ class PPO:
         return metrics
 
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict()}
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "return_std": self.return_std.state_dict(),
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+        if "return_std" in state:
+            self.return_std.load_state_dict(state["return_std"])
 
 
 def build_ppo(config: PPOConfig, ctx: BuildContext) -> PPO:

@@ -104,3 +104,18 @@ def test_value_loss_clipping():
     unclipped.backward()
     assert unclipped.item() == pytest.approx(0.5 * 0.25)
     assert v2.grad.item() == pytest.approx(-0.5)
+
+
+def test_running_std_matches_numpy_and_roundtrips():
+    import numpy as np
+    from advx_ppo.ppo import RunningStd
+
+    values = np.random.default_rng(0).normal(3.0, 2.0, size=50)
+    stats = RunningStd()
+    stats.update(torch.tensor(values[:20]))
+    stats.update(torch.tensor(values[20:]))
+    assert stats.std == pytest.approx(values.std(ddof=1))
+    copy = RunningStd()
+    copy.load_state_dict(stats.state_dict())
+    assert copy.std == stats.std
+    assert RunningStd().std == 1.0  # no data yet: no scaling

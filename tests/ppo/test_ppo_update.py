@@ -125,3 +125,16 @@ def test_one_full_step_with_the_cls_loss_reward(policy, toy_task, tmp_path):
     with torch.no_grad():
         rollout2.ref_logprobs = reference.policy_outputs(rollout2).logprobs
     assert ClsLossReward(ClsLossConfig())(rollout2, ctx).terms["kl"].abs().sum() > 0
+
+
+def test_reward_scaling_uses_the_running_return_std(policy, toy_task, tmp_path):
+    rollout = policy.sample(toy_task.augment_prompts(0), n=2)
+    totals = torch.arange(rollout.batch_size, dtype=torch.float32) * 10.0
+    ppo = _ppo(policy, tmp_path, epochs=1)
+    metrics = ppo.update(rollout, Rewards.at_end(totals, rollout), _ctx(policy))
+    assert metrics["ppo/reward_scale"] == pytest.approx(float(totals.std()), rel=1e-5)
+    off = _ppo(policy, tmp_path, epochs=1, scale_rewards=False)
+    assert (
+        off.update(rollout, Rewards.at_end(totals, rollout), _ctx(policy))["ppo/reward_scale"]
+        == 1.0
+    )
