@@ -153,6 +153,8 @@ def _call_register_hook(pm: pluggy.PluginManager, kind: str, registry: Registry)
         def register(name: str, factory: Callable[..., Any], config_class: type) -> None:
             registry.add(ComponentSpec(kind, name, factory, config_class, plugin_name, dist))  # noqa: B023
 
+        if os.environ.get("ADVX_TRACE_PLUGINS"):  # called directly, not through pm.hook
+            print(f"[advx] {hook.name}(register) -> {plugin_name}", file=sys.stderr)
         try:
             impl.function(register=register)
         except PluginError:

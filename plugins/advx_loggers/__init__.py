@@ -56,7 +56,8 @@ class ConsoleLogger:
             for k, v in metrics.items()
             if "/" in k and self._wanted(k)
         )
-        self.console.print(f"[{kind} r{metrics.get('round', '?')} s{step}] {values}")
+        line = f"[{kind} r{metrics.get('round', '?')} s{step}] {values}"
+        self.console.print(line, markup=False)
 
     def close(self) -> None:
         pass
