@@ -161,6 +161,14 @@ class EncoderClassifier:
             raise DataError("classifier.fit got no samples (is the task's warm split empty?).")
         self._labels(samples)  # fail early on bad labels
         self.fits += 1
+        # Own RNG stream (dropout, shuffling) seeded by (seed, fit number): a fit does not
+        # depend on what else drew from torch's global RNG before it (e.g. a generator), so
+        # recipes with and without augmentation start from the same C_0 (paired comparison).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 1000 + self.fits)
+            return self._fit(samples)
+
+    def _fit(self, samples: Sequence[Sample]) -> dict[str, float]:
         if self.config.reinit:
             self.net.load_state_dict(self._init_state)
         train, valid = self._split(samples)
@@ -245,7 +253,12 @@ def _tiny_tokenizer(config: EncoderClassifierConfig, ctx: BuildContext) -> Any:
 
 def build_encoder_classifier(config: EncoderClassifierConfig,
                              ctx: BuildContext) -> EncoderClassifier:
-    torch.manual_seed(ctx.seed)
+    with torch.random.fork_rng(devices=[]):  # same initial weights whatever was built before
+        torch.manual_seed(ctx.seed)
+        return _build(config, ctx)
+
+
+def _build(config: EncoderClassifierConfig, ctx: BuildContext) -> EncoderClassifier:
     if config.model == "tiny":
         tokenizer = _tiny_tokenizer(config, ctx)
         net = T5EncoderClassifier.tiny(len(tokenizer), config.num_labels, config.d_model,
