@@ -38,6 +38,7 @@ from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 __all__ = ["Seq2SeqConfig", "Seq2SeqGenerator", "build_seq2seq"]
 
 VALUE_HEAD_FILE = "value_head.pt"
+SCORE_CHUNK_ROWS = 512  # rows per teacher-forced scoring pass (bounds the [rows, T, V] logits)
 
 
 @dataclass
@@ -260,7 +261,6 @@ class Seq2SeqGenerator:
         max_new_tokens: int,
         logits_processor: LogitsProcessorList | None = None,
         use_cache: bool = True,
-        output_logits: bool = False,
     ) -> Any:
         return self.model.generate(
             input_ids=prompt_ids,
@@ -273,7 +273,6 @@ class Seq2SeqGenerator:
             use_cache=use_cache,
             logits_processor=logits_processor,
             return_dict_in_generate=True,
-            output_logits=output_logits,
             pad_token_id=self.pad_id,
             eos_token_id=self.eos_id,
             decoder_start_token_id=self.start_id,
@@ -289,7 +288,7 @@ class Seq2SeqGenerator:
     ) -> Rollout:
         """``n`` samples per prompt (prompt-major rows), KV-cached ``generate``.
 
-        Behaviour log-probs (and values) are recomputed in one teacher-forced pass rather than
+        Behaviour log-probs (and values) are recomputed in a teacher-forced pass rather than
         read from ``generate``'s processed ``scores`` (those are tempered/filtered): this is the
         very code path of :meth:`policy_outputs`, so the first PPO ratio is exactly 1.
         ``use_cache=False`` exists only for the benchmark's cache check.
@@ -309,15 +308,20 @@ class Seq2SeqGenerator:
         prompt_mask: Tensor,
         response_ids: Tensor,
         n: int,
-        logprobs: Tensor | None = None,
+        with_values: bool = True,
     ) -> Rollout:
+        """Mask, pad after EOS, score teacher-forced (in row chunks) and decode."""
         mask = self._response_mask(response_ids)
         response_ids = response_ids.masked_fill(mask == 0, self.pad_id)
+        logprob_parts, value_parts = [], []
+        for start in range(0, len(prompts), SCORE_CHUNK_ROWS):
+            part = slice(start, start + SCORE_CHUNK_ROWS)
+            logits, values = self._forward(prompt_ids[part], prompt_mask[part], response_ids[part])
+            logprob_parts.append(selective_log_softmax(logits, response_ids[part]))
+            value_parts.append(values)
         values = None
-        if logprobs is None:
-            logits, values = self._forward(prompt_ids, prompt_mask, response_ids)
-            logprobs = selective_log_softmax(logits, response_ids)
-            values = None if values is None else values * mask
+        if with_values and self.value_head is not None:
+            values = torch.cat(value_parts) * mask
         group_ids = torch.arange(len(prompts), device=self.device) // n
         return Rollout(
             prompts=prompts,
@@ -325,7 +329,7 @@ class Seq2SeqGenerator:
             prompt_mask=prompt_mask,
             response_ids=response_ids,
             response_mask=mask,
-            logprobs=logprobs * mask,
+            logprobs=torch.cat(logprob_parts) * mask,
             texts=self._decode(response_ids, mask),
             group_ids=group_ids,
             values=values,
@@ -338,9 +342,10 @@ class Seq2SeqGenerator:
         Row m starts from scratch on ``rollout``'s prompt ``rows[m]``; a logits processor forces
         its first ``prefix_lengths[m]`` tokens to the rollout's, then it samples freely (at
         temperature 1), all rows sharing the KV-cached decoding loop. A prefix that already
-        holds EOS ends there, so the completion is the original response. Log-probs come from
-        ``output_logits`` (raw, unprocessed logits, i.e. log π_θ; the forced steps are scored
-        under the model, not the forcing). ``group_ids`` of the result are ``rows``.
+        holds EOS ends there, so the completion is the original response. Log-probs are log π_θ
+        from a teacher-forced pass in chunks of rows (forced tokens are scored under the model,
+        not the forcing; ``output_logits`` would hold M×T×V floats at once, too much for
+        M = B·N·T rows). ``group_ids`` of the result are ``rows``; ``values`` is None.
         """
         rows = torch.as_tensor(rows, dtype=torch.long, device=self.device)
         lengths = torch.as_tensor(prefix_lengths, dtype=torch.long, device=self.device)
@@ -353,18 +358,14 @@ class Seq2SeqGenerator:
             temperature=1.0,
             max_new_tokens=self.config.max_new_tokens,
             logits_processor=forcing,
-            output_logits=True,
         )
-        response_ids = out.sequences[:, 1:]
-        raw_logits = torch.stack(out.logits, dim=1).float()  # [M, T, V]
-        logprobs = selective_log_softmax(raw_logits, response_ids)
         result = self._rollout(
             [rollout.prompts[i] for i in rows.tolist()],
             prompt_ids,
             prompt_mask,
-            response_ids,
+            out.sequences[:, 1:],
             n=1,
-            logprobs=logprobs,
+            with_values=False,
         )
         result.group_ids = rows.clone()
         return result
