@@ -534,11 +534,7 @@ def make_storage(url: str) -> optuna.storages.RDBStorage:
     else:
         engine_kwargs["pool_pre_ping"] = True
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=30, grace_period=120
-            )
+        return _rdb_storage(url, engine_kwargs)
     except (sqlalchemy.exc.NoSuchModuleError, ModuleNotFoundError, ImportError) as exc:
         raise ConfigError(
             f"storage: no database driver for {parsed.drivername!r} ({exc}); for PostgreSQL "
@@ -548,6 +544,30 @@ def make_storage(url: str) -> optuna.storages.RDBStorage:
         safe = parsed.render_as_string(hide_password=True)
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise ConfigError(f"storage: cannot connect to {safe}: {reason}") from exc
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
+    """``RDBStorage``, retried when workers starting together race to create its tables.
+
+    On an empty PostgreSQL database two workers may both try ``CREATE TYPE``/``CREATE
+    TABLE``; the loser gets an IntegrityError/ProgrammingError, and a retry finds the schema.
+    """
+    import random
+
+    import sqlalchemy
+
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine_kwargs, heartbeat_interval=30, grace_period=120
+                )
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == 4:
+                raise
+            time.sleep(0.5 + random.random())
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _postgres_driver() -> str:
@@ -754,10 +774,32 @@ def _log_trial(study: optuna.Study, trial: FrozenTrial) -> None:
                   f"{params} {extra}".rstrip())
 
 
+def _worker_spec(spec: SweepSpec, index: int, busy: bool) -> SweepSpec:
+    """The spec a worker samples with: workers must not share a sampler seed, or they
+    propose the same points. Local worker k uses ``seed + k``; a worker that finds another
+    one already running (a second machine) draws a fresh seed and says so."""
+    seed = spec.sampler.get("seed")
+    if seed is None or (index == 0 and not busy):
+        return spec
+    if busy and index == 0:
+        new_seed = int.from_bytes(os.urandom(4), "little")
+        console.print(f"another worker is running trials of {spec.name!r}: this one samples "
+                      f"with seed {new_seed}, not {seed}, so the two do not repeat each other")
+    else:
+        new_seed = int(seed) + index
+    return dataclasses.replace(spec, sampler={**spec.sampler, "seed": new_seed})
+
+
 def work(spec: SweepSpec, storage_url: str, n_trials: int, runs_root: Path,
-         plugins: Sequence[Any] = ()) -> int:
-    """One worker: start trials until the study holds ``n_trials``; returns trials run here."""
+         plugins: Sequence[Any] = (), index: int = 0) -> int:
+    """One worker: start trials until the study holds ``n_trials``; returns trials run here.
+
+    ``index``: this worker's number among the ``--workers`` of one invocation.
+    """
     storage = make_storage(storage_url)
+    busy = bool(optuna.load_study(study_name=spec.name, storage=storage).get_trials(
+        deepcopy=False, states=(TrialState.RUNNING,)))
+    spec = _worker_spec(spec, index, busy)
     study = open_study(spec, storage)
     objective = Objective(spec, runs_root, plugins)
     ran = 0
@@ -772,11 +814,11 @@ def work(spec: SweepSpec, storage_url: str, n_trials: int, runs_root: Path,
 
 
 def _worker_entry(spec_dict: dict[str, Any], storage_url: str, n_trials: int,
-                  runs_root: str) -> None:
+                  runs_root: str, index: int) -> None:
     """Entry of a spawned worker process (``--workers N``)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
-        work(SweepSpec.from_dict(spec_dict), storage_url, n_trials, Path(runs_root))
+        work(SweepSpec.from_dict(spec_dict), storage_url, n_trials, Path(runs_root), index=index)
     except AdvxError as exc:
         console.print(f"[red]error:[/red] {exc}")
         sys.exit(exc.exit_code)
@@ -830,8 +872,8 @@ def run_sweep(
     else:
         ctx = multiprocessing.get_context("spawn")
         procs = [
-            ctx.Process(target=_worker_entry, args=(spec.to_dict(), url, n_trials, str(runs_root)),
-                        name=f"advx-sweep-{i}")
+            ctx.Process(target=_worker_entry, name=f"advx-sweep-{i}",
+                        args=(spec.to_dict(), url, n_trials, str(runs_root), i))
             for i in range(workers)
         ]
         for proc in procs:

@@ -125,7 +125,8 @@ def test_cli_default_command_show_and_bad_input(toy):
 
 
 def test_two_worker_processes_share_one_sqlite_study(toy):
-    spec = load_sweep(write_sweep(toy, n_trials=4))
+    # ~1 s a trial, so that both workers are up before the trials run out
+    spec = load_sweep(write_sweep(toy, n_trials=4, overrides={"task.sleep_s": 0.25}))
     result = run_sweep(spec, workers=2, runs_root=toy / "runs")
     numbers = [t.number for t in result.trials]
     assert 4 <= len(numbers) <= 5 and len(set(numbers)) == len(numbers)
@@ -133,3 +134,7 @@ def test_two_worker_processes_share_one_sqlite_study(toy):
     run_dirs = {t.user_attrs["run_dir"] for t in result.trials}
     assert len(run_dirs) == len(numbers)
     assert all((Path(d) / "summary.json").is_file() for d in run_dirs)
+    # the workers sample with seeds 0 and 1, so they do not propose the same points
+    alphas = [t.params["reward.alpha"] for t in result.trials]
+    assert len(set(alphas)) == len(alphas)
+    assert len({t.user_attrs["worker"] for t in result.trials}) == 2

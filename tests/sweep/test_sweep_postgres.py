@@ -1,0 +1,81 @@
+"""A real database: two sweep workers (separate processes, as on two machines) share one
+study on PostgreSQL; every trial is recorded exactly once with its run directory.
+
+CI starts the server with `.ci/postgres.sh` (a throwaway cluster on 127.0.0.1) and exports
+ADVX_TEST_POSTGRES_URL; without it, or with the server unreachable, this test skips.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from advx.sweep import make_storage
+from optuna.trial import TrialState
+from sweep_helpers import write_sweep
+
+pytestmark = pytest.mark.postgres
+
+URL = os.environ.get("ADVX_TEST_POSTGRES_URL")
+
+
+def _reachable(url: str) -> str | None:
+    """None when a connection works, else why not."""
+    try:
+        import psycopg2
+    except ImportError:
+        return "psycopg2 is not installed (pip install 'advx[postgres]')"
+    try:
+        psycopg2.connect(url.replace("postgresql+psycopg2://", "postgresql://"),
+                         connect_timeout=5).close()
+    except psycopg2.Error as exc:
+        return f"PostgreSQL at {url} is unreachable: {str(exc).strip()}"
+    return None
+
+
+def test_two_workers_share_one_postgres_study(toy):
+    if not URL:
+        pytest.skip("ADVX_TEST_POSTGRES_URL is not set: run `source .ci/postgres.sh` first "
+                    "(CI does) to start a throwaway PostgreSQL on loopback")
+    problem = _reachable(URL)
+    if problem:
+        pytest.skip(problem)
+    name = f"toy_pg_{uuid.uuid4().hex[:8]}"  # a fresh study per test run in a shared database
+    path = write_sweep(
+        toy, name=name, n_trials=8,
+        overrides={"task.sleep_s": 0.2},  # ~1 s a trial, so the two workers overlap
+        sampler={"name": "random"},  # unseeded: two seeded workers would repeat each other
+    )
+    command = [sys.executable, "-m", "advx.sweep", "run", str(path), "--storage", URL,
+               "--runs-root", "runs"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    workers = [subprocess.Popen(command, cwd=toy, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [w.communicate(timeout=240)[0] for w in workers]
+    for worker, output in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, output
+
+    study = optuna.load_study(study_name=name, storage=make_storage(URL))
+    trials = study.get_trials()
+    numbers = [t.number for t in trials]
+    assert len(set(numbers)) == len(numbers)
+    # Each worker starts a trial only while fewer than n_trials exist: at most one extra.
+    assert 8 <= len(trials) <= 9, [t.state for t in trials]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    run_dirs = [Path(t.user_attrs["run_dir"]) for t in trials]
+    assert len(set(run_dirs)) == len(run_dirs)
+    for trial, run_dir in zip(trials, run_dirs, strict=True):
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["final"]["toy/score"] == pytest.approx(trial.value)
+        assert run_dir.name == f"trial-{trial.number:04d}"
+    # Exactly-once, seen from the other side: every run folder belongs to one trial.
+    folders = sorted((toy / "runs" / "sweeps" / name).glob("trial-*"))
+    assert folders == sorted(run_dirs)
+    assert len({t.user_attrs["worker"] for t in trials}) == 2, "one worker did all trials"
+    optuna.delete_study(study_name=name, storage=make_storage(URL))
