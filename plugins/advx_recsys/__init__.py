@@ -1,1 +1,42 @@
-"""advx built-in plugin (being written)."""
+"""advx plugin ``recsys``: generative next-item recommendation.
+
+Task ``next_item`` (leave-one-out, item tokens or semantic ids, HR@k / NDCG@k /
+hallucination), classifier ``ranker`` (SASRec-style reward model trained on the training
+split) and reward ``ranker_score``.
+"""
+
+from __future__ import annotations
+
+import advx
+
+from advx_recsys.ranker import RankerConfig, SASRecRanker, build_ranker
+from advx_recsys.reward import RankerScoreConfig, RankerScoreReward, build_ranker_score
+from advx_recsys.task import NextItemConfig, NextItemTask, build_next_item, ranking_metrics
+
+__all__ = [
+    "NextItemConfig",
+    "NextItemTask",
+    "RankerConfig",
+    "RankerScoreConfig",
+    "RankerScoreReward",
+    "SASRecRanker",
+    "build_next_item",
+    "build_ranker",
+    "build_ranker_score",
+    "ranking_metrics",
+]
+
+
+@advx.hookimpl
+def advx_register_tasks(register) -> None:
+    register("next_item", build_next_item, NextItemConfig)
+
+
+@advx.hookimpl
+def advx_register_classifiers(register) -> None:
+    register("ranker", build_ranker, RankerConfig)
+
+
+@advx.hookimpl
+def advx_register_rewards(register) -> None:
+    register("ranker_score", build_ranker_score, RankerScoreConfig)

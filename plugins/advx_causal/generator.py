@@ -1,0 +1,404 @@
+"""Generator ``causal``: any decoder-only ``AutoModelForCausalLM`` as an advx policy.
+
+Layout of one sequence (prompts LEFT-padded, responses RIGHT-padded, as decoder-only
+generation needs the prompt to end at the same column for every row)::
+
+    [pad … pad | prompt tokens | sep] [response tokens … eos | pad … pad]
+     └──────────── prompt_ids [B, P] ───┘ └──────── response_ids [B, T] ──────┘
+
+``sep`` is the tokenizer's BOS (or EOS when it has none): it marks where the answer starts,
+so an empty prompt still gives the model a first position to predict from. Position ids are
+recomputed from the attention mask (``cumsum - 1``) in every teacher-forced pass, exactly as
+``generate`` does for left-padded inputs, so sampled and recomputed log-probs agree.
+
+``model: tiny`` builds a small ``LlamaConfig`` (or ``GPT2Config``) model with random weights and a
+tokenizer trained on the task's texts by ``advx_textkit.train_tokenizer``; any other value is
+a hub id or local directory loaded with ``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from advx.components import BuildContext, PolicyOutputs
+from advx.errors import ConfigError
+from advx.rollout import Prompt, Rollout, Sample
+from torch import Tensor
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    LlamaConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from trl.trainer.utils import entropy_from_logits, selective_log_softmax
+
+__all__ = ["CausalConfig", "CausalGenerator", "build_causal"]
+
+
+@dataclass
+class CausalConfig:
+    """The ``generator:`` block for ``name: causal``.
+
+    Attributes:
+        model: ``tiny`` (random weights from a config) or a hub id / local path.
+        arch: architecture of the tiny model: ``llama`` or ``gpt2``.
+        tokenizer: ``word`` (one id per whitespace token: item ids, semantic-id codes) or
+            ``bpe``; used only for ``tiny``.
+        vocab_size: upper bound on the trained tokenizer's vocabulary (tiny only).
+        d_model, n_layers, n_heads: tiny model size.
+        max_prompt_tokens: prompts are truncated from the LEFT to this many tokens (the most
+            recent context is kept).
+        max_new_tokens: longest sampled response.
+        lr, epochs, batch_size: supervised fine-tuning (``sft``).
+        weight_decay: AdamW weight decay for ``sft``.
+        grad_clip: max gradient norm in ``sft``.
+    """
+
+    model: str = "tiny"
+    arch: str = "llama"
+    tokenizer: str = "word"
+    vocab_size: int = 20000
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    max_prompt_tokens: int = 64
+    max_new_tokens: int = 8
+    lr: float = 1e-3
+    epochs: int = 1
+    batch_size: int = 64
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+
+
+def _tiny_model(config: CausalConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    positions = config.max_prompt_tokens + config.max_new_tokens + 2
+    common = dict(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    if config.arch == "llama":
+        hf_config = LlamaConfig(
+            hidden_size=config.d_model,
+            intermediate_size=4 * config.d_model,
+            num_hidden_layers=config.n_layers,
+            num_attention_heads=config.n_heads,
+            num_key_value_heads=config.n_heads,
+            max_position_embeddings=positions,
+            tie_word_embeddings=True,
+            **common,
+        )
+    elif config.arch == "gpt2":
+        hf_config = GPT2Config(
+            n_embd=config.d_model, n_layer=config.n_layers, n_head=config.n_heads,
+            n_positions=positions, **common,
+        )
+    else:
+        raise ConfigError(f"generator.arch must be 'llama' or 'gpt2', got {config.arch!r}")
+    return AutoModelForCausalLM.from_config(hf_config)
+
+
+def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+    width = max(1, max(len(r) for r in rows))
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, width - len(row):] = torch.tensor(row)
+            mask[i, width - len(row):] = 1
+    return ids, mask
+
+
+def _right_pad(rows: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+    width = max(1, max(len(r) for r in rows))
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+    return ids, mask
+
+
+def response_mask_from_ids(response_ids: Tensor, eos_id: int) -> Tensor:
+    """``[B, T]`` 1 up to and including the first EOS (all ones when a row has none)."""
+    is_eos = response_ids == eos_id
+    after_eos = (is_eos.cumsum(-1) - is_eos.long()) > 0
+    return (~after_eos).long()
+
+
+class CausalGenerator:
+    """A decoder-only policy (see the module docstring for the token layout)."""
+
+    def __init__(
+        self,
+        config: CausalConfig,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        device: str = "cpu",
+        seed: int = 0,
+    ) -> None:
+        self.config = config
+        # Always in eval mode: no dropout, so sampled, recomputed and reference log-probs
+        # agree (RL ratios need that); sft trains without dropout too.
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.device = device
+        self.seed = seed
+        if tokenizer.pad_token_id is None:  # e.g. GPT-2: reuse EOS for padding
+            tokenizer.pad_token = tokenizer.eos_token
+        self.pad_id = int(tokenizer.pad_token_id)
+        self.eos_id = int(tokenizer.eos_token_id)
+        bos = tokenizer.bos_token_id
+        self.sep_id = int(bos if bos is not None else self.eos_id)
+        self._reference: CausalGenerator | None = None
+        self._sft_optimizer: torch.optim.Optimizer | None = None
+
+    # ---------------------------------------------------------------- encoding
+    def _prompt_tokens(self, text: str) -> list[int]:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+        keep = self.config.max_prompt_tokens - 1
+        ids = ids[-keep:] if keep > 0 else []
+        return [*ids, self.sep_id]
+
+    def _target_tokens(self, text: str) -> list[int]:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+        return [*ids[: self.config.max_new_tokens - 1], self.eos_id]
+
+    def encode_prompts(self, prompts: Sequence[Prompt]) -> tuple[Tensor, Tensor]:
+        """``[B, P]`` left-padded prompt ids and mask (each prompt ends with ``sep``)."""
+        ids, mask = _left_pad([self._prompt_tokens(p.text) for p in prompts], self.pad_id)
+        return ids.to(self.device), mask.to(self.device)
+
+    def decode(self, response_ids: Tensor, response_mask: Tensor) -> list[str]:
+        pairs = zip(response_ids, response_mask, strict=True)
+        rows = [ids[mask.bool()].tolist() for ids, mask in pairs]
+        return [t.strip() for t in self.tokenizer.batch_decode(rows, skip_special_tokens=True)]
+
+    # ---------------------------------------------------------------- teacher forcing
+    def _forward_logits(
+        self, prompt_ids: Tensor, prompt_mask: Tensor, response_ids: Tensor, response_mask: Tensor
+    ) -> Tensor:
+        """``[B, T, V]`` logits predicting each response token, positions from the mask."""
+        input_ids = torch.cat([prompt_ids, response_ids], dim=1)
+        attention = torch.cat([prompt_mask, response_mask], dim=1)
+        # Padding after EOS is masked out but still needs a position: keep counting.
+        attention_for_pos = torch.cat([prompt_mask, torch.ones_like(response_mask)], dim=1)
+        position_ids = (attention_for_pos.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids)
+        width = prompt_ids.shape[1]
+        return out.logits[:, width - 1 : -1, :].float()
+
+    def policy_outputs(self, rollout: Rollout) -> PolicyOutputs:
+        logits = self._forward_logits(
+            rollout.prompt_ids, rollout.prompt_mask, rollout.response_ids, rollout.response_mask
+        )
+        logprobs = selective_log_softmax(logits, rollout.response_ids)
+        entropy = entropy_from_logits(logits)
+        mask = rollout.response_mask.to(logprobs.dtype)
+        return PolicyOutputs(logprobs=logprobs * mask, entropy=entropy * mask)
+
+    def _pairs(self, samples: Sequence[Sample]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        prompt_ids, prompt_mask = _left_pad(
+            [self._prompt_tokens(s.prompt.text if s.prompt else "") for s in samples], self.pad_id
+        )
+        target_ids, target_mask = _right_pad(
+            [self._target_tokens(s.text) for s in samples], self.pad_id
+        )
+        return tuple(t.to(self.device) for t in (prompt_ids, prompt_mask, target_ids, target_mask))
+
+    def nll(self, samples: Sequence[Sample]) -> Tensor:
+        """``[N]`` summed token NLL of ``sample.text`` given ``sample.prompt`` (with grad)."""
+        prompt_ids, prompt_mask, target_ids, target_mask = self._pairs(samples)
+        logits = self._forward_logits(prompt_ids, prompt_mask, target_ids, target_mask)
+        logprobs = selective_log_softmax(logits, target_ids)
+        return -(logprobs * target_mask).sum(-1)
+
+    def sft(self, samples: Sequence[Sample]) -> dict[str, float]:
+        """Token-mean cross-entropy on ``prompt -> text`` for ``epochs`` passes, AdamW."""
+        if not samples:
+            return {}
+        cfg = self.config
+        if self._sft_optimizer is None:
+            self._sft_optimizer = torch.optim.AdamW(
+                self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+            )
+        gen = torch.Generator().manual_seed(self.seed)
+        total, count = 0.0, 0
+        for _ in range(cfg.epochs):
+            total, count = 0.0, 0
+            order = torch.randperm(len(samples), generator=gen).tolist()
+            for start in range(0, len(order), cfg.batch_size):
+                batch = [samples[i] for i in order[start : start + cfg.batch_size]]
+                prompt_ids, prompt_mask, target_ids, target_mask = self._pairs(batch)
+                logits = self._forward_logits(prompt_ids, prompt_mask, target_ids, target_mask)
+                token_nll = -selective_log_softmax(logits, target_ids)
+                loss = (token_nll * target_mask).sum() / target_mask.sum().clamp(min=1)
+                self._sft_optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                self._sft_optimizer.step()
+                total += float(loss.detach()) * len(batch)
+                count += len(batch)
+        return {"sft/loss": total / max(count, 1)}
+
+    # ---------------------------------------------------------------- sampling
+    def _generate(self, input_ids: Tensor, attention: Tensor, n: int, temperature: float,
+                  max_new_tokens: int) -> Tensor:
+        with torch.no_grad():
+            out = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=attention,
+                do_sample=True,
+                temperature=max(temperature, 1e-5),
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=max_new_tokens,
+                num_return_sequences=n,
+                pad_token_id=self.pad_id,
+                eos_token_id=self.eos_id,
+                use_cache=True,
+            )
+        return out[:, input_ids.shape[1]:]
+
+    def _rollout(self, prompts: list[Prompt], prompt_ids: Tensor, prompt_mask: Tensor,
+                 response_ids: Tensor, group_ids: Tensor) -> Rollout:
+        if response_ids.shape[1] == 0:  # generate returned nothing: one EOS per row
+            response_ids = torch.full((len(prompts), 1), self.eos_id, device=self.device)
+        response_mask = response_mask_from_ids(response_ids, self.eos_id)
+        response_ids = response_ids.masked_fill(response_mask == 0, self.pad_id)
+        rollout = Rollout(
+            prompts=prompts, prompt_ids=prompt_ids, prompt_mask=prompt_mask,
+            response_ids=response_ids, response_mask=response_mask,
+            logprobs=torch.zeros(response_ids.shape, device=self.device),
+            texts=self.decode(response_ids, response_mask), group_ids=group_ids,
+        )
+        # Behaviour log-probs recomputed teacher-forced at temperature 1 (the policy π_θ_old
+        # that ratios are taken against), not from generate's processed scores.
+        with torch.no_grad():
+            rollout.logprobs = self.policy_outputs(rollout).logprobs.detach()
+        return rollout
+
+    def sample(self, prompts: Sequence[Prompt], n: int = 1, temperature: float = 1.0) -> Rollout:
+        """``n`` samples per prompt, prompt-major rows (``generate`` with KV cache)."""
+        prompts = list(prompts)
+        prompt_ids, prompt_mask = self.encode_prompts(prompts)
+        response = self._generate(prompt_ids, prompt_mask, n, temperature,
+                                  self.config.max_new_tokens)
+        rows = torch.arange(len(prompts), device=self.device).repeat_interleave(n)
+        return self._rollout(
+            [prompts[i] for i in rows.tolist()], prompt_ids[rows], prompt_mask[rows],
+            response, rows,
+        )
+
+    def complete(self, rollout: Rollout, rows: Tensor, prefix_lengths: Tensor) -> Rollout:
+        """Keep ``prefix_lengths[m]`` tokens of row ``rows[m]`` and sample the rest (batched)."""
+        rows_l, lens_l = rows.tolist(), prefix_lengths.tolist()
+        contexts, prefixes = [], []
+        for r, k in zip(rows_l, lens_l, strict=True):
+            prompt = rollout.prompt_ids[r][rollout.prompt_mask[r].bool()].tolist()
+            prefix = rollout.response_ids[r, :k].tolist()
+            contexts.append(prompt + prefix)
+            prefixes.append(prefix)
+        input_ids, attention = _left_pad(contexts, self.pad_id)
+        input_ids, attention = input_ids.to(self.device), attention.to(self.device)
+        budget = self.config.max_new_tokens - min(lens_l) if lens_l else 0
+        tails = self._generate(input_ids, attention, 1, 1.0, max(budget, 1)).tolist()
+        responses = []
+        for prefix, tail in zip(prefixes, tails, strict=True):
+            finished = self.eos_id in prefix
+            responses.append(prefix if finished else (prefix + tail)[: self.config.max_new_tokens])
+        response_ids, _ = _right_pad(responses, self.pad_id)
+        picked = rollout.select(rows)
+        return self._rollout(
+            picked.prompts, picked.prompt_ids, picked.prompt_mask,
+            response_ids.to(self.device), picked.group_ids,
+        )
+
+    def beam_search(self, prompts: Sequence[Prompt], k: int) -> list[list[tuple[str, float]]]:
+        """Top-``k`` responses per prompt by beam search: ``[(text, sequence log-prob), ...]``.
+
+        An optional generator method (not in the core Protocol) used by recommendation tasks
+        for HR@k / NDCG@k; ``transformers`` beam search with ``num_return_sequences=k``.
+        """
+        prompts = list(prompts)
+        prompt_ids, prompt_mask = self.encode_prompts(prompts)
+        with torch.no_grad():
+            out = self.model.generate(
+                input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=False,
+                num_beams=k, num_return_sequences=k, max_new_tokens=self.config.max_new_tokens,
+                pad_token_id=self.pad_id, eos_token_id=self.eos_id, early_stopping=True,
+                length_penalty=0.0, output_scores=True, return_dict_in_generate=True,
+            )
+        response = out.sequences[:, prompt_ids.shape[1]:]
+        mask = response_mask_from_ids(response, self.eos_id)
+        texts = self.decode(response.masked_fill(mask == 0, self.pad_id), mask)
+        scores = out.sequences_scores.tolist()
+        return [
+            list(zip(texts[i * k : (i + 1) * k], scores[i * k : (i + 1) * k], strict=True))
+            for i in range(len(prompts))
+        ]
+
+    # ---------------------------------------------------------------- state
+    def reference(self) -> CausalGenerator:
+        if self._reference is None:
+            frozen = copy.deepcopy(self.model).eval()
+            for p in frozen.parameters():
+                p.requires_grad_(False)
+            self._reference = CausalGenerator(
+                self.config, frozen, self.tokenizer, self.device, self.seed
+            )
+        return self._reference
+
+    def parameters(self) -> Any:
+        return self.model.parameters()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def build_causal(config: CausalConfig, ctx: BuildContext) -> CausalGenerator:
+    """Factory: a tiny model trained-tokenizer pair from the task's texts, or a pretrained one."""
+    torch.manual_seed(ctx.seed)
+    if config.model == "tiny":
+        if ctx.task is None:
+            raise ConfigError("generator.model: tiny needs a task (its texts train the tokenizer)")
+        from advx_textkit import train_tokenizer
+
+        tokenizer = train_tokenizer(
+            ctx.task.texts(), vocab_size=config.vocab_size, kind=config.tokenizer, add_eos=False
+        )
+        model = _tiny_model(config, tokenizer)
+    else:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(config.model)
+            model = AutoModelForCausalLM.from_pretrained(config.model)
+        except OSError as exc:
+            raise ConfigError(
+                f"generator.model: cannot load {config.model!r} (a hub id or local directory "
+                f"with config.json and tokenizer files); use 'tiny' offline. ({exc})"
+            ) from exc
+    if not math.isfinite(config.lr) or config.lr <= 0:
+        raise ConfigError(f"generator.lr must be a positive number, got {config.lr}")
+    return CausalGenerator(config, model, tokenizer, ctx.device, ctx.seed)

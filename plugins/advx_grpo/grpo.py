@@ -1,0 +1,238 @@
+"""Optimizer ``grpo``: Group Relative Policy Optimization (Shao et al., 2024, DeepSeekMath).
+
+For each prompt q the loop samples a group of G responses o_1..o_G (``loop.samples_per_prompt``)
+with sequence rewards r_i. Then, with ρ_{i,t} = π_θ(o_{i,t}|q,o_{i,<t}) / π_θold(o_{i,t}|…):
+
+    Â_i      = (r_i − mean_group(r)) / (std_group(r) + ε_std)            group-normalised advantage
+    ℓ_{i,t}  = −min(ρ_{i,t} Â_i, clip(ρ_{i,t}, 1−ε_low, 1+ε_high) Â_i)  clipped surrogate
+             + β · (π_ref/π_θ − log(π_ref/π_θ) − 1)        k3 estimator of KL(π_θ‖π_ref)
+    L        = aggregate_{i,t}(ℓ_{i,t})
+
+``loss_type`` picks the aggregation exactly as TRL's GRPOTrainer names them: ``grpo`` (mean
+over each sequence's tokens, then over sequences), ``bnpo`` (mean over all tokens of the
+minibatch), ``dapo`` (sum over tokens / tokens of the whole rollout, TRL's default),
+``dr_grpo`` (sum over tokens / (B · max_new_tokens)). ``bias_correction_kl`` multiplies the k3
+term by ρ (TRL's ``use_bias_correction_kl``, on by default there): the rollout was drawn from
+π_old, not π_θ, so the KL estimate is importance-weighted. ``scale_rewards``: ``group``
+(divide by the group's std, the paper), ``batch`` (by the batch std) or ``none`` (Dr. GRPO).
+Standard deviation is the unbiased one, as TRL's (``torch.std``).
+
+Works for any generator with ``policy_outputs`` (seq2seq and causal alike): the policy is
+touched only through teacher-forced log-probs of the rollout's tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from advx.components import BuildContext, StepContext
+from advx.errors import ConfigError
+from advx.rollout import Rewards, Rollout, masked_mean
+from torch import Tensor
+
+__all__ = [
+    "GRPOConfig",
+    "GRPOOptimizer",
+    "aggregate",
+    "build_grpo",
+    "clipped_surrogate",
+    "group_advantages",
+    "k3_kl",
+    "per_token_grpo_loss",
+]
+
+
+@dataclass
+class GRPOConfig:
+    """The ``optimizer:`` block for ``name: grpo``.
+
+    Attributes:
+        lr: AdamW learning rate.
+        epsilon: lower clip ε_low (and upper when ``epsilon_high`` is 0).
+        epsilon_high: upper clip ε_high (DAPO's clip-higher); 0 = same as ``epsilon``.
+        beta: weight of the k3 KL to the reference policy (needs ``loop.use_reference``).
+        epochs: passes μ over each rollout (π_old stays the sampling policy).
+        minibatch_size: rows per gradient step (0 = the whole rollout).
+        loss_type: ``grpo``, ``bnpo``, ``dapo`` or ``dr_grpo`` (see the module docstring).
+        bias_correction_kl: importance-weight the k3 term by ρ (TRL's default).
+        scale_rewards: ``group``, ``batch`` or ``none``.
+        max_grad_norm: gradient clipping.
+        max_new_tokens: the T of ``dr_grpo``'s normaliser (0 = the rollout's width).
+    """
+
+    lr: float = 1e-4
+    epsilon: float = 0.2
+    epsilon_high: float = 0.0
+    beta: float = 0.04
+    epochs: int = 1
+    minibatch_size: int = 0
+    loss_type: str = "grpo"
+    bias_correction_kl: bool = False
+    scale_rewards: str = "group"
+    max_grad_norm: float = 1.0
+    max_new_tokens: int = 0
+
+
+def group_advantages(
+    rewards: Tensor, group_ids: Tensor, scale: str = "group", eps: float = 1e-4
+) -> Tensor:
+    """``[B]`` Â_i = (r_i − mean of i's group) / (std + eps); std per group, per batch or 1."""
+    _, inverse = torch.unique(group_ids, return_inverse=True)
+    n_groups = int(inverse.max()) + 1
+    counts = torch.zeros(n_groups, device=rewards.device).index_add_(
+        0, inverse, torch.ones_like(rewards)
+    )
+    means = torch.zeros(n_groups, device=rewards.device).index_add_(0, inverse, rewards) / counts
+    centred = rewards - means[inverse]
+    if scale == "none":
+        return centred
+    if scale == "batch":
+        return centred / (rewards.std() + eps)
+    if scale != "group":
+        raise ConfigError(f"optimizer.scale_rewards must be group, batch or none, got {scale!r}")
+    sq = torch.zeros(n_groups, device=rewards.device).index_add_(0, inverse, centred**2)
+    std = (sq / (counts - 1).clamp(min=1)).sqrt()  # unbiased, as torch.std
+    return centred / (std[inverse] + eps)
+
+
+def clipped_surrogate(
+    logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, eps_low: float, eps_high: float
+) -> Tensor:
+    """``[B, T]`` −min(ρ Â, clip(ρ, 1−ε_low, 1+ε_high) Â), ρ = exp(log π_θ − log π_old)."""
+    ratio = torch.exp(logprobs - old_logprobs)
+    adv = advantages.unsqueeze(-1)
+    return -torch.min(ratio * adv, torch.clamp(ratio, 1 - eps_low, 1 + eps_high) * adv)
+
+
+def k3_kl(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
+    """``[B, T]`` k3 = π_ref/π_θ − log(π_ref/π_θ) − 1 ≥ 0 (Schulman's unbiased, low-variance KL)."""
+    delta = ref_logprobs - logprobs
+    return torch.exp(delta) - delta - 1
+
+
+def aggregate(per_token: Tensor, mask: Tensor, loss_type: str, max_len: int = 0,
+              num_items: Tensor | float | None = None) -> Tensor:
+    """Reduce ``[B, T]`` token losses to a scalar the way TRL's ``loss_type`` does.
+
+    ``num_items``: tokens of the whole rollout (``dapo``'s normaliser; default this batch's).
+    """
+    mask = mask.to(per_token.dtype)
+    if loss_type == "grpo":
+        return masked_mean(per_token, mask, dim=-1).mean()
+    if loss_type == "bnpo":
+        return masked_mean(per_token, mask)
+    if loss_type == "dapo":
+        total = mask.sum() if num_items is None else torch.as_tensor(num_items)
+        return (per_token * mask).sum() / total.clamp(min=1.0)
+    if loss_type == "dr_grpo":
+        return (per_token * mask).sum() / (per_token.shape[0] * (max_len or per_token.shape[1]))
+    raise ConfigError(
+        f"optimizer.loss_type must be grpo, bnpo, dapo or dr_grpo, got {loss_type!r}"
+    )
+
+
+def per_token_grpo_loss(
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    advantages: Tensor,
+    ref_logprobs: Tensor | None,
+    eps_low: float,
+    eps_high: float,
+    beta: float,
+    bias_correction_kl: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """``[B, T]`` ℓ_{i,t} (clipped surrogate + β·k3) and the ``[B, T]`` k3 term (or None)."""
+    loss = clipped_surrogate(logprobs, old_logprobs, advantages, eps_low, eps_high)
+    if beta == 0.0 or ref_logprobs is None:
+        return loss, None
+    kl = k3_kl(logprobs, ref_logprobs)
+    if bias_correction_kl:
+        kl = kl * torch.exp(logprobs - old_logprobs)
+    return loss + beta * kl, kl
+
+
+class GRPOOptimizer:
+    """GRPO on any advx generator (see the module docstring)."""
+
+    def __init__(self, config: GRPOConfig, generator: Any) -> None:
+        self.config = config
+        self.eps_high = config.epsilon_high or config.epsilon
+        self.optimizer = torch.optim.AdamW(generator.parameters(), lr=config.lr)
+
+    def loss(self, generator: Any, rollout: Rollout, advantages: Tensor,
+             num_items: Tensor | None = None) -> tuple[Tensor, dict]:
+        """The GRPO loss of one (mini)batch under the current policy, with diagnostics."""
+        cfg = self.config
+        mask = rollout.response_mask
+        logprobs = generator.policy_outputs(rollout).logprobs
+        per_token, kl = per_token_grpo_loss(
+            logprobs, rollout.logprobs, advantages, rollout.ref_logprobs,
+            cfg.epsilon, self.eps_high, cfg.beta, cfg.bias_correction_kl,
+        )
+        loss = aggregate(per_token, mask, cfg.loss_type, cfg.max_new_tokens, num_items)
+        with torch.no_grad():
+            ratio = torch.exp(logprobs - rollout.logprobs)
+            adv = advantages.unsqueeze(-1).expand_as(ratio)
+            low = (ratio < 1 - cfg.epsilon) & (adv < 0)
+            clipped = low | ((ratio > 1 + self.eps_high) & (adv > 0))
+            info = {
+                "grpo/clip_fraction": float(masked_mean(clipped.float(), mask)),
+                "grpo/kl": float(masked_mean(kl, mask)) if kl is not None else 0.0,
+                "grpo/ratio": float(masked_mean(ratio, mask)),
+            }
+        return loss, info
+
+    def step(self, generator: Any, loss: Tensor) -> float:
+        self.optimizer.zero_grad()
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(generator.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        return float(norm)
+
+    def update(self, rollout: Rollout, rewards: Rewards, ctx: StepContext) -> dict[str, float]:
+        cfg = self.config
+        if cfg.beta > 0 and rollout.ref_logprobs is None:
+            raise ConfigError("optimizer.beta > 0 needs loop.use_reference: true (π_ref log-probs)")
+        advantages = group_advantages(rewards.total, rollout.group_ids, cfg.scale_rewards)
+        size = cfg.minibatch_size or rollout.batch_size
+        metrics: dict[str, float] = {}
+        for _ in range(cfg.epochs):
+            order = torch.randperm(rollout.batch_size, generator=torch.Generator().manual_seed(
+                ctx.step)) if size < rollout.batch_size else torch.arange(rollout.batch_size)
+            for start in range(0, rollout.batch_size, size):
+                rows = order[start : start + size]
+                loss, info = self.loss(ctx.generator, rollout.select(rows), advantages[rows],
+                                       num_items=rollout.response_mask.sum())
+                info["grpo/grad_norm"] = self.step(ctx.generator, loss)
+                info["grpo/loss"] = float(loss.detach())
+                metrics = info
+        metrics["grpo/advantage_abs"] = float(advantages.abs().mean())
+        metrics["grpo/zero_std_groups"] = _zero_std_share(rewards.total, rollout.group_ids)
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def _zero_std_share(rewards: Tensor, group_ids: Tensor) -> float:
+    """Share of groups whose rewards are all equal (no learning signal)."""
+    groups = torch.unique(group_ids)
+    flat = [bool((rewards[group_ids == g] == rewards[group_ids == g][0]).all()) for g in groups]
+    return sum(flat) / max(len(flat), 1)
+
+
+def build_grpo(config: GRPOConfig, ctx: BuildContext) -> GRPOOptimizer:
+    if ctx.generator is None:
+        raise ConfigError("optimizer grpo needs a generator")
+    aggregate(torch.zeros(1, 1), torch.ones(1, 1), config.loss_type)  # validates loss_type
+    if config.scale_rewards not in ("group", "batch", "none"):
+        raise ConfigError(
+            f"optimizer.scale_rewards must be group, batch or none, got {config.scale_rewards!r}"
+        )
+    return GRPOOptimizer(config, ctx.generator)

@@ -1,0 +1,245 @@
+"""Task ``next_item``: generative sequential recommendation with leave-one-out evaluation.
+
+Prompt text: the user's last ``history`` items rendered as item tokens (oldest first).
+Target text: the next item's tokens. ``Prompt.meta`` keys (documented contract for the
+ranker, the ``ranker_score`` reward and the ``adagrpo`` optimizer):
+
+* ``user``: user id; ``history``: tuple of item ids (the FULL history, oldest first);
+* ``target``: the ground-truth next item id; ``target_text``: its token string;
+* ``split``: ``train`` / ``valid`` / ``test``.
+
+Evaluation (``valid/…`` and ``test/…``): top-``topk`` responses per user by beam search over
+the policy (``generator.beam_search(prompts, k)`` when the generator has it, else the ``2k``
+most likely of sampled responses), then HR@5, HR@10, NDCG@10 and ``hallucination``: the share
+of returned sequences that map to no item (``hallucination@1``: of the top-1 only).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from advx.components import BuildContext, Components, Generator
+from advx.errors import ConfigError, DataError
+from advx.rollout import Prompt, Rollout, Sample
+
+from advx_recsys.data import Example, leave_one_out, read_sequences, read_table
+from advx_recsys.items import ItemCodec, load_attributes, semantic_codes
+
+__all__ = ["NextItemConfig", "NextItemTask", "build_next_item", "ranking_metrics"]
+
+BEAUTY = "../shared/data/amazon_beauty"
+
+
+@dataclass
+class NextItemConfig:
+    """The ``task:`` block for ``name: next_item``.
+
+    Attributes:
+        path: sequences file (``user item1 item2 ...``) or interaction table.
+        format: ``sequences`` or ``table``.
+        user_column, item_column, time_column: table columns (``format: table``).
+        sep: table delimiter ('' = comma, tab for .tsv/.dat); names: comma-separated header
+            for headerless tables (MovieLens ``ratings.dat``).
+        item_tokens: ``semantic`` (code levels, can be invalid) or ``id`` (one token per item).
+        attributes: item -> attribute ids JSON (semantic ids from attributes).
+        embedding: what semantic ids cluster: ``attributes``, ``cooccurrence`` (training
+            sequences only) or ``both``.
+        codebook: clusters per level of the hierarchical k-means.
+        svd_dim: dimensions of the item embedding before clustering.
+        history: items shown in the prompt (the most recent ones).
+        drop_short: skip users with fewer than 3 items instead of failing.
+        max_users: keep a random subset of users (0 = all); the item catalogue stays whole.
+        eval_users: evaluate on a random subset of users per split (0 = all).
+        subset_seed: seed of both subsets (fixed, so runs with different seeds compare on
+            the same users).
+        topk: beam width and number of returned items at evaluation.
+        eval_batch_size: prompts per beam-search call.
+    """
+
+    path: str = f"{BEAUTY}/Beauty.txt"
+    format: str = "sequences"
+    user_column: str = "user"
+    item_column: str = "item"
+    time_column: str = "timestamp"
+    sep: str = ""
+    names: str = ""
+    item_tokens: str = "semantic"
+    attributes: str = f"{BEAUTY}/Beauty_item2attributes.json"
+    embedding: str = "both"
+    codebook: list[int] = field(default_factory=lambda: [32, 32, 32])
+    svd_dim: int = 32
+    history: int = 10
+    drop_short: bool = False
+    max_users: int = 0
+    eval_users: int = 0
+    subset_seed: int = 0
+    topk: int = 10
+    eval_batch_size: int = 64
+
+
+def ranking_metrics(
+    ranked: Sequence[Sequence[str | None]], targets: Sequence[str], ks: Sequence[int] = (5, 10)
+) -> dict[str, float]:
+    """HR@k, NDCG@k (k = max of ks) and hallucination from ranked item lists.
+
+    ``ranked[u]`` is user u's list of returned items, best first; None marks an output that
+    maps to no item.
+    """
+    n = max(len(targets), 1)
+    out: dict[str, float] = {}
+    ranks = []
+    for items, target in zip(ranked, targets, strict=True):
+        ranks.append(items.index(target) if target in items else math.inf)
+    for k in ks:
+        out[f"hr@{k}"] = sum(r < k for r in ranks) / n
+    k = max(ks)
+    out[f"ndcg@{k}"] = sum(1.0 / math.log2(r + 2) for r in ranks if r < k) / n
+    returned = sum(len(items) for items in ranked)
+    out["hallucination"] = sum(i is None for items in ranked for i in items) / max(returned, 1)
+    out["hallucination@1"] = sum(bool(items) and items[0] is None for items in ranked) / n
+    return out
+
+
+def top_k_texts(generator: Generator, prompts: Sequence[Prompt], k: int) -> list[list[str]]:
+    """Beam search when the generator offers it, else the most likely distinct samples."""
+    beam = getattr(generator, "beam_search", None)
+    if callable(beam):
+        return [[text for text, _ in row] for row in beam(prompts, k)]
+    rollout: Rollout = generator.sample(prompts, n=2 * k, temperature=1.0)
+    scores = (rollout.logprobs * rollout.response_mask).sum(-1).tolist()
+    out: list[list[str]] = [[] for _ in prompts]
+    best: list[dict[str, float]] = [{} for _ in prompts]
+    for row, (text, score) in enumerate(zip(rollout.texts, scores, strict=True)):
+        group = int(rollout.group_ids[row])
+        best[group][text] = max(score, best[group].get(text, -math.inf))
+    for g, candidates in enumerate(best):
+        out[g] = sorted(candidates, key=candidates.get, reverse=True)[:k]
+    return out
+
+
+class NextItemTask:
+    """Leave-one-out next-item recommendation over token-sequence items."""
+
+    def __init__(self, config: NextItemConfig, sequences: dict[str, list[str]],
+                 codec: ItemCodec) -> None:
+        self.config = config
+        self.codec = codec
+        self.items: list[str] = codec.items
+        self.index: dict[str, int] = {item: i for i, item in enumerate(self.items)}
+        rng = np.random.default_rng(config.subset_seed)
+        users = sorted(sequences)
+        if config.max_users and config.max_users < len(users):
+            users = sorted(rng.choice(users, size=config.max_users, replace=False).tolist())
+        self.split = leave_one_out({u: sequences[u] for u in users}, config.drop_short)
+        self.eval_sets = {
+            name: self._subset(examples, rng)
+            for name, examples in (("valid", self.split.valid), ("test", self.split.test))
+        }
+
+    def _subset(self, examples: list[Example], rng: np.random.Generator) -> list[Example]:
+        if self.config.eval_users and self.config.eval_users < len(examples):
+            picked = sorted(rng.choice(len(examples), self.config.eval_users, replace=False))
+            return [examples[i] for i in picked]
+        return examples
+
+    # ------------------------------------------------------------------ rendering
+    def prompt(self, example: Example) -> Prompt:
+        shown = example.history[-self.config.history:] if self.config.history else ()
+        return Prompt(
+            text=self.codec.render(shown),
+            meta={
+                "user": example.user,
+                "history": example.history,
+                "target": example.target,
+                "target_text": self.codec.text_of(example.target),
+                "split": example.split,
+            },
+        )
+
+    def sample(self, example: Example, label: int | None = None) -> Sample:
+        return Sample(text=self.codec.text_of(example.target), prompt=self.prompt(example),
+                      label=label)
+
+    def item_of(self, text: str) -> str | None:
+        """The catalogue item a generated text names, or None (a hallucination)."""
+        return self.codec.item_of(text)
+
+    # ------------------------------------------------------------------ Task protocol
+    def generator_train(self) -> list[Sample]:
+        return [self.sample(e) for e in self.split.train]
+
+    def classifier_train(self) -> list[Sample]:
+        """Logged training interactions (label 1): the ranker never sees valid/test targets."""
+        return [self.sample(e, label=1) for e in self.split.train]
+
+    def augment_prompts(self, round: int) -> list[Prompt]:
+        return []
+
+    def synthetic_samples(self, rollout: Rollout) -> list[Sample]:
+        return []
+
+    def rl_prompts(self, batch_size: int, rng: np.random.Generator) -> list[Prompt]:
+        if not self.split.train:
+            raise DataError("next_item: no training pairs (every user has only 3 items?)")
+        replace = batch_size > len(self.split.train)
+        picked = rng.choice(len(self.split.train), size=batch_size, replace=replace)
+        return [self.prompt(self.split.train[i]) for i in picked]
+
+    def texts(self) -> list[str]:
+        """Training histories and targets plus the item catalogue (every valid token); no
+        user's validation or test interaction."""
+        train = [self.prompt(e).text for e in self.split.train]
+        train += [self.codec.text_of(e.target) for e in self.split.train]
+        return train + [self.codec.text_of(i) for i in self.items]
+
+    def evaluate(self, components: Components, stage: str) -> dict[str, float]:
+        if components.generator is None:
+            return {}
+        metrics: dict[str, float] = {}
+        ks = [k for k in (5, 10) if k <= self.config.topk] or [self.config.topk]
+        for name, examples in self.eval_sets.items():
+            ranked, targets = [], []
+            step = self.config.eval_batch_size
+            for start in range(0, len(examples), step):
+                batch = examples[start : start + step]
+                texts = top_k_texts(components.generator, [self.prompt(e) for e in batch],
+                                    self.config.topk)
+                ranked += [[self.item_of(t) for t in row] for row in texts]
+                targets += [e.target for e in batch]
+            for key, value in ranking_metrics(ranked, targets, ks).items():
+                metrics[f"{name}/{key}"] = value
+        return metrics
+
+
+def build_next_item(config: NextItemConfig, ctx: BuildContext) -> NextItemTask:
+    """Factory: read the data, split it, and build the item codec."""
+    if config.format == "sequences":
+        sequences = read_sequences(Path(config.path))
+    elif config.format == "table":
+        sequences = read_table(Path(config.path), config.user_column, config.item_column,
+                               config.time_column, config.sep, config.names)
+    else:
+        raise ConfigError(f"task.format must be 'sequences' or 'table', got {config.format!r}")
+    items = sorted({i for seq in sequences.values() for i in seq},
+                   key=lambda x: (len(x), x))
+    if config.item_tokens == "id":
+        codec = ItemCodec.plain(items)
+    elif config.item_tokens == "semantic":
+        if len(config.codebook) + 1 > 8:
+            raise ConfigError("task.codebook: at most 7 levels")
+        attributes = None
+        if config.embedding in ("attributes", "both"):
+            attributes = load_attributes(Path(config.attributes), items)
+        train_seqs = [seq[:-2] for seq in sequences.values()]  # never the valid/test items
+        codes = semantic_codes(items, attributes, train_seqs, list(config.codebook),
+                               config.embedding, config.svd_dim, config.subset_seed)
+        codec = ItemCodec.from_codes(codes)
+    else:
+        raise ConfigError(
+            f"task.item_tokens must be 'semantic' or 'id', got {config.item_tokens!r}"
+        )
+    return NextItemTask(config, sequences, codec)

@@ -1,0 +1,69 @@
+"""Shared builders for the AdaGRPO tests and ``benchmarks/grpo_step.py``: a tiny causal
+generator, a GRPO batch on it, and a TRL ``GRPOTrainer`` around the same model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from advx import BuildContext, Prompt
+from advx_causal import CausalConfig, CausalGenerator, build_causal
+
+WORDS = [f"a{i}" for i in range(12)] + [f"b{i}" for i in range(12)]
+
+
+class WordTask:
+    """The one Task method a ``tiny`` causal generator needs: texts for its tokenizer."""
+
+    def texts(self) -> list[str]:
+        return [" ".join(WORDS)]
+
+
+def tiny_causal(seed: int = 0, **overrides) -> CausalGenerator:
+    cfg = CausalConfig(d_model=32, n_layers=2, n_heads=2, max_new_tokens=6, **overrides)
+    return build_causal(cfg, BuildContext(run_dir=Path("."), seed=seed, device="cpu",
+                                          task=WordTask()))
+
+
+def grpo_batch(seed: int = 0, prompts: int = 2, group: int = 4):
+    """A rollout of ``prompts × group`` rows with equal-length prompts, a perturbed reference
+    and old log-probs (so ratios ≠ 1 and clipping/KL are exercised), and advantages."""
+    torch.manual_seed(seed)
+    generator = tiny_causal(seed)
+    texts = [" ".join(WORDS[3 * i : 3 * i + 3]) for i in range(prompts)]
+    rollout = generator.sample([Prompt(t) for t in texts], n=group)
+    g = torch.Generator().manual_seed(seed)
+    mask = rollout.response_mask.float()
+    noise = torch.randn(mask.shape, generator=g)
+    rollout.logprobs = (rollout.logprobs + 0.3 * noise) * mask
+    rollout.ref_logprobs = (rollout.logprobs + 0.2 * torch.randn(mask.shape, generator=g)) * mask
+    advantages = torch.randn(rollout.batch_size, generator=g)
+    return generator, rollout, advantages
+
+
+def trl_trainer(generator: CausalGenerator, out: Path, beta: float, epsilon: float,
+                loss_type: str, num_generations: int, max_completion_length: int,
+                use_bias_correction_kl: bool = False):
+    """TRL's GRPOTrainer on the generator's own model (CPU, no logging)."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    # With beta > 0 TRL loads its own reference model from the policy's path; give it one
+    # (unused: the reference log-probs come in the inputs, as advx's loop supplies them).
+    generator.save(out / "policy")
+    generator.model.config._name_or_path = str(out / "policy")
+    args = GRPOConfig(
+        output_dir=str(out), beta=beta, epsilon=epsilon, loss_type=loss_type,
+        num_generations=num_generations, per_device_train_batch_size=num_generations,
+        max_completion_length=max_completion_length, temperature=1.0, report_to=[],
+        use_bias_correction_kl=use_bias_correction_kl, use_cpu=True, bf16=False,
+        logging_steps=1000, save_strategy="no",
+    )
+    trainer = GRPOTrainer(
+        model=generator.model, reward_funcs=lambda completions, **kw: [0.0] * len(completions),
+        args=args, train_dataset=Dataset.from_dict({"prompt": ["a0 a1"] * num_generations}),
+        processing_class=generator.tokenizer,
+    )
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train(); no accumulation
+    return trainer
