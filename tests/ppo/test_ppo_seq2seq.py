@@ -146,3 +146,17 @@ def test_bad_template_names_the_key(tmp_path, toy_task):
     generator = make_generator(tmp_path, toy_task, prompt_template="{text} {brand}")
     with pytest.raises(ConfigError, match="brand"):
         generator.sample(toy_task.augment_prompts(0))
+
+
+def test_complete_scores_in_chunks_beyond_512_rows(sft_generator, toy_task):
+    rollout = sft_generator.sample(toy_task.augment_prompts(0), n=2)  # 8 rows
+    rows = torch.arange(8).repeat(80)  # M = 640 > SCORE_CHUNK_ROWS
+    lengths = torch.full((640,), 2)
+    done = sft_generator.complete(rollout, rows, lengths)
+    k = torch.minimum(rollout.lengths[rows], lengths)
+    for m in (0, 511, 512, 639):
+        n = int(k[m])
+        assert done.response_ids[m, :n].tolist() == rollout.response_ids[rows[m], :n].tolist()
+    # scoring in chunks equals scoring the rows directly
+    direct = sft_generator.policy_outputs(done.select(torch.arange(600, 640))).logprobs.detach()
+    torch.testing.assert_close(done.logprobs[600:640], direct, atol=1e-5, rtol=0)
