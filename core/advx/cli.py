@@ -107,7 +107,8 @@ def run(
     console = Console(soft_wrap=True)
     console.print(f"run directory: {result.run_dir}", highlight=False)
     best = result.summary.get("best") or {}
-    shown = {k: v for k, v in best.items() if "/" in k and not k.startswith("time/")}
+    keys = result.summary.get("eval_keys") or [k for k in best if "/" in k]
+    shown = {k: best[k] for k in keys if k in best and not k.startswith("time/")}
     if shown:
         label = f"best by {result.summary['monitor']}" if result.summary.get("monitor") else "final"
         console.print(f"{label} (round {best.get('round')}): " + "  ".join(

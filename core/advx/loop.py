@@ -200,6 +200,7 @@ class Experiment:
         self.reference: Generator | None = None
         self.history: list[dict[str, Any]] = []
         self._samples: list[dict[str, Any]] = []
+        self.eval_keys: set[str] = set()
         self.skipped = self._skipped_phases()
 
     # ----------------------------------------------------------------- phases on/off
@@ -383,10 +384,13 @@ class Experiment:
 
     def _end_round(self, round: int, record: dict[str, Any], started: float) -> None:
         boundary = self._boundary(round)
+        evaluation: dict[str, Any] = {}
         if boundary and self._on("evaluate"):
             self.reporter.phase(round, "evaluate")
             stage = "pretrain" if round == 0 else f"round-{round}"
-            record.update(self.c.task.evaluate(self.c, stage))
+            evaluation = dict(self.c.task.evaluate(self.c, stage))
+            self.eval_keys.update(evaluation)
+            record.update(evaluation)
         self.state.round = round
         full = {"kind": "round", "round": round, "global_step": self.state.global_step,
                 "evaluated": boundary and self._on("evaluate"), **record,
@@ -401,7 +405,7 @@ class Experiment:
         if boundary and self.cfg.checkpoint:
             self._checkpoint(round)
         self.hook.advx_on_round_end(run=self.info, round=round, metrics=full)
-        self.reporter.round_end(round, full)
+        self.reporter.round_end(round, evaluation or full)
 
     # ----------------------------------------------------------------- checkpoints
     def _stateful(self) -> dict[str, Any]:
@@ -442,6 +446,8 @@ class Experiment:
         self.state = _State(round=loop["round"], global_step=loop["global_step"],
                             pool=list(loop["pool"]))
         self.history = [r for r in self.run_dir.truncate_metrics(last) if r.get("kind") == "round"]
+        self.eval_keys = set(self.run_dir.read_summary().get("eval_keys", [])
+                             if self.run_dir.summary_path.exists() else [])
         set_rng_state(parts["rng"], self.rng)
         self.info.resumed_from_round = last
         return last
@@ -458,6 +464,7 @@ class Experiment:
             "global_steps": self.state.global_step,
             "resumed_from_round": self.info.resumed_from_round,
             "monitor": self.cfg.monitor,
+            "eval_keys": sorted(self.eval_keys),
             "final": final,
             "best": final,
             "skipped_phases": self.skipped,

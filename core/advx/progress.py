@@ -33,7 +33,7 @@ class RichReporter:
     """Implements :class:`advx.loop.Reporter` with rich."""
 
     def __init__(self, console: Console | None = None, every: int = 10) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, soft_wrap=True)
         self.live = self.console.is_terminal
         self.every = max(every, 1)
         self.progress: Progress | None = None
