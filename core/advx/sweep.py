@@ -934,6 +934,9 @@ def _fail(exc: AdvxError) -> typer.Exit:
 @sweep_app.command("run")
 def run_command(
     sweep_file: Annotated[Path, typer.Argument(help="Sweep YAML, e.g. sweeps/alpha_beta.yaml.")],
+    overrides: Annotated[list[str] | None, typer.Argument(
+        help="Extra fixed key=value overrides for every trial, after the file's own "
+        "(e.g. loop.rounds=2 for a quick look).", show_default=False)] = None,
     storage: Annotated[str | None, typer.Option(
         help="Optuna storage URL; default sqlite:///runs/sweeps/<name>.db. Point workers on "
         "many machines at one postgresql://user:pw@host/db to share the study.")] = None,
@@ -945,6 +948,8 @@ def run_command(
     """Run (or continue) the sweep: trials until the study holds n_trials of them."""
     try:
         spec = load_sweep(sweep_file)
+        if overrides:
+            spec = dataclasses.replace(spec, overrides=[*spec.overrides, *overrides])
         result = run_sweep(spec, storage=storage, n_trials=n_trials, workers=workers,
                            runs_root=runs_root)
     except AdvxError as exc:

@@ -109,9 +109,13 @@ def test_show_writes_plots_and_a_best_recipe_that_advx_run_accepts(toy):
 def test_cli_default_command_show_and_bad_input(toy):
     runner = CliRunner()
     path = write_sweep(toy)
-    done = runner.invoke(sweep_app, [str(path), "--n-trials", "2", "--runs-root", "runs"])
+    done = runner.invoke(sweep_app, [str(path), "loop.rounds=1", "--n-trials", "2",
+                                     "--runs-root", "runs"])
     assert done.exit_code == 0, done.output
-    assert len(_study(toy).trials) == 2
+    trials = _study(toy).trials
+    assert len(trials) == 2
+    summary = json.loads((Path(trials[0].user_attrs["run_dir"]) / "summary.json").read_text())
+    assert summary["rounds_completed"] == 1  # the command line's extra fixed override
     shown = runner.invoke(sweep_app, ["show", "toy_ab", "--no-plots"])
     assert shown.exit_code == 0, shown.output
     assert "reward.alpha" in shown.output and (toy / "runs/sweeps/toy_ab/best.yaml").is_file()
