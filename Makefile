@@ -1,4 +1,6 @@
 # The two commands of the README:
+#   (setuptools is installed into .venv because a test pip-installs the example plugin with
+#   --no-build-isolation, offline)
 #   make demo   sets up .venv and runs the headline recipe (tiny T5, demo catalog, CPU)
 #   make test   sets up .venv and runs the test suite
 # torch==2.13.0 is installed first: it is the CPU wheel on local disk; pyproject.toml caps
@@ -12,7 +14,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
