@@ -1,10 +1,10 @@
 # The two commands of the README:
-#   (setuptools is installed into .venv because a test pip-installs the example plugin with
-#   --no-build-isolation, offline)
 #   make demo   sets up .venv and runs the headline recipe (tiny T5, demo catalog, CPU)
 #   make test   sets up .venv and runs the test suite
 # torch==2.13.0 is installed first: it is the CPU wheel on local disk; pyproject.toml caps
-# torch below 2.14 so nothing later replaces it with a multi-GB CUDA build.
+# torch below 2.14 so nothing later replaces it with a multi-GB CUDA build. setuptools is
+# installed into .venv because a test pip-installs the example plugin offline with
+# --no-build-isolation.
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
