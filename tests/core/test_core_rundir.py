@@ -1,0 +1,64 @@
+"""Run directory primitives and the progress display."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import torch
+from advx.progress import RichReporter
+from advx.rundir import RunDir, atomic_write_text, jsonable
+from advx.runner import run_recipe
+from rich.console import Console
+
+
+def test_atomic_write_leaves_no_temporary_files(tmp_path):
+    target = tmp_path / "sub" / "f.txt"
+    atomic_write_text(target, "one")
+    atomic_write_text(target, "two")
+    assert target.read_text() == "two"
+    assert [p.name for p in target.parent.iterdir()] == ["f.txt"]
+
+
+def test_jsonable_makes_strict_json():
+    value = {"a": torch.tensor(1.5), "b": float("nan"), "c": [torch.tensor([1, 2])],
+             "d": math.inf}
+    assert json.loads(json.dumps(jsonable(value), allow_nan=False)) == {
+        "a": 1.5, "b": None, "c": [[1, 2]], "d": None
+    }
+
+
+def test_run_dirs_are_unique_and_metrics_survive_a_cut_line(tmp_path):
+    first, second = RunDir.create(tmp_path, "x"), RunDir.create(tmp_path, "x")
+    assert first.path != second.path and first.path.parent == tmp_path / "x"
+    first.append_metrics({"kind": "round", "round": 0, "m": 1.0})
+    first.append_metrics({"kind": "round", "round": 1, "m": 2.0})
+    with open(first.metrics_path, "a") as handle:
+        handle.write('{"kind": "step", "rou')  # a crash mid-line
+    assert [r["round"] for r in first.read_metrics()] == [0, 1]
+    assert [r["round"] for r in first.truncate_metrics(0)] == [0]
+    assert first.metrics_path.read_text().count("\n") == 1
+
+
+def test_checkpoints_are_all_or_nothing(tmp_path):
+    run = RunDir.create(tmp_path, "x")
+    run.save_checkpoint(0, {"a": {"w": torch.ones(2)}})
+    (run.checkpoints / ".round-1.tmpjunk").mkdir()  # what a crash mid-write leaves
+    assert run.checkpoint_rounds() == [0] and run.last_checkpoint() == 0
+    assert torch.equal(run.load_checkpoint(0)["a"]["w"], torch.ones(2))
+    for r in (1, 2, 3):
+        run.save_checkpoint(r, {"a": r})
+    run.prune_checkpoints(2)
+    assert run.checkpoint_rounds() == [2, 3]
+
+
+def test_rich_progress_on_a_terminal(pm, toy_recipe, tmp_path):
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=160)
+    reporter = RichReporter(console=console)
+    assert reporter.live
+    run_recipe(toy_recipe, ["loop.rounds=2"], runs_root=tmp_path, reporter=reporter)
+    text = buffer.getvalue()
+    assert "round 2/2" in text and "ETA" in text and "disc_prob=" in text
+    assert "round 1/2 done" in text and "eval/p_real=" in text
