@@ -101,6 +101,9 @@ def run(
     if resume is None and recipe is None:
         raise AdvxError("missing RECIPE: `advx run recipes/<name>.yaml [key=value ...]` "
                         "(see `advx recipes`), or `advx run --resume RUN_DIR`")
+    if recipe is not None and not Path(recipe).exists():  # `advx run ppo_cls_loss` works too
+        named = Path("recipes") / f"{recipe}.yaml"
+        recipe = str(named) if named.is_file() else recipe
     reporter = NullReporter() if quiet else RichReporter()
     result = run_recipe(recipe, extra, runs_root=runs_root, run_dir=run_dir, resume=resume,
                         reporter=reporter)

@@ -124,7 +124,7 @@ def load_recipe(
 
 def _read_yaml(path: Path) -> DictConfig:
     if not path.exists():
-        raise ConfigError(f"recipe file not found: {path}")
+        raise ConfigError(f"recipe file not found: {path} (`advx recipes` lists recipes/)")
     if path.is_dir():
         raise ConfigError(f"recipe path is a directory, not a YAML file: {path}")
     try:

@@ -102,3 +102,11 @@ def test_repository_recipes_are_listed():
         pytest.skip("no recipes committed yet")
     output = _ok(["recipes", "--dir", str(root / "recipes")])
     assert "ppo_cls_loss" in output or ".yaml" in output
+
+
+def test_run_accepts_a_recipe_name_from_recipes_folder(pm, toy_recipe, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "toy2.yaml").write_text(toy_recipe.read_text())
+    output = _ok(["run", "toy2", "loop.rounds=0", "-q", "--runs-root", str(tmp_path / "r")])
+    assert "run directory:" in output
