@@ -56,6 +56,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from advx.errors import AdvxError, ConfigError
@@ -820,7 +821,7 @@ def _worker_entry(spec_dict: dict[str, Any], storage_url: str, n_trials: int,
     try:
         work(SweepSpec.from_dict(spec_dict), storage_url, n_trials, Path(runs_root), index=index)
     except AdvxError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(exc.exit_code)
 
 
@@ -922,12 +923,15 @@ sweep_app = typer.Typer(
     cls=_DefaultRunGroup,
     no_args_is_help=True,
     add_completion=False,
-    help="Optuna sweeps over recipe keys: `advx sweep FILE` runs one, `advx sweep show` reads it.",
+    help="Optuna sweeps over recipe keys.\n\n"
+    "advx sweep SWEEP_FILE [KEY=VALUE...] [--storage URL] [--workers N] [--n-trials N] "
+    "runs or continues a sweep (short for `advx sweep run ...`); "
+    "advx sweep show STUDY prints its trials, plots them and exports the best recipe.",
 )
 
 
 def _fail(exc: AdvxError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}", soft_wrap=True, markup=False)
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
     return typer.Exit(exc.exit_code)
 
 
