@@ -67,3 +67,23 @@ def trl_trainer(generator: CausalGenerator, out: Path, beta: float, epsilon: flo
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train(); no accumulation
     return trainer
+
+
+def write_beauty_fixture(folder: Path, users: int = 40, items: int = 30, seed: int = 0) -> Path:
+    """A small file in Beauty's format (``user item1 item2 ...``, ids from 1) plus an
+    item → attributes JSON; sequences follow item-id order loosely so they are learnable."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for u in range(1, users + 1):
+        start = rng.randint(1, items)
+        length = rng.randint(4, 8)
+        seq = [((start + 2 * k - 1) % items) + 1 for k in range(length)]
+        lines.append(" ".join(map(str, [u, *seq])))
+    (folder / "seq.txt").write_text("\n".join(lines) + "\n")
+    attributes = {str(i): [i % 5 + 1, 10 + i % 3, 20 + (i // 7)] for i in range(1, items + 1)}
+    (folder / "attrs.json").write_text(json.dumps(attributes))
+    return folder
