@@ -9,8 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from adagrpo_kit import write_beauty_fixture
-from omegaconf import OmegaConf
-
 from advx import BuildContext, StepContext
 from advx.runner import run_recipe
 from advx_causal import CausalConfig, build_causal
@@ -23,6 +21,7 @@ from advx_recsys import (
     build_ranker,
     build_ranker_score,
 )
+from omegaconf import OmegaConf
 
 
 def recipe(data: Path, generator: dict, optimizer: dict) -> dict:

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from advx_grpo.adagrpo import AdaGRPOConfig, Diagnostics, gate
 
 

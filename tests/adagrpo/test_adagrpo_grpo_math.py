@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from advx_grpo.grpo import aggregate, clipped_surrogate, group_advantages, k3_kl
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 from adagrpo_kit import write_beauty_fixture
-
 from advx import BuildContext, DataError, Rollout
 from advx_recsys import (
     NextItemConfig,
@@ -149,7 +148,8 @@ def test_ranker_learns_the_fixture_and_reward_penalises_invalid(tmp_path):
     assert float(total[1]) == -1.0 and 0.0 <= float(total[0]) <= 1.0
     assert rewards.per_token[1, 1] == -1.0 and rewards.per_token[1, 2] == 0.0  # paid at the end
     assert rewards.terms["valid"].tolist() == [1.0, 0.0, 1.0]
-    assert rewards.terms["hit"].tolist() == [1.0, 0.0, float(task.items[5] == prompt.meta["target"])]
+    third = float(task.items[5] == prompt.meta["target"])
+    assert rewards.terms["hit"].tolist() == [1.0, 0.0, third]
     trl_style = reward([prompt.text] * 2, texts[:2], histories=[prompt.meta["history"]] * 2)
     assert trl_style[1] == -1.0 and trl_style[0] == pytest.approx(float(total[0]))
 
