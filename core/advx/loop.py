@@ -250,24 +250,23 @@ class Experiment:
         first = self._resume() + 1 if resume else 0
         self.hook.advx_on_run_start(run=self.info)
         self.reporter.start(self.info.name, self.cfg.rounds, self.cfg.rl_steps, first)
-        status = "interrupted"
+        status = "interrupted"  # what summary.json says if anything below raises
         try:
-            if first == 0:
-                self._pretrain()
-                first = 1
-            for round in range(first, self.cfg.rounds + 1):
-                self._round(round)
-            status = "complete"
+            try:
+                if first == 0:
+                    self._pretrain()
+                    first = 1
+                for round in range(first, self.cfg.rounds + 1):
+                    self._round(round)
+                status = "complete"
+            finally:
+                summary = self._summary(status, time.perf_counter() - started)
+                self.run_dir.write_summary(summary)
+                self.reporter.close()
+            self.hook.advx_on_run_end(run=self.info, summary=summary)
         finally:
-            summary = self._summary(status, time.perf_counter() - started)
-            self.run_dir.write_summary(summary)
-            self.reporter.close()
-            if status != "complete":
-                for logger in self.c.loggers:
-                    logger.close()
-        self.hook.advx_on_run_end(run=self.info, summary=summary)
-        for logger in self.c.loggers:
-            logger.close()
+            for logger in self.c.loggers:
+                logger.close()
         return summary
 
     def _pretrain(self) -> None:
