@@ -428,7 +428,9 @@ def _key_error(spec: SweepSpec, key: str, cfg: DictConfig, registry: Any) -> str
         hint = f" Did you mean {close[0]!r}?" if close else ""
         return f"{top!r} is not a recipe key.{hint} Recipe keys: {', '.join(TOP_LEVEL_KEYS)}"
     if not rest:
-        return f"{top!r} is not set in the recipe"
+        if top in ("seed", "device", "name", "description"):  # scalars with defaults
+            return None
+        return f"{top!r} is a whole block; search one of its keys ({top}.<key>)"
     if top == "loop":
         owner, config_class = "loop (advx.loop.LoopConfig)", LoopConfig
     elif top in COMPONENT_KINDS:

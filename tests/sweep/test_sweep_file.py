@@ -95,6 +95,10 @@ def test_bad_sweep_files(toy, changes, expected):
         ({"reward.scale": {"type": "float", "low": 0.5, "high": 2.5}},
          "space.reward.scale: the value 0.5 is not valid in the recipe"),
         ({"task.mode": {"type": "categorical", "choices": ["ok", [1]]}}, "only scalars"),
+        ({"reward": {"type": "categorical", "choices": ["a"]}},
+         "reward: expected a mapping with a 'name:' key"),
+        ({"seed": {"type": "categorical", "choices": [0, "x"]}},
+         "space.seed: the value 'x' is not valid in the recipe: seed: expected int"),
     ],
 )
 def test_unknown_or_invalid_space_keys_fail_before_any_trial(toy, space, expected):
@@ -103,6 +107,11 @@ def test_unknown_or_invalid_space_keys_fail_before_any_trial(toy, space, expecte
         run_sweep(load_sweep(path), runs_root=toy / "runs")
     assert expected in str(info.value)
     _no_trials_ran(toy)
+
+
+def test_seed_can_be_searched_though_the_recipe_may_not_write_it(toy):
+    spec = load_sweep(write_sweep(toy, space={"seed": {"type": "int", "low": 0, "high": 3}}))
+    check_space(spec)
 
 
 def test_a_key_absent_from_the_recipe_but_in_the_component_config_is_accepted(toy):
