@@ -39,18 +39,21 @@ CONDITIONS = {
 # The CrowdFlower budget every condition shares (see docs/results/cold_start.md).
 COMMON = [
     "task.preset=crowdflower",
-    "task.max_products=3000",
+    "task.max_products=1500",
     "task.cold_fraction=0.2",
-    "task.max_augment_products=150",
-    "task.eval_generate=32",
-    "classifier.epochs=3",
+    "task.max_field_chars=80",
+    "task.max_augment_products=100",
+    "task.eval_generate=16",
+    "classifier.epochs=2",
+    "classifier.max_length=40",
     "loop.rounds=4",
     "loop.checkpoint=false",
 ]
+GENERATOR = ["generator.epochs=3", "generator.max_prompt_tokens=32"]
 PER_CONDITION = {
     "a_no_augment": [],
-    "b_sft_augment": ["generator.epochs=4"],
-    "c_ppo_adversarial": ["generator.epochs=4", "loop.rl_steps=8", "loop.batch_size=16"],
+    "b_sft_augment": GENERATOR,
+    "c_ppo_adversarial": [*GENERATOR, "loop.rl_steps=6", "loop.batch_size=16"],
 }
 
 
@@ -222,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS),
                         choices=list(CONDITIONS))
     parser.add_argument("--out", default="runs/cold_start")
-    parser.add_argument("--jobs", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=9)
     parser.add_argument("--force", action="store_true", help="rerun completed runs")
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides (after --)")
     args = parser.parse_args(argv)
