@@ -138,3 +138,23 @@ def test_reward_scaling_uses_the_running_return_std(policy, toy_task, tmp_path):
         off.update(rollout, Rewards.at_end(totals, rollout), _ctx(policy))["ppo/reward_scale"]
         == 1.0
     )
+
+
+def test_ppo_with_cls_loss_learns_what_the_classifier_rewards(policy, toy_task, tmp_path):
+    """LengthClassifier's loss is the word count: α = 1 PPO must lengthen the queries."""
+    torch.manual_seed(0)
+    reference = policy.reference()
+    ppo = _ppo(policy, tmp_path, lr=1e-3, epochs=4)
+    reward = ClsLossReward(ClsLossConfig(alpha=1.0, beta=0.05))
+    rng = np.random.default_rng(0)
+    words = []
+    for step in range(12):
+        rollout = policy.sample(toy_task.rl_prompts(16, rng))
+        with torch.no_grad():
+            rollout.ref_logprobs = reference.policy_outputs(rollout).logprobs
+        ctx = StepContext(task=toy_task, generator=policy, classifier=LengthClassifier(),
+                          reference=reference, round=1, step=step, rng=rng)  # fmt: skip
+        rewards = reward(rollout, ctx)
+        words.append(rewards.terms["cls_loss"].mean().item())
+        ppo.update(rollout, rewards, ctx)
+    assert np.mean(words[-3:]) > np.mean(words[:2]) + 1.5, words
