@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "adagrpo"))
 
 from adagrpo_kit import WORDS, tiny_causal, trl_trainer  # noqa: E402
-
 from advx import Prompt  # noqa: E402
 from advx_grpo.grpo import GRPOConfig, GRPOOptimizer  # noqa: E402
 
