@@ -7,7 +7,7 @@ own optimizer overrides, so all methods start from the same SFT checkpoint and r
 the same number of RL steps (the CPU budget would not allow one pretraining per method).
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python experiments/adagrpo_beauty.py \
-        --seeds 0 1 2 --out runs/adagrpo_exp            # then:
+        --seeds 0 --parallel --out runs/adagrpo_exp      # one process per seed; then:
     .venv/bin/python experiments/adagrpo_beauty.py --out runs/adagrpo_exp --report
 
 Reports, per method, test HR@5/HR@10/NDCG@10/hallucination at the best-validation round
@@ -62,6 +62,11 @@ def pick(run_dir: Path) -> dict[str, dict]:
     return {"best": view(best), "final": view(final), "pretrain": view(rounds(run_dir)[0])}
 
 
+def done(run_dir: Path, rounds: int) -> bool:
+    summary = run_dir / "summary.json"
+    return summary.exists() and json.loads(summary.read_text()).get("rounds_completed") == rounds
+
+
 def experiment(args: argparse.Namespace) -> None:
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -69,22 +74,33 @@ def experiment(args: argparse.Namespace) -> None:
     extra = list(args.overrides)
     for seed in args.seeds:
         pre = out / f"seed{seed}" / "pretrain"
-        if not (pre / "summary.json").exists():
+        if args.wait_pretrain:  # a pretraining started by an earlier invocation is running
+            while not done(pre, 0):
+                time.sleep(20)
+        if not done(pre, 0):
             t0 = time.time()
             run([ADVX, "run", "-q", "recipes/nll_beauty.yaml", f"seed={seed}", "loop.rounds=0",
                  *extra, "--run-dir", str(pre)], log)
             (pre / "wall_s.txt").write_text(f"{time.time() - t0:.0f}\n")
+        jobs = []
         for method in args.methods:
             dst = out / f"seed{seed}" / method
-            if (dst / "summary.json").exists() and json.loads(
-                (dst / "summary.json").read_text()).get("rounds_completed") == args.rounds:
+            if done(dst, args.rounds):
                 continue
             if dst.exists():
                 shutil.rmtree(dst)
             shutil.copytree(pre, dst)
-            t0 = time.time()
-            run([ADVX, "run", "-q", "--resume", str(dst), f"loop.rounds={args.rounds}",
-                 *METHODS[method], *extra], log)
+            cmd = [ADVX, "run", "-q", "--resume", str(dst), f"loop.rounds={args.rounds}",
+                   *METHODS[method], *extra]
+            print("$", " ".join(cmd), flush=True)
+            jobs.append((dst, time.time(), subprocess.Popen(
+                cmd, cwd=ROOT, stdout=(dst / "stdout.txt").open("w"),
+                stderr=subprocess.STDOUT)))
+            if not args.parallel:
+                jobs[-1][2].wait()
+        for dst, t0, job in jobs:
+            if job.wait() != 0:
+                raise SystemExit(f"{dst} failed: see {dst / 'stdout.txt'}")
             (dst / "wall_s.txt").write_text(f"{time.time() - t0:.0f}\n")
 
 
@@ -134,6 +150,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--out", default="runs/adagrpo_exp")
     parser.add_argument("--report", action="store_true")
+    parser.add_argument("--parallel", action="store_true", help="run a seed's methods at once")
+    parser.add_argument("--wait-pretrain", action="store_true",
+                        help="wait for a pretraining run already in progress")
     parser.add_argument("overrides", nargs="*", help="recipe overrides for every run")
     args = parser.parse_args()
     if args.report:
