@@ -1,0 +1,168 @@
+"""REINFORCE with a baseline (Williams, 1992): the SeqGAN generator update.
+
+    G_t = Σ_{t' ≥ t} r_t'                     (returns: reward_to_go; ``immediate``: G_t = r_t)
+    L(θ) = − mean_{b,t} [ (G_{b,t} − b_{b,t}) · log π_θ(y_{b,t} | y_{b,<t}) ] − β · mean H(π_θ)
+
+with the baseline b one of
+    none            b = 0
+    moving_average  b = EMA of the batch-mean return  (b ← m·b + (1 − m)·mean G, used before update)
+    batch_mean      b_t = mean over the batch of G_{·,t}      (per position)
+    leave_one_out   b_{i,t} = mean over the OTHER rows of i's group of G_{·,t}  (RLOO; a
+                    group of one gets b = 0)
+
+With ``mc_rollout``'s telescoped rewards, G_t = Q(y_1:t) and baseline ``none`` is exactly
+SeqGAN's update.
+
+Teacher forcing (seed §5.4, ``teacher_forcing: k``): k real sequences from
+``task.generator_train()`` join every update with return ``teacher_forcing_reward`` (1.0, the
+highest a discriminator gives) on every token, minus the batch-mean baseline, so the
+generator sees what a high reward looks like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from advx.components import BuildContext, StepContext
+from advx.errors import ConfigError
+from advx.rollout import Rewards, Rollout, masked_mean
+from torch import Tensor
+
+BASELINES = ("none", "moving_average", "batch_mean", "leave_one_out")
+
+
+@dataclass
+class ReinforceConfig:
+    """The ``optimizer:`` block for ``name: reinforce``.
+
+    Attributes:
+        lr: Adam learning rate (SeqGAN: 0.01).
+        grad_clip: gradient-norm clip (SeqGAN: 5.0).
+        baseline: ``none`` | ``moving_average`` | ``batch_mean`` | ``leave_one_out``.
+        baseline_momentum: m of the moving average.
+        returns: ``reward_to_go`` (G_t = Σ_{t'≥t} r_t') or ``immediate`` (G_t = r_t).
+        entropy_coef: β of the entropy bonus (0 = off).
+        teacher_forcing: real sequences mixed into each update (0 = off).
+        teacher_forcing_reward: the return given to every token of a real sequence.
+    """
+
+    lr: float = 0.01
+    grad_clip: float = 5.0
+    baseline: str = "none"
+    baseline_momentum: float = 0.9
+    returns: str = "reward_to_go"
+    entropy_coef: float = 0.0
+    teacher_forcing: int = 0
+    teacher_forcing_reward: float = 1.0
+
+
+def reward_to_go(per_token: Tensor, mask: Tensor) -> Tensor:
+    """``G [B, T]``: G_t = Σ_{t' ≥ t} r_t' over unmasked tokens."""
+    r = per_token * mask
+    return r.flip(-1).cumsum(-1).flip(-1) * mask
+
+
+def leave_one_out(returns: Tensor, mask: Tensor, groups: Tensor) -> Tensor:
+    """``b [B, T]``: per position, the mean return of the other members of each row's group."""
+    mask = mask.to(returns)
+    n_groups = int(groups.max()) + 1
+    index = groups[:, None].expand_as(returns)
+    group_sum = torch.zeros(n_groups, returns.shape[1]).to(returns).scatter_add_(
+        0, index, returns * mask
+    )
+    group_cnt = torch.zeros_like(group_sum).scatter_add_(0, index, mask)
+    others = (group_cnt[groups] - mask).clamp(min=1.0)
+    return (group_sum[groups] - returns * mask) / others * (group_cnt[groups] - mask > 0)
+
+
+class Reinforce:
+    """The ``reinforce`` optimizer; satisfies ``advx.Optimizer``."""
+
+    def __init__(self, config: ReinforceConfig, parameters) -> None:
+        if config.baseline not in BASELINES:
+            raise ConfigError(
+                f"optimizer.baseline must be one of {', '.join(BASELINES)}; got {config.baseline!r}"
+            )
+        if config.returns not in ("reward_to_go", "immediate"):
+            raise ConfigError(
+                f"optimizer.returns must be 'reward_to_go' or 'immediate'; got {config.returns!r}"
+            )
+        self.config = config
+        self.params = list(parameters)
+        self.adam = torch.optim.Adam(self.params, lr=config.lr)
+        self.moving_baseline: float | None = None
+
+    # ----------------------------------------------------------------- the equation
+    def returns(self, rewards: Rewards, mask: Tensor) -> Tensor:
+        if self.config.returns == "immediate":
+            return rewards.per_token * mask
+        return reward_to_go(rewards.per_token, mask)
+
+    def baseline(self, returns: Tensor, mask: Tensor, groups: Tensor) -> Tensor:
+        kind = self.config.baseline
+        if kind == "none":
+            return torch.zeros_like(returns)
+        if kind == "batch_mean":
+            return masked_mean(returns, mask, dim=0)[None, :].expand_as(returns)
+        if kind == "leave_one_out":
+            return leave_one_out(returns, mask, groups)
+        current = float(masked_mean(returns, mask))  # moving_average
+        previous = current if self.moving_baseline is None else self.moving_baseline
+        m = self.config.baseline_momentum
+        self.moving_baseline = m * previous + (1 - m) * current
+        return torch.full_like(returns, previous)
+
+    def update(self, rollout: Rollout, rewards: Rewards, ctx: StepContext) -> dict[str, float]:
+        mask = rollout.response_mask.to(rewards.per_token)
+        G = self.returns(rewards, mask)
+        b = self.baseline(G, mask, rollout.group_ids.to(G.device))
+        advantage = (G - b).detach()
+
+        out = ctx.generator.policy_outputs(rollout)
+        log_pi, entropy = out.logprobs, out.entropy
+        weighted = (advantage * log_pi * mask).sum()
+        tokens = mask.sum()
+        entropy_term = (entropy * mask).sum()
+        if self.config.teacher_forcing:
+            tf_weighted, tf_tokens = self._teacher_forcing(ctx, float(masked_mean(b, mask)))
+            weighted, tokens = weighted + tf_weighted, tokens + tf_tokens
+        loss = -weighted / tokens - self.config.entropy_coef * entropy_term / mask.sum()
+
+        self.adam.zero_grad()
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
+        self.adam.step()
+        return {
+            "rl/loss": float(loss),
+            "rl/return": float(masked_mean(G, mask)),
+            "rl/advantage": float(masked_mean(advantage, mask)),
+            "rl/baseline": float(masked_mean(b, mask)),
+            "rl/entropy": float(masked_mean(entropy.detach(), mask)),
+            "rl/grad_norm": float(grad_norm),
+        }
+
+    def _teacher_forcing(self, ctx: StepContext, baseline: float) -> tuple[Tensor, float]:
+        """(Σ_t (R_real − b) log π(real_t), number of real tokens) for k random real texts."""
+        real = ctx.task.generator_train()
+        pick = ctx.rng.choice(len(real), min(self.config.teacher_forcing, len(real)), replace=False)
+        samples = [real[int(i)] for i in pick]
+        log_likelihood = -ctx.generator.nll(samples)  # [k], summed over tokens
+        tokens = float(sum(len(s.text.split()) for s in samples))
+        advantage = self.config.teacher_forcing_reward - baseline
+        return advantage * log_likelihood.sum(), tokens
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"adam": self.adam.state_dict(), "moving_baseline": self.moving_baseline}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.adam.load_state_dict(state["adam"])
+        self.moving_baseline = state.get("moving_baseline")
+
+
+def build_reinforce(config: ReinforceConfig, ctx: BuildContext) -> Reinforce:
+    if ctx.generator is None:
+        raise ConfigError("optimizer reinforce needs a generator in the recipe")
+    return Reinforce(config, ctx.generator.parameters())

@@ -1,0 +1,202 @@
+"""SeqGAN's CNN discriminator: convolutions of many widths, max-over-time, highway, dropout.
+
+The text classifier of Kim (2014) as configured in the SeqGAN reference code: embedding 64;
+window sizes 1..10, 15, 20 with 100-200-200-200-200-100-100-100-100-100-160-160 filters;
+ReLU, max-pool over time; one highway layer; dropout (keep 0.75); a 2-way softmax whose
+weights carry an L2 penalty ``l2_reg * (||W||² + ||b||²) / 2`` (``tf.nn.l2_loss``); Adam at
+1e-4. Class 1 is "real". Every size is a recipe key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from advx.components import BuildContext
+from advx.errors import ConfigError, DataError
+from advx.rollout import Sample
+from torch import Tensor, nn
+
+from advx_seqgan.vocab import build_vocab
+
+PAPER_FILTER_SIZES = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20]
+PAPER_NUM_FILTERS = [100, 200, 200, 200, 200, 100, 100, 100, 100, 100, 160, 160]
+
+
+@dataclass
+class CNNConfig:
+    """The ``classifier:`` block for ``name: cnn_discriminator``.
+
+    Attributes:
+        vocab: ``ids`` (oracle) or ``word`` (trained on ``task.texts()``), as the generator.
+        vocab_size: vocabulary size (``ids``: exact; ``word``: at most).
+        lowercase: lowercase words (``word`` only).
+        max_len: sequences are padded/truncated to this length (>= the widest window).
+        emb_dim: embedding size (64).
+        filter_sizes: convolution window widths (1..10, 15, 20).
+        num_filters: filters per width (paper: 1,720 in total).
+        dropout: dropout probability before the output layer (keep 0.75 → 0.25).
+        l2_reg: L2 weight of the output layer (0.2).
+        lr: Adam learning rate (1e-4).
+        epochs: passes over the data per ``fit`` (SeqGAN: 3 per d-step).
+        batch_size: minibatch size (64).
+        valid_fraction: share of ``fit``'s data held out to report accuracy (0 = none).
+        predict_batch: rows per forward pass in ``predict_proba``.
+        device: torch device; empty means the run's device.
+    """
+
+    vocab: str = "word"
+    vocab_size: int = 5000
+    lowercase: bool = False
+    max_len: int = 20
+    emb_dim: int = 64
+    filter_sizes: list[int] = field(default_factory=lambda: list(PAPER_FILTER_SIZES))
+    num_filters: list[int] = field(default_factory=lambda: list(PAPER_NUM_FILTERS))
+    dropout: float = 0.25
+    l2_reg: float = 0.2
+    lr: float = 1e-4
+    epochs: int = 3
+    batch_size: int = 64
+    valid_fraction: float = 0.1
+    predict_batch: int = 2048
+    device: str = ""
+
+
+class Highway(nn.Module):
+    """y = t ⊙ relu(W_h x) + (1 − t) ⊙ x, with t = σ(W_t x)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.transform = nn.Linear(size, size)
+        self.gate = nn.Linear(size, size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = torch.sigmoid(self.gate(x))
+        return t * F.relu(self.transform(x)) + (1 - t) * x
+
+
+class CNNModel(nn.Module):
+    def __init__(self, config: CNNConfig, vocab_size: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, config.emb_dim)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(config.emb_dim, n, k)
+            for k, n in zip(config.filter_sizes, config.num_filters, strict=True)
+        )
+        total = sum(config.num_filters)
+        self.highway = Highway(total)
+        self.dropout = nn.Dropout(config.dropout)
+        self.out = nn.Linear(total, 2)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        """``ids [B, L]`` → logits ``[B, 2]``."""
+        x = self.embed(ids).transpose(1, 2)  # [B, E, L]
+        pooled = [F.relu(conv(x)).amax(-1) for conv in self.convs]
+        return self.out(self.dropout(self.highway(torch.cat(pooled, -1))))
+
+
+class CNNDiscriminator:
+    """The ``cnn_discriminator`` classifier; satisfies ``advx.Classifier``."""
+
+    def __init__(self, config: CNNConfig, texts: Sequence[str], seed: int, device: str) -> None:
+        if len(config.filter_sizes) != len(config.num_filters):
+            raise ConfigError(
+                "classifier.filter_sizes and classifier.num_filters must have the same length "
+                f"(got {len(config.filter_sizes)} and {len(config.num_filters)})"
+            )
+        if max(config.filter_sizes) > config.max_len:
+            raise ConfigError(
+                f"classifier.max_len ({config.max_len}) must be >= the widest window "
+                f"({max(config.filter_sizes)})"
+            )
+        self.config = config
+        self.device = torch.device(config.device or device)
+        self.vocab = build_vocab(config.vocab, texts, config.vocab_size, config.lowercase)
+        torch.manual_seed(seed)
+        self.model = CNNModel(config, self.vocab.size).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.rng = np.random.default_rng(seed)
+
+    def encode(self, samples: Sequence[Sample]) -> Tensor:
+        """``[N, max_len]`` ids, right-padded with the vocabulary's pad id."""
+        width = self.config.max_len
+        ids = np.full((len(samples), width), self.vocab.pad_id, dtype=np.int64)
+        for i, sample in enumerate(samples):
+            row = self.vocab.encode(sample.text)[:width]
+            ids[i, : len(row)] = row
+        return torch.from_numpy(ids).to(self.device)
+
+    def _labels(self, samples: Sequence[Sample]) -> Tensor:
+        missing = [i for i, s in enumerate(samples) if s.label not in (0, 1)]
+        if missing:
+            raise DataError(
+                f"cnn_discriminator needs labels 0 (generated) or 1 (real); sample {missing[0]} "
+                f"has label {samples[missing[0]].label!r}"
+            )
+        return torch.tensor([s.label for s in samples], device=self.device)
+
+    def _loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        out = self.model.out
+        l2 = (out.weight.pow(2).sum() + out.bias.pow(2).sum()) / 2
+        return F.cross_entropy(logits, labels) + self.config.l2_reg * l2
+
+    def fit(self, samples: Sequence[Sample]) -> dict[str, float]:
+        """``epochs`` passes of shuffled minibatches; holds out ``valid_fraction`` for accuracy."""
+        if not samples:
+            raise DataError("cnn_discriminator.fit got no samples")
+        ids, labels = self.encode(samples), self._labels(samples)
+        order = torch.from_numpy(self.rng.permutation(len(samples))).to(self.device)
+        n_valid = int(len(samples) * self.config.valid_fraction)
+        valid, train = order[:n_valid], order[n_valid:]
+        self.model.train()
+        loss_sum, seen = 0.0, 0
+        for _ in range(self.config.epochs):
+            perm = train[torch.from_numpy(self.rng.permutation(len(train))).to(self.device)]
+            for start in range(0, len(perm), self.config.batch_size):
+                rows = perm[start : start + self.config.batch_size]
+                loss = self._loss(self.model(ids[rows]), labels[rows])
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.optimizer.step()
+                loss_sum += float(loss.detach()) * len(rows)
+                seen += len(rows)
+        metrics = {"cls/loss": loss_sum / max(seen, 1), "cls/train_size": float(len(train))}
+        if n_valid:
+            probs = self._proba_ids(ids[valid])
+            metrics["cls/valid_acc"] = float((probs.argmax(-1) == labels[valid]).float().mean())
+        return metrics
+
+    @torch.no_grad()
+    def _proba_ids(self, ids: Tensor) -> Tensor:
+        self.model.eval()
+        chunks = [
+            torch.softmax(self.model(chunk), -1) for chunk in ids.split(self.config.predict_batch)
+        ]
+        return torch.cat(chunks) if chunks else torch.zeros(0, 2, device=self.device)
+
+    def predict_proba(self, samples: Sequence[Sample]) -> Tensor:
+        """``[N, 2]``: column 1 is P(real)."""
+        return self._proba_ids(self.encode(samples))
+
+    @torch.no_grad()
+    def loss(self, samples: Sequence[Sample]) -> Tensor:
+        """``[N]`` cross-entropy against each sample's label (no L2 term)."""
+        probs = self.predict_proba(samples)
+        labels = self._labels(samples)
+        return -torch.log(probs.gather(1, labels[:, None]).squeeze(1).clamp(min=1e-12))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def build_cnn_discriminator(config: CNNConfig, ctx: BuildContext) -> CNNDiscriminator:
+    texts = list(ctx.task.texts()) if ctx.task is not None and config.vocab == "word" else []
+    return CNNDiscriminator(config, texts, ctx.seed, ctx.device)
