@@ -50,8 +50,14 @@ def recipe(data: Path, generator: dict, optimizer: dict) -> dict:
         ({"name": "seq2seq", "d_model": 16, "num_heads": 2, "d_kv": 8, "d_ff": 32,
           "tokenizer": "word", "value_head": False, "max_new_tokens": 4, "epochs": 1},
          {"name": "grpo", "beta": 0.04}),
+        ({"name": "seq2seq", "d_model": 16, "num_heads": 2, "d_kv": 8, "d_ff": 32,
+          "tokenizer": "word", "value_head": False, "max_new_tokens": 4, "epochs": 1},
+         {"name": "adagrpo", "gate": "always", "grpo_weight": 0.5}),
+        ({"name": "causal", "d_model": 16, "n_heads": 2, "max_new_tokens": 4, "epochs": 1},
+         {"name": "grpo", "beta": 0.04, "loss_type": "dapo", "epochs": 2,
+          "minibatch_size": 8}),
     ],
-    ids=["causal-adagrpo", "seq2seq-grpo"],
+    ids=["causal-adagrpo", "seq2seq-grpo", "seq2seq-adagrpo", "causal-grpo"],
 )
 def test_run_recipe_end_to_end(tmp_path, generator, optimizer):
     data = write_beauty_fixture(tmp_path / "data")
