@@ -59,7 +59,20 @@ def pick(run_dir: Path) -> dict[str, dict]:
         return {"round": r["round"], **{m: r[f"test/{m}"] for m in METRICS},
                 "valid/hr@10": r["valid/hr@10"]}
 
-    return {"best": view(best), "final": view(final), "pretrain": view(rounds(run_dir)[0])}
+    return {"best": view(best), "final": view(final), "pretrain": view(rounds(run_dir)[0]),
+            "steps": step_means(run_dir)}
+
+
+STEP_KEYS = ("optim/adagrpo/gate_open_rate", "optim/adagrpo/difficulty_pass_rate",
+             "optim/adagrpo/discriminability_pass_rate", "optim/adagrpo/gt_in_rollouts",
+             "reward/valid", "reward/hit", "reward/total", "optim/grpo/kl")
+
+
+def step_means(run_dir: Path) -> dict[str, float]:
+    """Means over all RL steps of the gate and rollout statistics."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    steps = [r for r in map(json.loads, lines) if r.get("kind") == "step"]
+    return {k: statistics.fmean(r[k] for r in steps) for k in STEP_KEYS if steps and k in steps[0]}
 
 
 def done(run_dir: Path, rounds: int) -> bool:
@@ -141,6 +154,15 @@ def report(args: argparse.Namespace) -> None:
             ]
             picked = ",".join(str(v[which]["round"]) for v in row["seeds"].values())
             print(f"| {method} | " + " | ".join(cells) + f" | {picked} |")
+    print("\nRL-step means (over steps and seeds)")
+    print("| method | " + " | ".join(k.split("/")[-1] for k in STEP_KEYS) + " |")
+    print("|---" * (len(STEP_KEYS) + 1) + "|")
+    for method, row in table.items():
+        cells = []
+        for k in STEP_KEYS:
+            values = [v["steps"][k] for v in row["seeds"].values() if k in v["steps"]]
+            cells.append(f"{statistics.fmean(values):.3f}" if values else "-")
+        print(f"| {method} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
