@@ -13,7 +13,8 @@ Phases, exactly as ``advx.loop`` runs them:
     update     optimizer.update(rollout, rewards, ctx) epochs × minibatches of forward+backward
 
 Ratios to check:
-    update / (passes × bare fwd+bwd) ≈ 1  → the update recomputes nothing the rollout holds
+    update / (passes × bare fwd+bwd+AdamW step) ≈ 1  → the update recomputes nothing the
+                                           rollout holds (no extra sampling or reference pass)
     reference / bare forward ≈ 1          → one forward pass
     sample(no cache) / sample(cache) > 1  → generate really uses the KV cache
 
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -53,6 +53,7 @@ from advx.runner import prepare_recipe
 from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
+from transformers.utils import logging as hf_logging
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RECIPE = REPO / "recipes" / "ppo_cls_loss.yaml"
@@ -70,15 +71,33 @@ FALLBACK = {
 }
 
 
-def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:
-    """Median wall time of ``fn`` over ``repeats`` runs (after one warm-up run)."""
-    result = fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+class Clock:
+    """Wall and process-CPU seconds of named blocks, one list per name (one entry per repeat).
+
+    CPU time is reported beside wall time because this machine is shared: wall time includes
+    waiting for a core, CPU time (1 torch thread) is the work done."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, list[float]] = {}
+        self.cpu: dict[str, list[float]] = {}
+
+    def __call__(self, name: str, fn: Callable[[], Any]) -> Any:
+        wall, cpu = time.perf_counter(), time.process_time()
         result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times, result
+        self.wall.setdefault(name, []).append(time.perf_counter() - wall)
+        self.cpu.setdefault(name, []).append(time.process_time() - cpu)
+        return result
+
+    def median(self, which: str = "wall") -> dict[str, float]:
+        table = self.wall if which == "wall" else self.cpu
+        return {k: statistics.median(v) for k, v in table.items()}
+
+    def ratio(self, num: str, den: str, which: str = "wall", scale: float = 1.0) -> float:
+        """Median over repeats of num/den measured in the same repeat (robust to load drift)."""
+        table = self.wall if which == "wall" else self.cpu
+        return statistics.median(
+            a / (scale * b) for a, b in zip(table[num], table[den], strict=True)
+        )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -91,6 +110,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "ppo_step.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    hf_logging.disable_progress_bar()
 
     source = args.recipe if Path(args.recipe).exists() else OmegaConf.create(FALLBACK)
     spec = prepare_recipe(source, args.overrides)
@@ -134,62 +154,55 @@ def benchmark(components: Any, spec: Any, args: argparse.Namespace) -> dict[str,
         with torch.no_grad():
             return reference.policy_outputs(rollout).logprobs
 
-    # --- one iteration, phase by phase (repeated; each repeat is a full iteration) ----------
-    phases: dict[str, list[float]] = {"sample": [], "reference": [], "reward": [], "update": []}
-    lengths, passes = [], []
-    ppo_metrics: dict[str, float] = {}
-    for i in range(args.repeats + 1):  # the first iteration is a warm-up, not recorded
-        clock = {}
-        start = time.perf_counter()
-        rollout = sample()
-        clock["sample"] = time.perf_counter() - start
-        start = time.perf_counter()
-        rollout.ref_logprobs = ref_logprobs(rollout)
-        clock["reference"] = time.perf_counter() - start
-        start = time.perf_counter()
-        rewards = reward(rollout, ctx())
-        clock["reward"] = time.perf_counter() - start
-        start = time.perf_counter()
-        ppo_metrics = optimizer.update(rollout, rewards, ctx())
-        clock["update"] = time.perf_counter() - start
-        if i == 0:
-            continue
-        for key, value in clock.items():
-            phases[key].append(value)
-        lengths.append(rollout.lengths.float().mean().item())
-        passes.append(forward_backward_passes(optimizer, rollout, ppo_metrics))
+    adamw = torch.optim.AdamW(generator.parameters(), lr=1e-12)  # moves weights negligibly
 
-    # --- bare costs on one rollout of the same batch ----------------------------------------
-    rollout = sample()
-    rollout.ref_logprobs = ref_logprobs(rollout)
-
-    def forward() -> None:
+    def forward(rollout) -> None:
         with torch.no_grad():
             generator.policy_outputs(rollout)
 
-    def forward_backward() -> None:
+    def forward_backward(rollout, step: bool) -> None:
         out = generator.policy_outputs(rollout)
         loss = masked_mean(out.logprobs, rollout.response_mask)
         if out.values is not None:
             loss = loss + masked_mean(out.values, rollout.response_mask)
+        adamw.zero_grad(set_to_none=True)
         loss.backward()
-        for p in generator.parameters():
-            p.grad = None
+        if step:
+            torch.nn.utils.clip_grad_norm_(generator.parameters(), 1.0)
+            adamw.step()
+        adamw.zero_grad(set_to_none=True)
 
-    bare_fwd, _, _ = timed(forward, args.repeats)
-    bare_fwdbwd, _, _ = timed(forward_backward, args.repeats)
-    cls_loss, _, _ = timed(lambda: classifier.loss(rollout.samples()), args.repeats)
+    # Each repeat: one full iteration phase by phase, then the bare passes on the SAME rollout,
+    # then sampling with and without the KV cache; repeat 0 is a warm-up and is dropped.
+    clock, lengths, passes, cache_lengths = Clock(), [], [], {"kv_cache": [], "no_cache": []}
+    ppo_metrics: dict[str, float] = {}
+    load_before = os.getloadavg()[0]
+    for i in range(args.repeats + 1):
+        if i == 1:
+            clock = Clock()
+        rollout = clock("phase/sample", sample)
+        rollout.ref_logprobs = clock("phase/reference", lambda r=rollout: ref_logprobs(r))
+        rewards = clock("phase/reward", lambda r=rollout: reward(r, ctx()))
+        ppo_metrics = clock(
+            "phase/update", lambda r=rollout, w=rewards: optimizer.update(r, w, ctx())
+        )
+        clock("bare/forward", lambda r=rollout: forward(r))
+        clock("bare/forward_backward", lambda r=rollout: forward_backward(r, False))
+        clock("bare/forward_backward_adamw_step", lambda r=rollout: forward_backward(r, True))
+        clock("bare/classifier_loss", lambda r=rollout: classifier.loss(r.samples()))
+        cached = clock("sample/kv_cache", lambda: sample(True))
+        uncached = clock("sample/no_cache", lambda: sample(False))
+        if i > 0:
+            lengths.append(rollout.lengths.float().mean().item())
+            passes.append(forward_backward_passes(optimizer, rollout, ppo_metrics))
+            cache_lengths["kv_cache"].append(cached.lengths.float().mean().item())
+            cache_lengths["no_cache"].append(uncached.lengths.float().mean().item())
 
-    # --- KV cache check: the same sampling with the cache switched off ----------------------
-    cached, _, r_cached = timed(lambda: sample(True), args.repeats)
-    uncached, _, r_uncached = timed(lambda: sample(False), args.repeats)
-
-    med = {k: statistics.median(v) for k, v in phases.items()}
-    iteration = sum(med.values())
-    n_passes = statistics.median(passes)
-    return {
+    phases = ("sample", "reference", "reward", "update")
+    report: dict[str, Any] = {
         "device": str(generator.device),
         "torch_threads": torch.get_num_threads(),
+        "load_average_1min": load_before,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cpu": platform.processor() or platform.machine(),
@@ -206,37 +219,38 @@ def benchmark(components: Any, spec: Any, args: argparse.Namespace) -> dict[str,
             "generator": generator.config.model,
             "generator_parameters": sum(p.numel() for p in generator.parameters()),
             "sft_epochs": args.sft_epochs,
+            "setup_seconds(classifier fit, reference copy)": setup,
         },
         "ppo": {
             "epochs": optimizer.config.epochs,
             "minibatch_size": optimizer.config.minibatch_size or rollout.batch_size,
-            "forward_backward_passes": n_passes,
+            "forward_backward_passes": statistics.median(passes),
             "last_update_metrics": ppo_metrics,
         },
-        "seconds": {
-            **{f"phase/{k}": v for k, v in med.items()},
-            "iteration": iteration,
-            "bare/forward": bare_fwd,
-            "bare/forward_backward": bare_fwdbwd,
-            "bare/classifier_loss": cls_loss,
-            "sample/kv_cache": cached,
-            "sample/no_cache": uncached,
-            "setup(classifier fit, reference copy)": setup,
-        },
-        "ratios": {
-            "update / (passes x bare fwd+bwd)": med["update"] / (n_passes * bare_fwdbwd),
-            "reference / bare forward": med["reference"] / bare_fwd,
-            "sample / bare forward": med["sample"] / bare_fwd,
-            "reward / bare classifier loss": med["reward"] / cls_loss,
-            "iteration / bare fwd+bwd": iteration / bare_fwdbwd,
-            "sample no-cache / kv-cache": uncached / cached,
-        },
-        "share_of_iteration": {k: v / iteration for k, v in med.items()},
-        "kv_cache_check_lengths": {
-            "kv_cache": r_cached.lengths.float().mean().item(),
-            "no_cache": r_uncached.lengths.float().mean().item(),
-        },
+        "kv_cache_check_mean_lengths": {k: statistics.mean(v) for k, v in cache_lengths.items()},
     }
+    n_passes = statistics.median(passes)
+    for which in ("wall", "cpu"):
+        med = clock.median(which)
+        iteration = sum(med[f"phase/{k}"] for k in phases)
+        report[f"{which}_seconds"] = {**med, "iteration": iteration}
+        report[f"{which}_share_of_iteration"] = {k: med[f"phase/{k}"] / iteration for k in phases}
+        report[f"{which}_ratios"] = {
+            "update / (passes x bare fwd+bwd)": clock.ratio(
+                "phase/update", "bare/forward_backward", which, n_passes
+            ),
+            "update / (passes x bare fwd+bwd+AdamW)": clock.ratio(
+                "phase/update", "bare/forward_backward_adamw_step", which, n_passes
+            ),
+            "reference / bare forward": clock.ratio("phase/reference", "bare/forward", which),
+            "sample / bare forward": clock.ratio("phase/sample", "bare/forward", which),
+            "reward / bare classifier loss": clock.ratio(
+                "phase/reward", "bare/classifier_loss", which
+            ),
+            "iteration / bare fwd+bwd": iteration / med["bare/forward_backward"],
+            "sample no-cache / kv-cache": clock.ratio("sample/no_cache", "sample/kv_cache", which),
+        }
+    return report
 
 
 def forward_backward_passes(optimizer: Any, rollout: Any, metrics: dict[str, float]) -> float:
@@ -249,20 +263,27 @@ def forward_backward_passes(optimizer: Any, rollout: Any, metrics: dict[str, flo
 
 
 def print_table(report: dict[str, Any]) -> None:
-    console = Console()
-    table = Table(title="one PPO iteration (median seconds)")
+    console = Console(width=120)
+    table = Table(title="one PPO iteration (median over repeats)")
     table.add_column("what")
-    table.add_column("seconds", justify="right")
-    table.add_column("share / ratio", justify="right")
-    sec = report["seconds"]
-    for key, share in report["share_of_iteration"].items():
-        table.add_row(f"phase: {key}", f"{sec['phase/' + key]:.4f}", f"{100 * share:.1f} %")
-    table.add_row("iteration", f"{sec['iteration']:.4f}", "")
-    for key in ("bare/forward", "bare/forward_backward", "bare/classifier_loss",
-                "sample/kv_cache", "sample/no_cache"):  # fmt: skip
-        table.add_row(key, f"{sec[key]:.4f}", "")
-    for key, value in report["ratios"].items():
-        table.add_row(key, "", f"{value:.2f}" if math.isfinite(value) else str(value))
+    for which in ("wall", "cpu"):
+        table.add_column(f"{which} s", justify="right")
+        table.add_column(f"{which} share/ratio", justify="right")
+    wall, cpu = report["wall_seconds"], report["cpu_seconds"]
+    for key in report["wall_share_of_iteration"]:
+        table.add_row(
+            f"phase: {key}",
+            f"{wall['phase/' + key]:.4f}",
+            f"{100 * report['wall_share_of_iteration'][key]:.1f} %",
+            f"{cpu['phase/' + key]:.4f}",
+            f"{100 * report['cpu_share_of_iteration'][key]:.1f} %",
+        )
+    table.add_row("iteration", f"{wall['iteration']:.4f}", "", f"{cpu['iteration']:.4f}", "")
+    for key in wall:
+        if key.startswith(("bare/", "sample/")):
+            table.add_row(key, f"{wall[key]:.4f}", "", f"{cpu[key]:.4f}", "")
+    for key, value in report["wall_ratios"].items():
+        table.add_row(key, "", f"{value:.2f}", "", f"{report['cpu_ratios'][key]:.2f}")
     console.print(table)
     b = report["batch"]
     console.print(
@@ -270,7 +291,8 @@ def print_table(report: dict[str, Any]) -> None:
         f"{b['mean_response_tokens']:.1f}/{b['max_new_tokens']} response tokens; "
         f"{report['model']['generator_parameters']:,} generator parameters; PPO "
         f"{report['ppo']['epochs']} epochs × minibatch {report['ppo']['minibatch_size']}; "
-        f"device {report['device']}, {report['torch_threads']} thread(s)"
+        f"device {report['device']}, {report['torch_threads']} thread(s), "
+        f"1-min load average {report['load_average_1min']:.1f}"
     )
 
 
