@@ -228,6 +228,8 @@ class AdaGRPOOptimizer:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # the recipe's lr wins over the checkpoint's
+            group["lr"] = self.config.lr
 
 
 def _nanmean(values: Tensor) -> float:

@@ -218,6 +218,8 @@ class GRPOOptimizer:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # the recipe's lr wins over the checkpoint's
+            group["lr"] = self.config.lr
 
 
 def _zero_std_share(rewards: Tensor, group_ids: Tensor) -> float:
