@@ -245,6 +245,8 @@ def rows_from_table(
                           "(or null to drop it), e.g. task.label_map={relevant: 1, irrelevant: 0}.")
     rows: list[Row] = []
     empty: list[str] = []
+    if not isinstance(table, list):  # a datasets.Dataset: only the mapped columns become Python
+        table = table.select_columns(list(dict.fromkeys(col for _, col in wanted)))
     records = table if isinstance(table, list) else table.to_list()
     for i, record in enumerate(records):
         if where and any(_clean(record[k]) != _clean(v) for k, v in where.items()):
