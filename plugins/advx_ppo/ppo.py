@@ -194,7 +194,41 @@ class PPO:
         order = rng.permutation(batch_size)
         return [order[i : i + size] for i in range(0, batch_size, size)]
 
+    def _step(
+        self,
+        generator: Any,
+        batch: Rollout,
+        mask: Tensor,
+        advantages: Tensor,
+        returns: Tensor,
+        old_values: Tensor | None,
+    ) -> dict[str, float]:
+        """One minibatch: L = L_clip + c_V·L_V − c_H·H, clipped gradient, one AdamW step."""
+        cfg = self.config
+        out = generator.policy_outputs(batch)
+        pg_loss, stats = policy_loss(out.logprobs, batch.logprobs, advantages, mask, cfg.clip)
+        vf_loss = torch.zeros((), device=mask.device)
+        if old_values is not None and out.values is not None:
+            vf_loss = value_loss(out.values, old_values, returns, mask, cfg.value_clip)
+        entropy = masked_mean(out.entropy, mask)
+        loss = pg_loss + cfg.vf_coef * vf_loss - cfg.ent_coef * entropy
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+        self.optimizer.step()
+        return {
+            "loss/policy": pg_loss.item(),
+            "loss/value": vf_loss.item(),
+            "loss/total": loss.item(),
+            "entropy": entropy.item(),
+            "grad_norm": float(grad_norm),
+            **{k: v.item() for k, v in stats.items()},
+        }
+
     def update(self, rollout: Rollout, rewards: Rewards, ctx: StepContext) -> dict[str, float]:
+        """GAE on the rollout's rewards and old values, then clipped-PPO minibatch epochs."""
         cfg = self.config
         mask = rollout.response_mask.to(torch.float32)
         has_critic = rollout.values is not None
@@ -214,38 +248,13 @@ class PPO:
         for _ in range(cfg.epochs):
             for rows in self._minibatches(rollout.batch_size, ctx.rng):
                 index = torch.as_tensor(rows, device=mask.device)
-                batch, m = rollout.select(index), mask[index]
-                out = ctx.generator.policy_outputs(batch)
-
-                pg_loss, stats = policy_loss(
-                    out.logprobs, batch.logprobs, advantages[index], m, cfg.clip
-                )
-                vf_loss = torch.zeros((), device=m.device)
-                if has_critic and out.values is not None:
-                    vf_loss = value_loss(
-                        out.values, old_values[index], returns[index], m, cfg.value_clip
-                    )
-                entropy = masked_mean(out.entropy, m)
-                loss = pg_loss + cfg.vf_coef * vf_loss - cfg.ent_coef * entropy
-
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(
-                    self.params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
-                )
-                self.optimizer.step()
-
-                step_stats = {
-                    "loss/policy": pg_loss.item(),
-                    "loss/value": vf_loss.item(),
-                    "loss/total": loss.item(),
-                    "entropy": entropy.item(),
-                    "grad_norm": float(grad_norm),
-                    **{k: v.item() for k, v in stats.items()},
-                }
-                for key, value in step_stats.items():
+                stats = self._step(
+                    ctx.generator, rollout.select(index), mask[index], advantages[index],
+                    returns[index], old_values[index] if has_critic else None,
+                )  # fmt: skip
+                for key, value in stats.items():
                     history.setdefault(key, []).append(value)
-                if cfg.target_kl > 0 and step_stats["approx_kl"] > cfg.target_kl:
+                if cfg.target_kl > 0 and stats["approx_kl"] > cfg.target_kl:
                     early_stopped = True
                     break
             epochs_done += 1
