@@ -136,7 +136,7 @@ class Reinforce:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
         self.adam.step()
         return {
-            "rl/loss": float(loss),
+            "rl/loss": float(loss.detach()),
             "rl/return": float(masked_mean(G, mask)),
             "rl/advantage": float(masked_mean(advantage, mask)),
             "rl/baseline": float(masked_mean(b, mask)),

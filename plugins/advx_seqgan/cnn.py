@@ -62,7 +62,7 @@ class CNNConfig:
     epochs: int = 3
     batch_size: int = 64
     valid_fraction: float = 0.1
-    predict_batch: int = 2048
+    predict_batch: int = 256
     device: str = ""
 
 

@@ -307,12 +307,23 @@ class LSTMGenerator:
         h = hs[slot[rows_s], prefix_s.clamp(max=width - 1)].clone()
         c = cs[slot[rows_s], prefix_s.clamp(max=width - 1)].clone()
         first = int(prefix_s.min()) if len(prefix_s) else width
+        last_start = int(prefix_s.max()) if len(prefix_s) else width
         counts = torch.searchsorted(prefix_s, torch.arange(width, device=self.device), right=True)
+        eos = self.vocab.eos_id
+        done = None
+        if eos is not None:  # a continuation is over once its prefix or its samples hold EOS
+            positions = torch.arange(width, device=self.device)[None, :]
+            done = ((out == eos) & (positions < prefix_s[:, None])).any(1)
         for pos in range(first, width):
             k = int(counts[pos])  # continuations with prefix length <= pos
             token, logp = self._draw(h[:k])
             out[:k, pos] = token
             logps[:k, pos] = logp
+            if done is not None:
+                done[:k] |= token == eos
+                if pos >= last_start and bool(done.all()):
+                    out[:, pos + 1 :] = self.vocab.pad_id
+                    break
             if pos + 1 < width:
                 h[:k], c[:k] = self.model.step(token, h[:k], c[:k])
         inverse = torch.empty_like(order)

@@ -218,6 +218,7 @@ class TextCorpusConfig:
         self_bleu_samples: generated sentences in self-BLEU (each against the others; 500
             as Texygen's fast mode).
         bleu_orders: the n of BLEU-n / self-BLEU-n.
+        nll_test_max: NLL-test over the first this many test sentences (0 = all).
         num_fakes: generated negatives per d-step.
         d_real: real sentences per d-step, a fresh random subset each call (0 = all).
         temperatures: extra sampling temperatures evaluated besides 1.0.
@@ -234,6 +235,7 @@ class TextCorpusConfig:
     bleu_references: int = 0
     self_bleu_samples: int = 500
     bleu_orders: list[int] = field(default_factory=lambda: [2, 3, 4, 5])
+    nll_test_max: int = 0
     num_fakes: int = 10000
     d_real: int = 0
     temperatures: list[float] = field(default_factory=list)
@@ -321,8 +323,9 @@ class TextCorpusTask:
             )
             for name, value in self.quality_diversity(texts).items():
                 metrics[f"{name}{_suffix(tau)}"] = value
+            held_out = self.test[: self.config.nll_test_max or None]
             metrics[f"nll_test{_suffix(tau)}"] = nll_per_token(
-                generator, self.test, tau, self.config.eval_batch, extra_tokens=1
+                generator, held_out, tau, self.config.eval_batch, extra_tokens=1
             )
             metrics[f"mean_len{_suffix(tau)}"] = float(np.mean([len(t.split()) for t in texts]))
         return metrics
