@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from advx.components import StepContext
 from advx.rollout import Prompt
 from advx_seqgan.cnn import CNNConfig, CNNDiscriminator

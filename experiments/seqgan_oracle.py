@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CPU_RECIPE = ROOT / "recipes/seqgan_oracle_cpu.yaml"
 MLE_RECIPE = ROOT / "recipes/mle_oracle.yaml"
 CPU_TASK = ["task.num_test=2000", "task.num_eval_samples=1000"]
-TEMPERATURES = [0.7, 0.8, 0.9, 1.1, 1.25, 1.5]
+TEMPERATURES = [0.8, 0.9, 1.2]
 
 
 def log(msg: str) -> None:

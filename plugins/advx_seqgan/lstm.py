@@ -169,6 +169,12 @@ class LSTMGenerator:
             logits = logits.masked_fill(self._banned, float("-inf"))
         return logits
 
+    def _token_logprobs(self, logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+        """``[B, T]`` log π(target_t), 0 on padding (a masked-out pad target has log-prob
+        −inf, and −inf · 0 would be NaN)."""
+        logp = selective_log_softmax(logits, targets)
+        return torch.where(mask.bool(), logp, torch.zeros_like(logp))
+
     def _mask_after_eos(self, ids: Tensor) -> Tensor:
         """``[B, T]`` 1 up to and including the first EOS; pads the ids after it in place."""
         if self.vocab.eos_id is None:
@@ -188,8 +194,7 @@ class LSTMGenerator:
         tempered model, as the temperature sweep of Caccia et al. (2020) needs."""
         targets, mask = self.encode([s.text for s in samples])
         logits = self._logits(self.model(self._inputs(targets)), temperature)
-        logp = selective_log_softmax(logits, targets)
-        return -(logp * mask).sum(1)
+        return -self._token_logprobs(logits, targets, mask).sum(1)
 
     def sft(self, samples: Sequence[Sample]) -> dict[str, float]:
         """MLE for ``config.epochs`` epochs of shuffled minibatches (per-token mean CE)."""
@@ -213,9 +218,8 @@ class LSTMGenerator:
 
     def _mle_step(self, targets: Tensor, mask: Tensor) -> tuple[float, int]:
         logits = self._logits(self.model(self._inputs(targets)))
-        logp = selective_log_softmax(logits, targets)
         n = int(mask.sum())
-        loss = -(logp * mask).sum() / n
+        loss = -self._token_logprobs(logits, targets, mask).sum() / n
         self._sft_optimizer.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -360,7 +364,7 @@ class LSTMGenerator:
         mask = rollout.response_mask.to(self.device)
         # entropy of masked (banned) logits: -inf entries contribute 0 via softmax
         entropy = entropy_from_logits(logits.masked_fill(self._banned, -1e9)) * mask
-        logprobs = selective_log_softmax(logits, targets) * mask
+        logprobs = self._token_logprobs(logits, targets, mask)
         return PolicyOutputs(logprobs=logprobs, entropy=entropy)
 
     def reference(self) -> LSTMGenerator:

@@ -4,7 +4,6 @@ from typing import ClassVar
 
 import pytest
 import torch
-
 from advx.rollout import Prompt, Rewards, Rollout
 from advx_reinforce.reinforce import reward_to_go
 from advx_seqgan.mc_rollout import MCRolloutConfig, MCRolloutReward

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import torch
-
 from advx.rollout import Prompt, Rewards, Sample
 from advx_reinforce.reinforce import Reinforce, ReinforceConfig, leave_one_out, reward_to_go
 

@@ -5,8 +5,6 @@ import random
 
 import pytest
 import torch
-from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
-
 from advx.components import Components
 from advx.errors import DataError
 from advx.rollout import Sample
@@ -19,6 +17,7 @@ from advx_text_tasks.tasks import (
     TextCorpusConfig,
     TextCorpusTask,
 )
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
 from .conftest import DATA
 
@@ -69,7 +68,7 @@ def test_random_oracle_task_and_evaluate():
 
 def test_bleu_equals_nltk_sentence_bleu():
     rng = random.Random(0)
-    words = "a b c d e f g".split()
+    words = ["a", "b", "c", "d", "e", "f", "g"]
     refs = [[rng.choice(words) for _ in range(rng.randint(3, 9))] for _ in range(30)]
     hyps = [[rng.choice(words) for _ in range(rng.randint(1, 9))] for _ in range(20)]
     smooth = SmoothingFunction().method1
