@@ -53,6 +53,9 @@ class EncoderClassifierConfig:
         valid_fraction: fraction of the real samples held out to pick the best epoch.
         reinit: start every ``fit`` from fresh weights (default: fine-tune the current ones,
             as the paper retrains C_N on D_N).
+        start_competes: the weights a fit starts from compete with its epochs for the best
+            validation loss, so a refit that does not help on held-out real queries is
+            discarded (default: keep the best of the new epochs).
         grad_clip: gradient-norm clip.
         dropout: dropout of the head (and of the tiny encoder).
         vocab_size, d_model, num_layers, num_heads, d_ff: sizes of the ``tiny`` encoder.
@@ -70,6 +73,7 @@ class EncoderClassifierConfig:
     eval_batch_size: int = 128
     valid_fraction: float = 0.1
     reinit: bool = False
+    start_competes: bool = False
     grad_clip: float = 1.0
     dropout: float = 0.1
     vocab_size: int = 2000
@@ -156,7 +160,8 @@ class EncoderClassifier:
 
     def fit(self, samples: Sequence[Sample]) -> dict[str, float]:
         """Train for ``epochs`` on ``samples`` minus a validation split of the real ones;
-        keep the weights (the starting ones included) with the lowest validation loss."""
+        keep the epoch with the lowest validation loss (``start_competes``: the starting
+        weights count as epoch 0)."""
         if not samples:
             raise DataError("classifier.fit got no samples (is the task's warm split empty?).")
         self._labels(samples)  # fail early on bad labels
@@ -175,7 +180,11 @@ class EncoderClassifier:
         opt = torch.optim.AdamW(self.net.parameters(), lr=self.config.lr,
                                 weight_decay=self.config.weight_decay)
         gen = torch.Generator().manual_seed(self.seed * 1000 + self.fits)
-        best_loss, best_epoch = self._valid_loss(valid), 0
+        # With start_competes the starting weights are candidate "epoch 0": a refit that does
+        # not lower the real validation loss is discarded. Off (the paper: C_{N+1} is retrained
+        # on D_N), the best of the new epochs is kept even if the start was better.
+        start = self._valid_loss(valid) if self.config.start_competes else float("inf")
+        best_loss, best_epoch = start, 0
         best_state = freeze_copy(self.net)
         train_loss = float("nan")
         for epoch in range(1, self.config.epochs + 1):

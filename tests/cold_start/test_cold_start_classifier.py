@@ -115,3 +115,11 @@ def test_pretrained_minilm_offline(tmp_path):
     assert type(clf.net).__name__ == "HFSequenceClassifier"
     probs = clf.predict_proba(toy(2))
     assert probs.shape == (4, 2)
+
+
+@pytest.mark.parametrize("start_competes", [True, False])
+def test_start_competes_decides_whether_a_useless_refit_is_kept(tmp_path, start_competes):
+    # lr=0: no epoch can lower the validation loss below the starting weights'.
+    clf = make(tmp_path, epochs=2, lr=0.0, start_competes=start_competes)
+    metrics = clf.fit(toy(16))
+    assert metrics["cls/best_epoch"] == (0.0 if start_competes else 1.0)
