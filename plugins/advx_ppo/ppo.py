@@ -20,11 +20,15 @@ then for ``epochs`` passes over shuffled minibatches:
     L_V     = ½ E[max((V_θ − R_t)², (V_old + clip(V_θ − V_old, −ε_V, ε_V) − R_t)²)]
     L       = L_clip + c_V L_V − c_H E[H(π_θ(·|s_t))]
 
-with ∇ clipped to ``max_grad_norm``. With ``scale_rewards`` every r_t is first divided by the
-running std of the sequence returns Σ_t r_t (one scalar per update, so the reward terms keep
-their relative weights); training stops early once the approximate KL
-E[(ρ−1) − log ρ] exceeds ``target_kl`` (when set). log π_old, V_old and the reference log-probs
-come from the rollout and are never recomputed; E[·] is the mean over masked tokens.
+with ∇ clipped to ``max_grad_norm``. Before GAE, ``reward_norm`` may normalise the rewards with
+running statistics of the sequence returns G = Σ_t r_t (as TRL's old PPOTrainer did with
+``use_score_scaling``/``use_score_norm``): ``scale`` divides every r_t by std(G); ``norm`` also
+subtracts mean(G) from each row's last-token reward first. Every row has exactly one last token,
+so the shift is a constant baseline (the expected policy gradient is unchanged) and the division
+one scalar (the reward terms keep their relative weights). Training stops early once the
+approximate KL E[(ρ−1) − log ρ] exceeds ``target_kl`` (when set). log π_old, V_old and the
+reference log-probs come from the rollout and are never recomputed; E[·] is the mean over
+masked tokens.
 """
 
 from __future__ import annotations
@@ -68,11 +72,12 @@ class PPOConfig:
         whiten_advantages: normalise advantages over the rollout's tokens.
         max_grad_norm: gradient-norm clip (0 = off).
         target_kl: stop the epochs once approx-KL exceeds this (0 = never).
-        scale_rewards: divide the per-token rewards by the running standard deviation of the
-            sequence returns seen so far (all updates; saved in ``state_dict``). One scalar for
-            every token, so the reward terms keep their relative weights; it keeps value
-            targets O(1) whatever the reward's scale, so the value loss cannot swamp the policy
-            gradient under the shared gradient-norm clip.
+        reward_norm: ``norm`` (default): r_T −= mean(G), then r_t /= std(G), with running
+            mean/std of the sequence returns G over all updates so far (saved in
+            ``state_dict``); ``scale``: only r_t /= std(G); ``none``. Keeps value targets
+            centred and O(1) whatever the reward's offset and scale (cls_loss's
+            −(1−α)·log P_gen is a large positive offset), so the value loss of a zero-initialised
+            value head does not swamp the policy gradient under the shared gradient-norm clip.
     """
 
     lr: float = 1.0e-4
@@ -88,11 +93,14 @@ class PPOConfig:
     whiten_advantages: bool = True
     max_grad_norm: float = 1.0
     target_kl: float = 0.0
-    scale_rewards: bool = True
+    reward_norm: str = "norm"
 
 
-class RunningStd:
-    """Running standard deviation (Welford's algorithm) of every value passed to ``update``."""
+REWARD_NORMS = ("norm", "scale", "none")
+
+
+class RunningMoments:
+    """Running mean and standard deviation (Welford's algorithm) of every value seen."""
 
     def __init__(self) -> None:
         self.count, self.mean, self.m2 = 0, 0.0, 0.0
@@ -187,12 +195,24 @@ class PPO:
         self.optimizer = torch.optim.AdamW(
             self.params, lr=config.lr, weight_decay=config.weight_decay
         )
-        self.return_std = RunningStd()
+        self.return_stats = RunningMoments()
 
     def _minibatches(self, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
         size = self.config.minibatch_size or batch_size
         order = rng.permutation(batch_size)
         return [order[i : i + size] for i in range(0, batch_size, size)]
+
+    def _normalise(self, rewards: Rewards, rollout: Rollout) -> tuple[Tensor, float, float]:
+        """``(per_token, shift, scale)``: (r − shift·1[t = T]) / scale, see ``reward_norm``."""
+        per_token = rewards.per_token.float().clone()
+        if self.config.reward_norm == "none":
+            return per_token, 0.0, 1.0
+        self.return_stats.update(rewards.total)
+        shift = self.return_stats.mean if self.config.reward_norm == "norm" else 0.0
+        rows = torch.arange(rollout.batch_size, device=per_token.device)
+        per_token[rows, rollout.last_index] -= shift
+        scale = self.return_stats.std
+        return per_token / scale, shift, scale
 
     def _step(
         self,
@@ -233,11 +253,7 @@ class PPO:
         mask = rollout.response_mask.to(torch.float32)
         has_critic = rollout.values is not None
         old_values = rollout.values if has_critic else torch.zeros_like(mask)
-        scale = 1.0
-        if cfg.scale_rewards:
-            self.return_std.update(rewards.total)
-            scale = self.return_std.std
-        per_token = rewards.per_token.float() / scale
+        per_token, shift, scale = self._normalise(rewards, rollout)
         advantages, returns = gae(per_token, old_values.float(), mask, cfg.gamma, cfg.lam)
         if cfg.whiten_advantages:
             advantages = whiten(advantages, mask)
@@ -265,6 +281,7 @@ class PPO:
         metrics["ppo/approx_kl_last"] = history["approx_kl"][-1]
         metrics["ppo/epochs"] = float(epochs_done)
         metrics["ppo/early_stopped"] = float(early_stopped)
+        metrics["ppo/reward_shift"] = shift
         metrics["ppo/reward_scale"] = scale
         metrics["ppo/advantage_mean_raw"] = float(masked_mean(returns - old_values, mask))
         metrics["ppo/return_mean"] = float(masked_mean(returns, mask))
@@ -277,18 +294,23 @@ class PPO:
     def state_dict(self) -> dict[str, Any]:
         return {
             "optimizer": self.optimizer.state_dict(),
-            "return_std": self.return_std.state_dict(),
+            "return_stats": self.return_stats.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
-        if "return_std" in state:
-            self.return_std.load_state_dict(state["return_std"])
+        if "return_stats" in state:
+            self.return_stats.load_state_dict(state["return_stats"])
 
 
 def build_ppo(config: PPOConfig, ctx: BuildContext) -> PPO:
     if ctx.generator is None:
         raise ConfigError("optimizer ppo needs a generator: add a `generator:` block.")
+    if config.reward_norm not in REWARD_NORMS:
+        raise ConfigError(
+            f"optimizer.reward_norm must be one of {', '.join(REWARD_NORMS)}, "
+            f"got {config.reward_norm!r}."
+        )
     if config.epochs < 1 or config.clip <= 0:
         raise ConfigError(
             f"optimizer ppo: epochs must be >= 1 and clip > 0 (got {config.epochs}, {config.clip})."

@@ -108,14 +108,15 @@ def test_value_loss_clipping():
 
 def test_running_std_matches_numpy_and_roundtrips():
     import numpy as np
-    from advx_ppo.ppo import RunningStd
+    from advx_ppo.ppo import RunningMoments
 
     values = np.random.default_rng(0).normal(3.0, 2.0, size=50)
-    stats = RunningStd()
+    stats = RunningMoments()
     stats.update(torch.tensor(values[:20]))
     stats.update(torch.tensor(values[20:]))
     assert stats.std == pytest.approx(values.std(ddof=1))
-    copy = RunningStd()
+    assert stats.mean == pytest.approx(values.mean())
+    copy = RunningMoments()
     copy.load_state_dict(stats.state_dict())
     assert copy.std == stats.std
-    assert RunningStd().std == 1.0  # no data yet: no scaling
+    assert RunningMoments().std == 1.0  # no data yet: no scaling

@@ -127,17 +127,31 @@ def test_one_full_step_with_the_cls_loss_reward(policy, toy_task, tmp_path):
     assert ClsLossReward(ClsLossConfig())(rollout2, ctx).terms["kl"].abs().sum() > 0
 
 
-def test_reward_scaling_uses_the_running_return_std(policy, toy_task, tmp_path):
+@pytest.mark.parametrize("mode", ["norm", "scale", "none"])
+def test_reward_norm_uses_running_return_statistics(policy, toy_task, tmp_path, mode):
     rollout = policy.sample(toy_task.augment_prompts(0), n=2)
-    totals = torch.arange(rollout.batch_size, dtype=torch.float32) * 10.0
-    ppo = _ppo(policy, tmp_path, epochs=1)
+    totals = 5.0 + torch.arange(rollout.batch_size, dtype=torch.float32) * 10.0
+    ppo = _ppo(policy, tmp_path, epochs=1, reward_norm=mode, value_clip=0.0, lam=1.0)
+    ppo.config.lr = 0.0  # keep V_old = V_θ = 0 so returns can be read off the value loss
     metrics = ppo.update(rollout, Rewards.at_end(totals, rollout), _ctx(policy))
-    assert metrics["ppo/reward_scale"] == pytest.approx(float(totals.std()), rel=1e-5)
-    off = _ppo(policy, tmp_path, epochs=1, scale_rewards=False)
-    assert (
-        off.update(rollout, Rewards.at_end(totals, rollout), _ctx(policy))["ppo/reward_scale"]
-        == 1.0
+    std, mean = float(totals.std()), float(totals.mean())
+    expected = {"norm": (mean, std), "scale": (0.0, std), "none": (0.0, 1.0)}[mode]
+    assert metrics["ppo/reward_shift"] == pytest.approx(expected[0], rel=1e-5)
+    assert metrics["ppo/reward_scale"] == pytest.approx(expected[1], rel=1e-5)
+    # with γ = λ = 1 and V = 0 every token's return is the row's normalised total
+    normalised = (totals - expected[0]) / expected[1]
+    per_token_returns = normalised[:, None].expand_as(rollout.logprobs)
+    expected_loss = 0.5 * float(
+        (per_token_returns**2 * rollout.response_mask).sum() / rollout.response_mask.sum()
     )
+    assert metrics["ppo/loss/value"] == pytest.approx(expected_loss, rel=1e-4)
+
+
+def test_unknown_reward_norm_is_a_config_error(policy, tmp_path):
+    from advx.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="reward_norm"):
+        _ppo(policy, tmp_path, reward_norm="whiten")
 
 
 def test_ppo_with_cls_loss_learns_what_the_classifier_rewards(policy, toy_task, tmp_path):
