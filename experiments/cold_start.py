@@ -7,7 +7,7 @@ Conditions (one recipe each, identical task/classifier/generator keys):
     c  recipes/ppo_cls_loss.yaml     + queries from the PPO-trained generator G_N (cls_loss)
 
     python experiments/cold_start.py run --seeds 0 1 2 --out runs/cold_start --jobs 3 \
-        -- task.max_products=2000                 # extra overrides for every condition
+        --set reward.alpha=1.0                    # extra overrides for every run
     python experiments/cold_start.py report --out runs/cold_start > table.md
 
 ``run`` launches ``advx run`` per (condition, seed) with ``nice -n 10`` and one thread each
@@ -227,7 +227,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="runs/cold_start")
     parser.add_argument("--jobs", type=int, default=9)
     parser.add_argument("--force", action="store_true", help="rerun completed runs")
-    parser.add_argument("overrides", nargs="*", help="extra key=value overrides (after --)")
+    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="extra overrides for every run, e.g. --set reward.alpha=1.0")
     args = parser.parse_args(argv)
     if args.action == "run":
         run(args)
