@@ -13,8 +13,10 @@ curve does, which gives the pruner something to compare).
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import advx
 
@@ -28,6 +30,25 @@ class ToyTaskConfig:
     fail_round: int = 1
     metric: str = "toy/score"
     sleep_s: float = 0.0
+    barrier: str = ""
+    barrier_parties: int = 2
+
+
+_ARRIVED = False
+
+
+def _wait_at_barrier(folder: str, parties: int, timeout_s: float = 120.0) -> None:
+    """The first evaluation in each process waits until ``parties`` processes have arrived,
+    so that every worker of a multi-worker test is known to run at least one trial."""
+    global _ARRIVED
+    if _ARRIVED or not folder:
+        return
+    _ARRIVED = True
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / str(os.getpid())).touch()
+    deadline = time.monotonic() + timeout_s
+    while len(list(Path(folder).iterdir())) < parties and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 @dataclass
@@ -56,7 +77,8 @@ class ToyTask:
 
     def evaluate(self, components, stage: str) -> dict[str, float]:
         round = 0 if stage == "pretrain" else int(stage.split("-")[1])
-        time.sleep(self.config.sleep_s)  # lets two workers overlap in the postgres test
+        _wait_at_barrier(self.config.barrier, self.config.barrier_parties)
+        time.sleep(self.config.sleep_s)
         if self.config.mode == "raise" and round >= self.config.fail_round:
             raise RuntimeError(f"toy task exploded at {stage}")
         reward = components.reward.config

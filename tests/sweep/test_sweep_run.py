@@ -85,7 +85,7 @@ def test_pruned_trials_are_recorded_as_pruned(toy):
 
 
 def test_show_writes_plots_and_a_best_recipe_that_advx_run_accepts(toy):
-    spec = load_sweep(write_sweep(toy, n_trials=5))
+    spec = load_sweep(write_sweep(toy, n_trials=4))
     result = run_sweep(spec, runs_root=toy / "runs")
     written = show_study("toy_ab", runs_root=toy / "runs")
     out = toy / "runs" / "sweeps" / "toy_ab"
@@ -129,8 +129,8 @@ def test_cli_default_command_show_and_bad_input(toy):
 
 
 def test_two_worker_processes_share_one_sqlite_study(toy):
-    # ~1 s a trial, so that both workers are up before the trials run out
-    spec = load_sweep(write_sweep(toy, n_trials=4, overrides={"task.sleep_s": 0.25}))
+    # the first trial of each worker waits for the other: both are known to take part
+    spec = load_sweep(write_sweep(toy, n_trials=4, overrides={"task.barrier": str(toy / "b")}))
     result = run_sweep(spec, workers=2, runs_root=toy / "runs")
     numbers = [t.number for t in result.trials]
     assert 4 <= len(numbers) <= 5 and len(set(numbers)) == len(numbers)
