@@ -643,11 +643,9 @@ class RoundReporter:
     def __init__(self, trial: optuna.Trial, metric: str) -> None:
         self.trial = trial
         self.metric = metric
-        self.seen: set[str] = set()
 
     @hookimpl
     def advx_on_round_end(self, run: Any, round: int, metrics: Mapping[str, float]) -> None:
-        self.seen.update(metrics)
         value = metrics.get(self.metric)
         if value is None or not math.isfinite(float(value)):
             return
@@ -657,7 +655,8 @@ class RoundReporter:
 
 
 def _summary_metrics(summary: Mapping[str, Any], block: str) -> dict[str, Any]:
-    """The metrics of ``summary.json``'s ``final``/``best`` block (flat summaries too)."""
+    """The numbers of ``summary.json``'s ``final`` or ``best`` block (a round's record),
+    without the loop's bookkeeping keys."""
     chosen = summary.get(block) or {}
     return {
         k: v for k, v in chosen.items()
@@ -723,7 +722,8 @@ class Objective:
 
     def _value(self, trial: optuna.Trial, summary: Mapping[str, Any]) -> float:
         metrics = _summary_metrics(summary, self.spec.objective.summary)
-        trial.set_user_attr("metrics", dict(metrics))
+        trial.set_user_attr("metrics", {  # JSON in the storage: NaN/inf become null
+            k: (v if v is not None and math.isfinite(v) else None) for k, v in metrics.items()})
         study = trial.study
         if not study.user_attrs.get("available_metrics") and metrics:
             # Remembered so that a later sweep naming a wrong metric fails before any trial.
