@@ -34,12 +34,15 @@ METHODS: dict[str, list[str]] = {
     "mix_0.1": ["optimizer.gate=always", "optimizer.grpo_weight=0.1"],
     "mix_1.0": ["optimizer.gate=always", "optimizer.grpo_weight=1.0"],
     "adagrpo_1.0": ["optimizer.gate=adaptive", "optimizer.grpo_weight=1.0"],
+    # λ = 5: at λ = 1 the GRPO gradient barely moves the NLL-anchored policy in this budget
+    "mix_5.0": ["optimizer.gate=always", "optimizer.grpo_weight=5.0"],
+    "adagrpo_5.0": ["optimizer.gate=adaptive", "optimizer.grpo_weight=5.0"],
     # a more selective gate: "hard" = ground-truth log-prob below -10 (about the mean at the
     # SFT checkpoint) instead of "missed by all G rollouts" (which nearly every sample is here),
     # and the ranker must beat 80% of the valid rollout negatives
-    "adagrpo_sel": ["optimizer.gate=adaptive", "optimizer.grpo_weight=1.0",
-                    "optimizer.difficulty=logprob", "optimizer.difficulty_threshold=-10.0",
-                    "optimizer.discriminability_threshold=0.8"],
+    "adagrpo_sel_5.0": ["optimizer.gate=adaptive", "optimizer.grpo_weight=5.0",
+                        "optimizer.difficulty=logprob", "optimizer.difficulty_threshold=-10.0",
+                        "optimizer.discriminability_threshold=0.8"],
 }
 METRICS = ("hr@5", "hr@10", "ndcg@10", "hallucination")
 
