@@ -160,3 +160,10 @@ def test_complete_scores_in_chunks_beyond_512_rows(sft_generator, toy_task):
     # scoring in chunks equals scoring the rows directly
     direct = sft_generator.policy_outputs(done.select(torch.arange(600, 640))).logprobs.detach()
     torch.testing.assert_close(done.logprobs[600:640], direct, atol=1e-5, rtol=0)
+
+
+def test_unloadable_model_is_a_config_error(tmp_path):
+    from advx.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"generator\.model"):
+        make_generator(tmp_path, None, model=str(tmp_path / "no-such-model"))
