@@ -198,6 +198,7 @@ def validate_recipe(cfg: DictConfig, registry: Registry) -> Recipe:
         )
     if loop.monitor_mode not in ("max", "min"):
         raise ConfigError(f"loop.monitor_mode: expected 'max' or 'min', got {loop.monitor_mode!r}")
+    _check_counts(loop)
 
     recipe = Recipe(name=name, description=description, seed=seed, device=device, loop=loop)
     resolved: dict[str, Any] = {
@@ -221,6 +222,20 @@ def validate_recipe(cfg: DictConfig, registry: Registry) -> Recipe:
     resolved["loop"] = dataclasses.asdict(loop)
     recipe.resolved = resolved
     return recipe
+
+
+_MINIMUM = {"rounds": 0, "rl_steps": 0, "d_steps": 0, "pretrain_d_steps": 0,
+            "keep_checkpoints": 0, "batch_size": 1, "samples_per_prompt": 1,
+            "augment_samples": 1, "eval_every": 1}
+
+
+def _check_counts(loop: LoopConfig) -> None:
+    for key, least in _MINIMUM.items():
+        if getattr(loop, key) < least:
+            raise ConfigError(f"loop.{key}: expected an integer >= {least}, "
+                              f"got {getattr(loop, key)}")
+    if loop.temperature <= 0:
+        raise ConfigError(f"loop.temperature: expected a number > 0, got {loop.temperature}")
 
 
 def _resolve(cfg: DictConfig) -> dict[str, Any]:

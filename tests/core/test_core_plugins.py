@@ -104,6 +104,22 @@ def test_trace_plugins_prints_hook_calls(monkeypatch, capsys):
     assert "[advx] advx_register_loggers(register) -> loggers" in err
 
 
+def test_trace_plugins_prints_lifecycle_calls(monkeypatch, capsys, toy_recipe, tmp_path):
+    monkeypatch.setenv("ADVX_LOAD_PLUGINS", "loggers")
+    monkeypatch.setenv("ADVX_TRACE_PLUGINS", "1")
+    from core_toys import ToyPlugin
+
+    try:
+        get_plugin_manager(reload=True).register(ToyPlugin(), name="toys")
+        run_recipe(toy_recipe, ["loop.rounds=1"], runs_root=tmp_path)
+    finally:
+        advx.plugins._PM = None
+    err = capsys.readouterr().err
+    assert "[advx] advx_on_run_start(run) ->" in err
+    assert err.count("[advx] advx_on_step_end(run, round, step, metrics)") == 3
+    assert "[advx] advx_on_run_end(run, summary)" in err
+
+
 def test_duplicate_component_names_both_distributions(fake_entry_points):
     pm = fake_entry_points(_FakeEntryPoint("one", _plugin("same"), "dist-one"),
                            _FakeEntryPoint("two", _plugin("same"), "dist-two"))
@@ -178,3 +194,20 @@ def test_csv_logger_drops_redone_rounds_on_resume(pm, toy_recipe, tmp_path):
         (json.loads(x)["kind"], str(json.loads(x)["round"]), str(json.loads(x).get("step", "")))
         for x in (target / "metrics.jsonl").read_text().splitlines()
     ]
+
+
+def test_every_repository_recipe_validates_against_the_installed_plugins(monkeypatch):
+    """A recipe in recipes/ that names a missing component or key fails here, not in a demo."""
+    from advx.recipe import load_recipe, recipe_description, validate_recipe
+
+    recipes = sorted((ROOT / "recipes").glob("*.yaml"))
+    if not recipes:
+        pytest.skip("no recipes in recipes/ yet")
+    monkeypatch.delenv("ADVX_LOAD_PLUGINS", raising=False)
+    try:
+        registry = get_registry(get_plugin_manager(reload=True))
+        for path in recipes:
+            validate_recipe(load_recipe(path), registry)
+            assert recipe_description(path), f"{path.name} has no one-line description:"
+    finally:
+        advx.plugins._PM = None

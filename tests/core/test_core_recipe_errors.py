@@ -121,3 +121,10 @@ def test_error_resume_of_non_run_directory(pm, tmp_path):
 def test_validation_error_is_a_config_error_in_python(pm, toy_recipe):
     with pytest.raises(ConfigError, match=r"unknown key 'task.size'"):
         validate_recipe(load_recipe(toy_recipe, ["task.size=3"]), get_registry(pm))
+
+
+@pytest.mark.parametrize("override", ["loop.rounds=-1", "loop.batch_size=0",
+                                      "loop.temperature=0", "loop.eval_every=0"])
+def test_error_out_of_range_loop_values(pm, toy_recipe, override):
+    key = override.split("=")[0]
+    _fails(["run", str(toy_recipe), override], f"{key}: expected")
