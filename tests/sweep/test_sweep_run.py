@@ -39,6 +39,7 @@ def test_trials_are_run_directories_and_a_rerun_continues_the_study(toy):
         assert trial.value == pytest.approx(expected)
         assert trial.user_attrs["metrics"]["toy/score"] == pytest.approx(trial.value)
         assert sorted(trial.intermediate_values) == [0, 1, 2, 3]
+        assert trial.user_attrs["code"].startswith("advx ")
     first = {t.number: t.params for t in result.trials}
 
     again = run_sweep(spec, n_trials=6, runs_root=toy / "runs")
