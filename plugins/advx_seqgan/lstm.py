@@ -70,16 +70,15 @@ def sample_categorical(logits: Tensor) -> tuple[Tensor, Tensor]:
 
     Hand-written because ``torch.multinomial`` is ~15x slower on CPU at V = 5000 (measured:
     110 ms vs 7 ms for 500 rows); ``right=True`` never picks a zero-probability (masked)
-    token. Works in place on ``logits`` to keep one ``[B, V]`` buffer alive.
+    token. Shifts ``logits`` in place (callers pass a fresh tensor).
     """
-    lse = torch.logsumexp(logits, -1, keepdim=True)
-    cdf = logits.sub_(lse).exp_().cumsum_(-1)
-    u = torch.rand(cdf.shape[0], 1, device=cdf.device) * cdf[:, -1:]
-    token = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[1] - 1)
-    prob = cdf.gather(1, token) - torch.where(
-        token > 0, cdf.gather(1, (token - 1).clamp(min=0)), torch.zeros_like(u)
-    )
-    return token.squeeze(1), prob.clamp(min=1e-30).log().squeeze(1)
+    shifted = logits.sub_(logits.amax(-1, keepdim=True))
+    cdf = shifted.exp().cumsum_(-1)
+    total = cdf[:, -1:]
+    token = torch.searchsorted(cdf, torch.rand_like(total) * total, right=True)
+    token = token.clamp_(max=cdf.shape[1] - 1)
+    logp = shifted.gather(1, token) - total.log()  # exact, not a difference of partial sums
+    return token.squeeze(1), logp.squeeze(1)
 
 
 class LSTMLanguageModel(nn.Module):
@@ -124,7 +123,7 @@ class LSTMLanguageModel(nn.Module):
         return torch.stack(hs, 1), torch.stack(cs, 1)
 
 
-DRAW_ROWS = 4096
+DRAW_ROWS = 256  # cache-sized slices: measured faster than 4096 on CPU
 
 
 class LSTMGenerator:
