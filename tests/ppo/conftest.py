@@ -8,9 +8,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
-from advx.components import BuildContext
-from advx_seq2seq import Seq2SeqConfig, Seq2SeqGenerator, build_seq2seq
-from ppo_toy import ToyTask
+from advx_seq2seq import Seq2SeqGenerator
+from ppo_toy import ToyTask, make_generator
 
 torch.set_num_threads(1)
 
@@ -18,11 +17,6 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def toy_task() -> ToyTask:
     return ToyTask()
-
-
-def make_generator(run_dir, task, **keys) -> Seq2SeqGenerator:
-    config = Seq2SeqConfig(**{"max_new_tokens": 8, "epochs": 20, "lr": 3e-3, **keys})
-    return build_seq2seq(config, BuildContext(run_dir=run_dir, seed=0, device="cpu", task=task))
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from advx.components import Components
+from advx.components import BuildContext, Components
 from advx.rollout import Prompt, Rollout, Sample
+from advx_seq2seq import Seq2SeqConfig, Seq2SeqGenerator, build_seq2seq
 
 PRODUCTS = [
     ("running shoes", "sports"),
@@ -78,3 +79,8 @@ class LengthClassifier:
 
     def load_state_dict(self, state) -> None:
         pass
+
+
+def make_generator(run_dir, task, **keys) -> Seq2SeqGenerator:
+    config = Seq2SeqConfig(**{"max_new_tokens": 8, "epochs": 20, "lr": 3e-3, **keys})
+    return build_seq2seq(config, BuildContext(run_dir=run_dir, seed=0, device="cpu", task=task))

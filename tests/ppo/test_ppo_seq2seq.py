@@ -8,7 +8,7 @@ import pytest
 import torch
 from advx.components import Generator
 from advx.rollout import Prompt, Sample
-from conftest import make_generator
+from ppo_toy import make_generator
 
 
 def test_satisfies_the_generator_protocol(sft_generator):

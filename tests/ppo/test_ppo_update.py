@@ -88,7 +88,7 @@ def test_target_kl_stops_early(policy, toy_task, tmp_path):
 
 
 def test_works_without_a_value_head(tmp_path, toy_task):
-    from conftest import make_generator
+    from ppo_toy import make_generator
 
     generator = make_generator(tmp_path, toy_task, value_head=False, epochs=1)
     rollout = generator.sample(toy_task.augment_prompts(0), n=2)
