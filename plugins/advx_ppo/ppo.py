@@ -62,6 +62,9 @@ class PPOConfig:
 
     Attributes:
         lr, weight_decay: AdamW over ``generator.parameters()`` (value head included).
+        value_lr: learning rate of the value head's parameters when the generator exposes
+            them as ``value_parameters()`` (seq2seq does): a freshly initialised linear head
+            needs a larger step than the pretrained policy (0 = same as ``lr``).
         epochs: passes over each rollout.
         minibatch_size: rows per minibatch (0 = the whole rollout in one minibatch).
         clip: ε of the clipped surrogate.
@@ -82,6 +85,7 @@ class PPOConfig:
 
     lr: float = 1.0e-4
     weight_decay: float = 0.0
+    value_lr: float = 1.0e-3
     epochs: int = 4
     minibatch_size: int = 0
     clip: float = 0.2
@@ -187,14 +191,17 @@ def value_loss(
 class PPO:
     """``Optimizer`` protocol: ``update(rollout, rewards, ctx)`` steps ``ctx.generator``."""
 
-    def __init__(self, config: PPOConfig, parameters: Any) -> None:
+    def __init__(self, config: PPOConfig, parameters: Any, value_parameters: Any = ()) -> None:
         self.config = config
         self.params = [p for p in parameters if p.requires_grad]
         if not self.params:
             raise ConfigError("optimizer ppo: the generator has no trainable parameters.")
-        self.optimizer = torch.optim.AdamW(
-            self.params, lr=config.lr, weight_decay=config.weight_decay
-        )
+        value_ids = {id(p) for p in value_parameters}
+        groups = [{"params": [p for p in self.params if id(p) not in value_ids]}]
+        value_group = [p for p in self.params if id(p) in value_ids]
+        if value_group:
+            groups.append({"params": value_group, "lr": config.value_lr or config.lr})
+        self.optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
         self.return_stats = RunningMoments()
 
     def _minibatches(self, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -315,4 +322,5 @@ def build_ppo(config: PPOConfig, ctx: BuildContext) -> PPO:
         raise ConfigError(
             f"optimizer ppo: epochs must be >= 1 and clip > 0 (got {config.epochs}, {config.clip})."
         )
-    return PPO(config, ctx.generator.parameters())
+    value_parameters = getattr(ctx.generator, "value_parameters", lambda: [])()
+    return PPO(config, ctx.generator.parameters(), value_parameters)

@@ -390,6 +390,13 @@ class Seq2SeqGenerator:
             params += list(self.value_head.parameters())
         return [p for p in params if p.requires_grad]
 
+    def value_parameters(self) -> list[nn.Parameter]:
+        """The value head's parameters (a subset of :meth:`parameters`; optional, not in the
+        Generator protocol): PPO gives them their own learning rate (``optimizer.value_lr``)."""
+        if self.value_head is None:
+            return []
+        return [p for p in self.value_head.parameters() if p.requires_grad]
+
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"model": self.model.state_dict()}
         if self.value_head is not None:

@@ -172,3 +172,12 @@ def test_ppo_with_cls_loss_learns_what_the_classifier_rewards(policy, toy_task, 
         words.append(rewards.terms["cls_loss"].mean().item())
         ppo.update(rollout, rewards, ctx)
     assert np.mean(words[-3:]) > np.mean(words[:2]) + 1.5, words
+
+
+def test_value_head_gets_its_own_learning_rate(policy, tmp_path):
+    ppo = _ppo(policy, tmp_path, lr=1e-5, value_lr=1e-3)
+    groups = ppo.optimizer.param_groups
+    assert [g["lr"] for g in groups] == [1e-5, 1e-3]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in policy.value_parameters()}
+    same = _ppo(policy, tmp_path, lr=1e-5, value_lr=0.0)
+    assert [g["lr"] for g in same.optimizer.param_groups] == [1e-5, 1e-5]
