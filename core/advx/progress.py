@@ -87,7 +87,7 @@ class RichReporter:
 
     def round_end(self, round: int, metrics: Mapping[str, Any]) -> None:
         shown = {k: v for k, v in metrics.items()
-                 if k not in ("kind", "round", "global_step", "evaluated") and "/" in k
+                 if k not in ("kind", "round", "global_step", "evaluated")
                  and not k.startswith("time/")}
         line = "  ".join(f"{k}={v:.4g}" for k, v in list(shown.items())[:8]
                          if isinstance(v, (int, float)))
