@@ -12,7 +12,7 @@ the same number of RL steps (the CPU budget would not allow one pretraining per 
 
 Reports, per method, test HR@5/HR@10/NDCG@10/hallucination at the best-validation round
 (by ``valid/hr@10`` over rounds 1..R) and at the final round, mean ± std over seeds; writes
-``experiments/results/adagrpo_beauty.json``.
+``experiments/adagrpo_beauty_results.json``.
 """
 
 from __future__ import annotations
@@ -72,9 +72,9 @@ def pick(run_dir: Path) -> dict[str, dict]:
             "steps": step_means(run_dir)}
 
 
-STEP_KEYS = ("optim/adagrpo/gate_open_rate", "optim/adagrpo/difficulty_pass_rate",
-             "optim/adagrpo/discriminability_pass_rate", "optim/adagrpo/gt_in_rollouts",
-             "reward/valid", "reward/hit", "reward/total", "optim/grpo/kl")
+STEP_KEYS = ("adagrpo/gate_open_rate", "adagrpo/difficulty_pass_rate",
+             "adagrpo/discriminability_pass_rate", "adagrpo/gt_in_rollouts",
+             "reward/valid", "reward/hit", "reward/total", "grpo/kl")
 
 
 def step_means(run_dir: Path) -> dict[str, float]:
@@ -133,7 +133,7 @@ def report(args: argparse.Namespace) -> None:
         per_seed = {}
         for seed in args.seeds:
             d = out / f"seed{seed}" / method
-            if (d / "summary.json").exists():
+            if done(d, args.rounds):
                 per_seed[seed] = pick(d)
         if not per_seed:
             continue
@@ -147,7 +147,7 @@ def report(args: argparse.Namespace) -> None:
                     "std": statistics.stdev(values) if len(values) > 1 else 0.0,
                 }
         table[method] = {"seeds": per_seed, "mean": agg}
-    dest = ROOT / "experiments/results/adagrpo_beauty.json"
+    dest = ROOT / "experiments/adagrpo_beauty_results.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(table, indent=1))
     print(f"wrote {dest.relative_to(ROOT)}")
