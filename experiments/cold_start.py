@@ -126,6 +126,11 @@ def report(args: argparse.Namespace) -> None:
         for seed_dir in sorted((out / condition).glob("seed-*")):
             if seed_dir.is_dir():
                 runs[condition][int(seed_dir.name.split("-")[1])] = _rounds(seed_dir)
+    if args.baseline and "a_no_augment" not in runs:  # (a) does not depend on the generator
+        for seed_dir in sorted((Path(args.baseline) / "a_no_augment").glob("seed-*")):
+            if seed_dir.is_dir():
+                runs["a_no_augment"][int(seed_dir.name.split("-")[1])] = _rounds(seed_dir)
+        runs = {"a_no_augment": runs.pop("a_no_augment"), **runs}
     n_rounds = max((max(r) for c in runs.values() for r, _ in c.values() if r), default=0)
     lines: list[str] = []
     say = lines.append
@@ -227,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="runs/cold_start")
     parser.add_argument("--jobs", type=int, default=9)
     parser.add_argument("--force", action="store_true", help="rerun completed runs")
+    parser.add_argument("--baseline", default="",
+                        help="report: take (a) from this --out folder when --out has none")
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                         help="extra overrides for every run, e.g. --set reward.alpha=1.0")
     args = parser.parse_args(argv)
