@@ -99,9 +99,15 @@ class RunDir:
 
     @classmethod
     def at(cls, path: Path) -> RunDir:
-        """Use ``path`` as the run directory (created if needed)."""
-        Path(path).mkdir(parents=True, exist_ok=True)
-        return cls(Path(path))
+        """Use ``path`` as the run directory (created if needed; must not hold a run yet)."""
+        path = Path(path)
+        if (path / "recipe.yaml").exists() or (path / "metrics.jsonl").exists():
+            raise ConfigError(
+                f"{path} already holds a run; continue it with `advx run --resume {path}` "
+                "or choose another --run-dir"
+            )
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
 
     @classmethod
     def existing(cls, path: Path) -> RunDir:

@@ -128,3 +128,9 @@ def test_validation_error_is_a_config_error_in_python(pm, toy_recipe):
 def test_error_out_of_range_loop_values(pm, toy_recipe, override):
     key = override.split("=")[0]
     _fails(["run", str(toy_recipe), override], f"{key}: expected")
+
+
+def test_error_run_dir_already_holds_a_run(pm, toy_recipe, tmp_path):
+    target = tmp_path / "run"
+    CliRunner().invoke(app, ["run", str(toy_recipe), "loop.rounds=0", "--run-dir", str(target)])
+    _fails(["run", str(toy_recipe), "--run-dir", str(target)], "already holds a run", "--resume")
