@@ -123,3 +123,20 @@ def test_start_competes_decides_whether_a_useless_refit_is_kept(tmp_path, start_
     clf = make(tmp_path, epochs=2, lr=0.0, start_competes=start_competes)
     metrics = clf.fit(toy(16))
     assert metrics["cls/best_epoch"] == (0.0 if start_competes else 1.0)
+
+
+def test_t5_checkpoint_directory_gets_the_encoder_head(tmp_path):
+    """The FLAN-T5 path without the hub: a T5 seq2seq checkpoint saved with save_pretrained
+    loads as T5 encoder + classification head (what classifier.model=google/flan-t5-small does)."""
+    from advx_textkit import train_tokenizer
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tokenizer = train_tokenizer(Texts().texts(), vocab_size=200)
+    model = T5ForConditionalGeneration(T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8,
+                                                d_ff=64, num_layers=1, num_heads=4))
+    model.save_pretrained(tmp_path / "t5")
+    tokenizer.save_pretrained(tmp_path / "t5")
+    clf = make(tmp_path, model=str(tmp_path / "t5"), input="{query} | {title}", epochs=1)
+    assert type(clf.net).__name__ == "T5EncoderClassifier"
+    assert clf.predict_proba(toy(2)).shape == (4, 2)
+    assert clf.fit(toy(8))["cls/n_train"] > 0
