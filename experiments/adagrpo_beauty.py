@@ -43,6 +43,9 @@ METHODS: dict[str, list[str]] = {
     "adagrpo_sel_5.0": ["optimizer.gate=adaptive", "optimizer.grpo_weight=5.0",
                         "optimizer.difficulty=logprob", "optimizer.difficulty_threshold=-10.0",
                         "optimizer.discriminability_threshold=0.8"],
+    # policy-side difficulty by rollout entropy (mean token entropy ≈ 2.0 nats at SFT)
+    "adagrpo_ent_5.0": ["optimizer.gate=adaptive", "optimizer.grpo_weight=5.0",
+                        "optimizer.difficulty=entropy", "optimizer.difficulty_threshold=2.0"],
 }
 METRICS = ("hr@5", "hr@10", "ndcg@10", "hallucination")
 
