@@ -99,9 +99,10 @@ class RunDir:
 
     @classmethod
     def at(cls, path: Path) -> RunDir:
-        """Use ``path`` as the run directory (created if needed; must not hold a run yet)."""
+        """Use ``path`` as the run directory (created if needed). One that already holds a
+        run's records is refused; one left by a run that failed while building is reused."""
         path = Path(path)
-        if (path / "recipe.yaml").exists() or (path / "metrics.jsonl").exists():
+        if (path / "metrics.jsonl").exists() or (path / "checkpoints").exists():
             raise ConfigError(
                 f"{path} already holds a run; continue it with `advx run --resume {path}` "
                 "or choose another --run-dir"
