@@ -79,17 +79,32 @@ def oracle(data: dict) -> None:
     print("\n### Oracle Table 1 (NLL-oracle, nats/token; lower is better)\n")
     random_nll = curve[0]["nll_oracle"]
     mle_pre = curve[-1]["nll_oracle"]
-    mle = [r["mle"]["final"]["nll_oracle"] for r in runs.values()]
-    seqgan = [r["seqgan"]["final"]["nll_oracle"] for r in runs.values()]
+    def finals(method: str, key: str) -> list[float]:
+        return [r[method]["final"][key] for r in runs.values()]
+
     best = [min(x["nll_oracle"] for x in r["seqgan"]["rounds"] if x.get("evaluated"))
             for r in runs.values()]
-    print("| | paper | advx (CPU budget) |\n|---|---|---|")
-    print(f"| random generator | 10.310 | {random_nll:.3f} |")
-    print(f"| MLE pre-training ({len(curve) - 1} epochs, shared start) | – | {mle_pre:.3f} |")
-    print(f"| MLE (+{data['config']['mle_extra']} epoch) | 9.038 | {mean_sd(mle)} |")
+    print("| | paper NLL-oracle | advx NLL-oracle | advx NLL-test |\n|---|---|---|---|")
+    print(f"| random generator | 10.310 | {random_nll:.3f} | {curve[0]['nll_test']:.3f} |")
+    print(f"| MLE pre-training ({len(curve) - 1} epochs, shared start) | – | {mle_pre:.3f} | "
+          f"{curve[-1]['nll_test']:.3f} |")
+    print(f"| MLE (+{data['config']['mle_extra']} epoch) | 9.038 | "
+          f"{mean_sd(finals('mle', 'nll_oracle'))} | {mean_sd(finals('mle', 'nll_test'))} |")
     print(f"| SeqGAN (+{data['config']['rounds']} adversarial batches), final | 8.736 | "
-          f"{mean_sd(seqgan)} |")
-    print(f"| SeqGAN, best evaluated round | – | {mean_sd(best)} |")
+          f"{mean_sd(finals('seqgan', 'nll_oracle'))} | "
+          f"{mean_sd(finals('seqgan', 'nll_test'))} |")
+    print(f"| SeqGAN, best evaluated round | – | {mean_sd(best)} | – |")
+    extra_path = RESULTS / "seqgan_oracle_extra.json"
+    if extra_path.is_file():
+        extra = json.loads(extra_path.read_text())
+        if "reinforce_batch_mean" in extra:
+            f = extra["reinforce_batch_mean"]["final"]
+            print(f"| REINFORCE + batch-mean baseline (+{extra['config']['rounds']} batches, "
+                  f"seed 0) | – | {f['nll_oracle']:.3f} | {f['nll_test']:.3f} |")
+        if "mle_long" in extra:
+            f = extra["mle_long"]["final"]
+            print(f"| MLE (+{extra['mle_long']['epochs_extra']} epochs, seed 0) | – | "
+                  f"{f['nll_oracle']:.3f} | {f['nll_test']:.3f} |")
     print(f"\nseeds: {list(runs)}; oracle entropy estimate {pre['oracle_entropy']:.3f}")
     print("\nper-phase wall time (s):")
     print(f"- MLE pre-training: {pre['train_s']:.0f} training, {pre['wall_s']:.0f} with "
@@ -122,7 +137,14 @@ def temperature(oracle_data: dict | None, coco: dict | None) -> None:
         first = next(iter(oracle_data["runs"].values()))
         if "sweep" in first:
             print("| oracle | τ | NLL-oracle | NLL-test |\n|---|---|---|---|")
-            for method, sweep in first["sweep"].items():
+            sweeps = dict(first["sweep"])
+            extra_path = RESULTS / "seqgan_oracle_extra.json"
+            if extra_path.is_file():
+                extra = json.loads(extra_path.read_text())
+                if "sweep" in extra.get("mle_long", {}):
+                    label = f"mle +{extra['mle_long']['epochs_extra']} epochs"
+                    sweeps[label] = extra["mle_long"]["sweep"]
+            for method, sweep in sweeps.items():
                 pts = sweep_points(sweep, "nll_oracle", "nll_test")
                 axes[0].plot([p[1] for p in pts], [p[2] for p in pts], "o-", label=method)
                 for tau, a, b in pts:
@@ -152,25 +174,27 @@ def temperature(oracle_data: dict | None, coco: dict | None) -> None:
     fig.savefig(RESULTS / "seqgan_temperature.png", dpi=110)
 
 
-def coco_table(coco: dict) -> None:
+def coco_table(coco: dict, label: str = "", header: bool = True) -> None:
+    if not header:
+        _coco_rows(coco, label)
+        return
     print("\n### COCO (Texygen): BLEU vs the test set, self-BLEU of the samples\n")
     print("| | BLEU-2 | BLEU-3 | BLEU-4 | BLEU-5 | self-BLEU-2 | self-BLEU-3 | self-BLEU-4 | "
           "self-BLEU-5 | NLL-test |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     print("| Texygen MLE | .731 | .497 | .305 | .189 | .916 | .769 | .583 | .408 | – |")
     print("| Texygen SeqGAN | .745 | .498 | .294 | .180 | .950 | .840 | .670 | .489 | – |")
+    _coco_rows(coco, label)
+
+
+def _coco_rows(coco: dict, label: str) -> None:
     for method in ("mle", "seqgan"):
         if method not in coco:
             continue
         f = coco[method]["final"]
         cells = [f"{f[f'bleu{n}']:.3f}" for n in (2, 3, 4, 5)]
         cells += [f"{f[f'self_bleu{n}']:.3f}" for n in (2, 3, 4, 5)]
-        print(f"| advx {method} | " + " | ".join(cells) + f" | {f['nll_test']:.3f} |")
-    for method in ("mle", "seqgan"):
-        if method in coco:
-            print(f"- {method} run wall time {coco[method]['wall_s']:.0f}s")
-    if "sweep_s" in coco:
-        print(f"- sweep wall time {coco['sweep_s']:.0f}s")
+        print(f"| advx {method}{label} | " + " | ".join(cells) + f" | {f['nll_test']:.3f} |")
 
 
 def main() -> None:
@@ -181,7 +205,10 @@ def main() -> None:
             oracle(oracle_data)
     if (RESULTS / "seqgan_coco.json").is_file():
         coco = json.loads((RESULTS / "seqgan_coco.json").read_text())
-        coco_table(coco)
+        coco_table(coco, " (seed 0)")
+        more = RESULTS / "seqgan_coco_seed1.json"
+        if more.is_file():
+            coco_table(json.loads(more.read_text()), " (seed 1)", header=False)
     temperature(oracle_data, coco)
 
 
