@@ -124,11 +124,11 @@ def report(args: argparse.Namespace) -> None:
     runs: dict[str, dict[int, tuple[dict, list]]] = defaultdict(dict)
     for condition in CONDITIONS:
         for seed_dir in sorted((out / condition).glob("seed-*")):
-            if seed_dir.is_dir():
+            if seed_dir.is_dir() and int(seed_dir.name.split("-")[1]) in args.seeds:
                 runs[condition][int(seed_dir.name.split("-")[1])] = _rounds(seed_dir)
     if args.baseline and "a_no_augment" not in runs:  # (a) does not depend on the generator
         for seed_dir in sorted((Path(args.baseline) / "a_no_augment").glob("seed-*")):
-            if seed_dir.is_dir():
+            if seed_dir.is_dir() and int(seed_dir.name.split("-")[1]) in args.seeds:
                 runs["a_no_augment"][int(seed_dir.name.split("-")[1])] = _rounds(seed_dir)
         runs = {"a_no_augment": runs.pop("a_no_augment"), **runs}
     n_rounds = max((max(r) for c in runs.values() for r, _ in c.values() if r), default=0)
