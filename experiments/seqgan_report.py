@@ -105,6 +105,25 @@ def oracle(data: dict) -> None:
             f = extra["mle_long"]["final"]
             print(f"| MLE (+{extra['mle_long']['epochs_extra']} epochs, seed 0) | – | "
                   f"{f['nll_oracle']:.3f} | {f['nll_test']:.3f} |")
+    from15_path = RESULTS / "seqgan_oracle_from15.json"
+    if from15_path.is_file():
+        late = json.loads(from15_path.read_text())["runs"]
+
+        def late_finals(method: str, key: str) -> list[float]:
+            return [r[method]["final"][key] for r in late.values()]
+
+        print(f"| from the 15-epoch MLE (seeds {', '.join(late)}): MLE +1 epoch | – | "
+              f"{mean_sd(late_finals('mle', 'nll_oracle'))} | "
+              f"{mean_sd(late_finals('mle', 'nll_test'))} |")
+        print("| from the 15-epoch MLE: SeqGAN +20 batches | – | "
+              f"{mean_sd(late_finals('seqgan', 'nll_oracle'))} | "
+              f"{mean_sd(late_finals('seqgan', 'nll_test'))} |")
+        for seed, run in late.items():
+            rounds = [r for r in run["seqgan"]["rounds"] if r.get("evaluated")]
+            ax2.plot([r["round"] for r in rounds], [r["nll_oracle"] for r in rounds], "s--",
+                     label=f"SeqGAN from 15-epoch MLE, seed {seed}")
+        ax2.legend(fontsize=7)
+        fig.savefig(RESULTS / "seqgan_oracle_curves.png", dpi=110)
     print(f"\nseeds: {list(runs)}; oracle entropy estimate {pre['oracle_entropy']:.3f}")
     print("\nper-phase wall time (s):")
     print(f"- MLE pre-training: {pre['train_s']:.0f} training, {pre['wall_s']:.0f} with "
@@ -144,6 +163,11 @@ def temperature(oracle_data: dict | None, coco: dict | None) -> None:
                 if "sweep" in extra.get("mle_long", {}):
                     label = f"mle +{extra['mle_long']['epochs_extra']} epochs"
                     sweeps[label] = extra["mle_long"]["sweep"]
+            from15_path = RESULTS / "seqgan_oracle_from15.json"
+            if from15_path.is_file():
+                late = json.loads(from15_path.read_text())["runs"].get("0", {})
+                if "sweep" in late:
+                    sweeps["seqgan from 15-epoch MLE"] = late["sweep"]["seqgan"]
             for method, sweep in sweeps.items():
                 pts = sweep_points(sweep, "nll_oracle", "nll_test")
                 axes[0].plot([p[1] for p in pts], [p[2] for p in pts], "o-", label=method)
