@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -202,6 +203,7 @@ class Experiment:
         self._samples: list[dict[str, Any]] = []
         self.eval_keys: set[str] = set()
         self.skipped = self._skipped_phases()
+        self._phase_seconds: dict[str, float] = {}
 
     # ----------------------------------------------------------------- phases on/off
     def _skipped_phases(self) -> dict[str, str]:
@@ -273,11 +275,12 @@ class Experiment:
         c, round_start = self.c, time.perf_counter()
         record: dict[str, Any] = {}
         if self._on("pretrain_generator"):
-            self.reporter.phase(0, "pretrain generator")
-            record.update(_namespaced("sft", c.generator.sft(c.task.generator_train())))
+            with self._phase(0, "pretrain generator"):
+                record.update(_namespaced("sft", c.generator.sft(c.task.generator_train())))
         if self._on("pretrain_classifier"):
-            self.reporter.phase(0, "pretrain classifier")
-            record.update(_namespaced("classify", c.classifier.fit(c.task.classifier_train())))
+            with self._phase(0, "pretrain classifier"):
+                train = c.task.classifier_train()
+                record.update(_namespaced("classify", c.classifier.fit(train)))
         for _ in range(self.cfg.pretrain_d_steps):
             record.update(self._d_step(0))
         if self._on("use_reference"):
@@ -302,13 +305,16 @@ class Experiment:
         if self._on("augment"):
             metrics.update(self._augment(round))
         if self._on("classify"):
-            self.reporter.phase(round, "classify")
-            train = [*self.c.task.classifier_train(), *self.state.pool]
-            metrics.update(_namespaced("classify", self.c.classifier.fit(train)))
+            with self._phase(round, "classify"):
+                train = [*self.c.task.classifier_train(), *self.state.pool]
+                metrics.update(_namespaced("classify", self.c.classifier.fit(train)))
         return metrics
 
     def _augment(self, round: int) -> dict[str, Any]:
-        self.reporter.phase(round, "augment")
+        with self._phase(round, "augment"):
+            return self._augment_pool(round)
+
+    def _augment_pool(self, round: int) -> dict[str, Any]:
         prompts = self.c.task.augment_prompts(round)
         rollout = self.c.generator.sample(
             prompts, n=self.cfg.augment_samples, temperature=self.cfg.temperature
@@ -334,7 +340,8 @@ class Experiment:
             return
         self.reporter.phase(round, "improve")
         for step in range(1, self.cfg.rl_steps + 1):
-            metrics = self._improve_step(round, step)
+            with self._timed("improve"):
+                metrics = self._improve_step(round, step)
             self.state.global_step += 1
             record = {"kind": "step", "round": round, "step": step,
                       "global_step": self.state.global_step, **metrics}
@@ -375,6 +382,24 @@ class Experiment:
             row.update({f"reward/{k}": v[i] for k, v in terms.items()})
             self._samples.append(row)
 
+    # ----------------------------------------------------------------- timing
+    def _phase(self, round: int, name: str) -> AbstractContextManager[None]:
+        """Show ``name`` in the progress display and time it (see ``_timed``)."""
+        self.reporter.phase(round, name)
+        return self._timed(name)
+
+    @contextmanager
+    def _timed(self, name: str) -> Iterator[None]:
+        """Add the block's wall time to ``time/<name>_s`` of this round's record (a phase
+        repeated within a round, d-steps or RL steps, sums)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            key = f"time/{name.replace(' ', '_')}_s"
+            elapsed = time.perf_counter() - started
+            self._phase_seconds[key] = self._phase_seconds.get(key, 0.0) + elapsed
+
     # ----------------------------------------------------------------- end of round
     def _boundary(self, round: int) -> bool:
         """Rounds that are evaluated and checkpointed: 0, every eval_every-th, and the last."""
@@ -385,15 +410,16 @@ class Experiment:
         boundary = self._boundary(round)
         evaluation: dict[str, Any] = {}
         if boundary and self._on("evaluate"):
-            self.reporter.phase(round, "evaluate")
             stage = "pretrain" if round == 0 else f"round-{round}"
-            evaluation = dict(self.c.task.evaluate(self.c, stage))
+            with self._phase(round, "evaluate"):
+                evaluation = dict(self.c.task.evaluate(self.c, stage))
             self.eval_keys.update(evaluation)
             record.update(evaluation)
         self.state.round = round
         full = {"kind": "round", "round": round, "global_step": self.state.global_step,
                 "evaluated": boundary and self._on("evaluate"), **record,
-                "time/round_s": time.perf_counter() - started}
+                **self._phase_seconds, "time/round_s": time.perf_counter() - started}
+        self._phase_seconds = {}
         self.history.append(full)
         self.run_dir.append_metrics(full)
         if self.cfg.save_samples:

@@ -103,3 +103,17 @@ def test_resume_can_extend_a_finished_run(pm, toy_recipe, tmp_path):
     longer = _run(toy_recipe, tmp_path, "loop.rounds=3")
     # rounds 0-2 of the short run had eval on round 2 as its last; the rest is identical
     assert _metrics(extended.run_dir)[-1] == _metrics(longer.run_dir)[-1]
+
+
+def test_round_records_time_every_phase(pm, toy_recipe, tmp_path):
+    """Wall time per phase is in each round's record, so results can report it per phase."""
+    run_dir = _run(toy_recipe, tmp_path).run_dir
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rounds = [r for r in rows if r["kind"] == "round"]
+    pretrain_phases = {"time/pretrain_generator_s", "time/evaluate_s"}
+    assert pretrain_phases <= set(rounds[0])
+    assert {"time/augment_s", "time/classify_s", "time/improve_s", "time/evaluate_s"} <= set(rounds[1])
+    for record in rounds:
+        phases = [v for k, v in record.items() if k.startswith("time/") and k != "time/round_s"]
+        assert all(v >= 0 for v in phases)
+        assert sum(phases) <= record["time/round_s"] + 1e-6
