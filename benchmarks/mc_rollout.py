@@ -170,7 +170,7 @@ def main() -> None:
         "mean_q_loop": float(q_loop.mean()),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "torch": torch.__version__, "load_avg": os.getloadavg(),
-                    "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None},
+                    "gpu": torch.cuda.get_device_name() if args.device != "cpu" else None},
     }
     print(f"batched: {result['batched']['sequences_per_s']:.2f} seq/s ({batched_s:.1f}s a batch)")
     print(f"loop:    {result['loop']['sequences_per_s']:.2f} seq/s ({loop_s:.1f}s a batch)")
