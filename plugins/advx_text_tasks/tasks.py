@@ -17,6 +17,7 @@ import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -108,7 +109,39 @@ class OracleLMConfig:
 _ORACLE_DATA: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
-class OracleLMTask:
+class UnconditionalLMTask:
+    """The task duties shared by the SeqGAN benchmarks: prompts are empty, real sequences are
+    class 1 and generated ones class 0 for the discriminator. Subclasses set ``config``
+    (with ``d_real`` and ``num_fakes``), ``train`` and ``_rng``."""
+
+    config: Any
+    train: list[Sample]
+    _rng: np.random.Generator
+
+    def generator_train(self) -> list[Sample]:
+        return self.train
+
+    def classifier_train(self) -> list[Sample]:
+        real = self.train
+        if self.config.d_real and self.config.d_real < len(real):
+            pick = self._rng.choice(len(real), self.config.d_real, replace=False)
+            real = [real[i] for i in pick]
+        return [s.with_label(1) for s in real]
+
+    def augment_prompts(self, round: int) -> list[Prompt]:
+        return [EMPTY] * self.config.num_fakes
+
+    def synthetic_samples(self, rollout: Rollout) -> list[Sample]:
+        return [Sample(text, EMPTY, label=0) for text in rollout.texts]
+
+    def rl_prompts(self, batch_size: int, rng: np.random.Generator) -> list[Prompt]:
+        return [EMPTY] * batch_size
+
+    def texts(self) -> list[str]:
+        return [s.text for s in self.train]
+
+
+class OracleLMTask(UnconditionalLMTask):
     """Real data = samples of a fixed oracle LSTM; texts are space-separated token ids."""
 
     def __init__(self, config: OracleLMConfig) -> None:
@@ -160,28 +193,6 @@ class OracleLMTask:
         """Per-token entropy estimate of the oracle: its NLL of its own test samples."""
         return float(self.oracle.token_nll(self.test_ids).mean())
 
-    # Task duties
-    def generator_train(self) -> list[Sample]:
-        return self.train
-
-    def classifier_train(self) -> list[Sample]:
-        real = self.train
-        if self.config.d_real and self.config.d_real < len(real):
-            pick = self._rng.choice(len(real), self.config.d_real, replace=False)
-            real = [real[i] for i in pick]
-        return [s.with_label(1) for s in real]
-
-    def augment_prompts(self, round: int) -> list[Prompt]:
-        return [EMPTY] * self.config.num_fakes
-
-    def synthetic_samples(self, rollout: Rollout) -> list[Sample]:
-        return [Sample(text, EMPTY, label=0) for text in rollout.texts]
-
-    def rl_prompts(self, batch_size: int, rng: np.random.Generator) -> list[Prompt]:
-        return [EMPTY] * batch_size
-
-    def texts(self) -> list[str]:
-        return [s.text for s in self.train]
 
     def evaluate(self, components: Components, stage: str) -> dict[str, float]:
         generator = components.generator
@@ -267,7 +278,7 @@ def read_corpus(path: str, tokenize: str, limit: int) -> list[str]:
     return lines
 
 
-class TextCorpusTask:
+class TextCorpusTask(UnconditionalLMTask):
     """Real data = the corpus's training sentences; BLEU / self-BLEU / NLL-test metrics."""
 
     def __init__(self, config: TextCorpusConfig) -> None:
@@ -280,27 +291,6 @@ class TextCorpusTask:
         self.references = refs[: config.bleu_references] if config.bleu_references else refs
         self._rng = np.random.default_rng(config.seed)
 
-    def generator_train(self) -> list[Sample]:
-        return self.train
-
-    def classifier_train(self) -> list[Sample]:
-        real = self.train
-        if self.config.d_real and self.config.d_real < len(real):
-            pick = self._rng.choice(len(real), self.config.d_real, replace=False)
-            real = [real[i] for i in pick]
-        return [s.with_label(1) for s in real]
-
-    def augment_prompts(self, round: int) -> list[Prompt]:
-        return [EMPTY] * self.config.num_fakes
-
-    def synthetic_samples(self, rollout: Rollout) -> list[Sample]:
-        return [Sample(text, EMPTY, label=0) for text in rollout.texts]
-
-    def rl_prompts(self, batch_size: int, rng: np.random.Generator) -> list[Prompt]:
-        return [EMPTY] * batch_size
-
-    def texts(self) -> list[str]:
-        return [s.text for s in self.train]
 
     def quality_diversity(self, texts: Sequence[str]) -> dict[str, float]:
         """BLEU-n against the test set and self-BLEU-n of ``texts``."""
@@ -340,6 +330,7 @@ __all__ = [
     "OracleLMTask",
     "TextCorpusConfig",
     "TextCorpusTask",
+    "UnconditionalLMTask",
     "build_oracle_lm",
     "build_text_corpus",
 ]
