@@ -62,8 +62,13 @@ class RankerScoreReward:
             scores = self.ranker.score(hist, picked).float().cpu()
             raw[rows] = scores
             if self.config.transform == "percentile":
+                # the item's own score is read from the same matrix it is compared with: a
+                # separately computed dot product can differ in the last bit and count the
+                # item against itself, moving the percentile by one catalogue item
                 all_scores = self.ranker.score_all(hist).float().cpu()
-                value = (all_scores < scores[:, None]).float().mean(-1)
+                columns = torch.tensor([self.task.index[i] for i in picked])
+                own = all_scores.gather(1, columns[:, None])
+                value = (all_scores < own).float().mean(-1)
             elif self.config.transform == "sigmoid":
                 value = torch.sigmoid(scores)
             else:

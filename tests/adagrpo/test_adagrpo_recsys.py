@@ -4,6 +4,7 @@ outputs, bad inputs; the ``ranker`` and the ``ranker_score`` reward on a small f
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -161,3 +162,31 @@ def test_real_beauty_file_reads_and_splits():
     split = leave_one_out(seqs)
     assert len(split.test) == len(split.valid) == 22363
     assert len(split.train) == sum(len(s) - 3 for s in seqs.values())
+
+
+def test_percentile_never_counts_the_item_against_itself():
+    """The percentile is the share of catalogue items scored strictly below the generated one,
+    read from one score matrix: a separately computed score one ulp above its own matrix entry
+    must not lift the best item from (n-1)/n to 1."""
+    from advx_recsys.reward import RankerScoreReward
+
+    class Task:
+        index: ClassVar[dict[str, int]] = {"a": 0, "b": 1, "c": 2, "d": 3}
+
+        def item_of(self, text):
+            return text if text in self.index else None
+
+    class Ranker:
+        matrix = torch.tensor([[0.1, 0.2, 0.3, 0.4]])
+
+        def score(self, histories, items):  # one ulp above the matrix entry
+            own = torch.tensor([float(self.matrix[0, Task.index[i]]) for i in items])
+            return torch.nextafter(own, torch.tensor(1.0))
+
+        def score_all(self, histories):
+            return self.matrix.expand(len(histories), -1)
+
+    reward = RankerScoreReward(RankerScoreConfig(), Task(), Ranker())
+    out = reward.sequence_rewards([["x"]] * 3, ["d", "a", "zz"])
+    assert out["reward"].tolist() == pytest.approx([0.75, 0.0, -1.0])
+    assert out["valid"].tolist() == [1.0, 1.0, 0.0]
