@@ -8,6 +8,7 @@ Conditions (one recipe each, identical task/classifier/generator keys):
 
     python experiments/cold_start.py run --seeds 0 1 2 --out runs/cold_start --jobs 3 \
         --set reward.alpha=1.0                    # extra overrides for every run
+        --set-ppo optimizer.value_lr=1e-4         # ... for the (c) runs only (PPO keys)
     python experiments/cold_start.py report --out runs/cold_start > table.md
 
 ``run`` launches ``advx run`` per (condition, seed) with ``nice -n 10`` and one thread each
@@ -57,6 +58,12 @@ PER_CONDITION = {
 }
 
 
+def overrides_for(condition: str, args: argparse.Namespace) -> list[str]:
+    """``--set`` for every run, ``--set-ppo`` only where the recipe has an optimizer (c)."""
+    ppo = args.ppo_overrides if condition == "c_ppo_adversarial" else []
+    return [*args.overrides, *ppo]
+
+
 def command(condition: str, seed: int, run_dir: Path, extra: list[str]) -> list[str]:
     return ["nice", "-n", "10", str(REPO / ".venv/bin/advx"), "run", CONDITIONS[condition],
             *COMMON, *PER_CONDITION[condition], *extra, f"seed={seed}", "--run-dir",
@@ -78,7 +85,7 @@ def run(args: argparse.Namespace) -> None:
                 if status == "complete":
                     continue
             run_dir.parent.mkdir(parents=True, exist_ok=True)
-            cmd = command(condition, seed, run_dir, args.overrides)
+            cmd = command(condition, seed, run_dir, overrides_for(condition, args))
             log = open(out / condition / f"seed-{seed}.log", "w")  # noqa: SIM115
             log.write(" ".join(cmd) + "\n")
             log.flush()
@@ -236,6 +243,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="report: take (a) from this --out folder when --out has none")
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                         help="extra overrides for every run, e.g. --set reward.alpha=1.0")
+    parser.add_argument("--set-ppo", dest="ppo_overrides", nargs="+", default=[],
+                        metavar="KEY=VALUE",
+                        help="extra overrides for the (c) runs only: (a) and (b) have no "
+                             "optimizer block, e.g. --set-ppo optimizer.value_lr=1e-4")
     args = parser.parse_args(argv)
     if args.action == "run":
         run(args)
@@ -244,7 +255,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         for s in args.seeds:
             for c in args.conditions:
-                print(" ".join(command(c, s, Path(args.out) / c / f"seed-{s}", args.overrides)))
+                run_dir = Path(args.out) / c / f"seed-{s}"
+                print(" ".join(command(c, s, run_dir, overrides_for(c, args))))
 
 
 if __name__ == "__main__":
