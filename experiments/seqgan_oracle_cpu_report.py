@@ -13,12 +13,13 @@ import json
 import statistics
 from pathlib import Path
 
+from advx.rundir import RunDir
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def rounds(run_dir: Path) -> list[dict]:
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [r for r in rows if r["kind"] == "round"]
+    return [r for r in RunDir(run_dir).read_metrics() if r["kind"] == "round"]
 
 
 def phase_times(records: list[dict]) -> dict[str, float]:
@@ -58,8 +59,8 @@ def main() -> None:
             "seqgan_curve": [(r["round"], r["nll_oracle"], r["nll_test"]) for r in evaluated],
             "seqgan_final": {k: evaluated[-1][k] for k in ("nll_oracle", "nll_test")},
             "mle16": {k: m_rounds[-1][k] for k in ("nll_oracle", "nll_test")},
-            "wall_s": {"seqgan": json.loads((seqgan / "summary.json").read_text())["wall_s"],
-                       "mle16": json.loads((mle / "summary.json").read_text())["wall_s"]},
+            "wall_s": {"seqgan": RunDir(seqgan).read_summary()["wall_s"],
+                       "mle16": RunDir(mle).read_summary()["wall_s"]},
             "phases_s": {"seqgan": phase_times(s_rounds), "mle16": phase_times(m_rounds)},
         }
     print("| | " + " | ".join(f"seed {s}" for s in per_seed) + " | mean ± sd |")

@@ -303,7 +303,8 @@ class Experiment:
         """One (augment, classify) repetition."""
         metrics: dict[str, Any] = {}
         if self._on("augment"):
-            metrics.update(self._augment(round))
+            with self._phase(round, "augment"):
+                metrics.update(self._augment(round))
         if self._on("classify"):
             with self._phase(round, "classify"):
                 train = [*self.c.task.classifier_train(), *self.state.pool]
@@ -311,10 +312,6 @@ class Experiment:
         return metrics
 
     def _augment(self, round: int) -> dict[str, Any]:
-        with self._phase(round, "augment"):
-            return self._augment_pool(round)
-
-    def _augment_pool(self, round: int) -> dict[str, Any]:
         prompts = self.c.task.augment_prompts(round)
         rollout = self.c.generator.sample(
             prompts, n=self.cfg.augment_samples, temperature=self.cfg.temperature

@@ -59,20 +59,18 @@ class RankerScoreReward:
         if rows:
             hist = [histories[n] for n in rows]
             picked = [items[n] for n in rows]
-            scores = self.ranker.score(hist, picked).float().cpu()
-            raw[rows] = scores
             if self.config.transform == "percentile":
-                # the item's own score is read from the same matrix it is compared with: a
-                # separately computed dot product can differ in the last bit and count the
-                # item against itself, moving the percentile by one catalogue item
+                # the item's own score is read from the matrix it is compared with: a separately
+                # computed dot product can differ in the last bit and count the item against
+                # itself, moving the percentile by one catalogue item
                 all_scores = self.ranker.score_all(hist).float().cpu()
                 columns = torch.tensor([self.task.index[i] for i in picked])
-                own = all_scores.gather(1, columns[:, None])
-                value = (all_scores < own).float().mean(-1)
-            elif self.config.transform == "sigmoid":
-                value = torch.sigmoid(scores)
+                scores = all_scores.gather(1, columns[:, None])[:, 0]
+                value = (all_scores < scores[:, None]).float().mean(-1)
             else:
-                value = scores
+                scores = self.ranker.score(hist, picked).float().cpu()
+                value = torch.sigmoid(scores) if self.config.transform == "sigmoid" else scores
+            raw[rows] = scores
             reward[rows] = value
         return {"reward": reward, "ranker_score": raw, "valid": valid.float()}
 

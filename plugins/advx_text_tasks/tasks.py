@@ -193,7 +193,6 @@ class OracleLMTask(UnconditionalLMTask):
         """Per-token entropy estimate of the oracle: its NLL of its own test samples."""
         return float(self.oracle.token_nll(self.test_ids).mean())
 
-
     def evaluate(self, components: Components, stage: str) -> dict[str, float]:
         generator = components.generator
         if generator is None:
@@ -290,7 +289,6 @@ class TextCorpusTask(UnconditionalLMTask):
         refs = [s.text.split() for s in self.test]
         self.references = refs[: config.bleu_references] if config.bleu_references else refs
         self._rng = np.random.default_rng(config.seed)
-
 
     def quality_diversity(self, texts: Sequence[str]) -> dict[str, float]:
         """BLEU-n against the test set and self-BLEU-n of ``texts``."""
