@@ -125,7 +125,7 @@ def main() -> None:
     policy = reward.sync_policy(gen)
 
     # warm-up at full size, not timed: CUDA context and cuDNN autotuning; on the CPU the first
-    # call of this size also pays the allocator's page faults (measured: 20.6 s, then 15.8 s)
+    # call of this size also pays the allocator's page faults
     reward.q_values(rollout, ctx, policy)
 
     # batched, through the reward's own code path; then its two parts alone
