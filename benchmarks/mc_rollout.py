@@ -16,10 +16,12 @@ the LSTM from the zero state and the rest is sampled with ``torch.multinomial``;
 mixes batching with the state re-use and the faster sampler of ``lstm.complete``.
 
 Prints sequences/s (batch rows whose per-token reward is computed) and the ratios, and
-writes benchmarks/results/mc_rollout.json.
+writes benchmarks/results/mc_rollout.json. ``--repeats K`` measures the three side by side K
+times in the same process and reports the medians (and every run's ratio): on a shared VM
+single runs vary by 20-40%.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mc_rollout.py            # 1 thread
-    .venv/bin/python benchmarks/mc_rollout.py --threads 2
+    .venv/bin/python benchmarks/mc_rollout.py --threads 2 --repeats 3
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -98,6 +101,31 @@ def reference_style_loop(gen, classifier, rollout, n: int) -> float:
     return clock() - started
 
 
+def time_once(args, reward, ctx, rollout, policy, gen, disc) -> dict:
+    """One side-by-side measurement: batched (and its two parts), loop, reference-style loop."""
+    t0 = clock()
+    rewards = reward(rollout, ctx)
+    batched_s = clock() - t0
+    tc = clock()
+    done = policy.complete(
+        rollout,
+        torch.arange(args.batch).repeat(args.rollouts * (args.length - 1)),
+        torch.arange(1, args.length).repeat_interleave(args.batch).repeat(args.rollouts),
+    )
+    complete_s = clock() - tc
+    td = clock()
+    disc.predict_proba(done.samples())
+    disc_s = clock() - td
+    del done
+    t0 = clock()
+    q_loop, loop_parts = loop_reward(policy, disc, rollout, args.rollouts)
+    loop_s = clock() - t0
+    reference_s = reference_style_loop(gen, disc, rollout, args.rollouts)
+    return {"batched": batched_s, "complete": complete_s, "disc": disc_s, "loop": loop_s,
+            "loop_complete": loop_parts["complete_s"], "loop_disc": loop_parts["discriminator_s"],
+            "reference": reference_s, "rewards": rewards, "q_loop": q_loop}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=64)
@@ -105,6 +133,8 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=20)
     parser.add_argument("--vocab", type=int, default=5000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="side-by-side measurements; the JSON reports medians and each run")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (both sides run there)")
     parser.add_argument("--small-cnn", action="store_true", help="paper filter counts / 4")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/mc_rollout.json")
@@ -128,40 +158,28 @@ def main() -> None:
     # call of this size also pays the allocator's page faults
     reward.q_values(rollout, ctx, policy)
 
-    # batched, through the reward's own code path; then its two parts alone
-    t0 = clock()
-    rewards = reward(rollout, ctx)
-    batched_s = clock() - t0
+    runs = [time_once(args, reward, ctx, rollout, policy, gen, disc)
+            for _ in range(args.repeats)]
+    timed = [key for key, value in runs[0].items() if isinstance(value, float)]
+    median = {key: statistics.median(run[key] for run in runs) for key in timed}
+    batched_s, complete_s, disc_batched_s = (median[k] for k in ("batched", "complete", "disc"))
+    loop_s, reference_s = median["loop"], median["reference"]
+    loop_parts = {"complete_s": median["loop_complete"], "discriminator_s": median["loop_disc"]}
+    rewards, q_loop = runs[-1]["rewards"], runs[-1]["q_loop"]
     rows = args.batch * args.rollouts * (args.length - 1)
-    tc = clock()
-    done = policy.complete(
-        rollout,
-        torch.arange(args.batch).repeat(args.rollouts * (args.length - 1)),
-        torch.arange(1, args.length).repeat_interleave(args.batch).repeat(args.rollouts),
-    )
-    complete_s = clock() - tc
-    td = clock()
-    disc.predict_proba(done.samples())
-    disc_batched_s = clock() - td
-    del done
-
-    t0 = clock()
-    q_loop, loop_parts = loop_reward(policy, disc, rollout, args.rollouts)
-    loop_s = clock() - t0
-
-    reference_s = reference_style_loop(gen, disc, rollout, args.rollouts)
 
     result = {
         "setting": {"batch": args.batch, "rollouts": args.rollouts, "length": args.length,
                     "vocab": args.vocab, "emb_dim": 32, "hidden_dim": 32,
                     "cnn_filters": sum(cnn.num_filters), "threads": args.threads,
-                    "device": args.device,
+                    "device": args.device, "repeats": args.repeats,
                     "continuations": rows},
         "batched": {"seconds": batched_s, "sequences_per_s": args.batch / batched_s,
                     "complete_only_s": complete_s, "discriminator_only_s": disc_batched_s},
         "loop": {"seconds": loop_s, "sequences_per_s": args.batch / loop_s, **loop_parts},
         "reference_style": {"seconds": reference_s, "sequences_per_s": args.batch / reference_s},
         "speedup": loop_s / batched_s,
+        "speedup_vs_reference_style_each_run": [r["reference"] / r["batched"] for r in runs],
         "speedup_vs_reference_style": reference_s / batched_s,
         "speedup_complete_only": loop_parts["complete_s"] / complete_s,
         # Amdahl: the discriminator scores the same B·N·(T−1) sequences on both sides, so even
@@ -179,7 +197,8 @@ def main() -> None:
           f"({reference_s:.1f}s a batch)")
     print(f"speedup vs loop: {result['speedup']:.2f}x (generator continuations alone: "
           f"{result['speedup_complete_only']:.2f}x); vs reference-style loop: "
-          f"{result['speedup_vs_reference_style']:.2f}x")
+          f"{result['speedup_vs_reference_style']:.2f}x (each run: "
+          + ", ".join(f"{r:.2f}x" for r in result["speedup_vs_reference_style_each_run"]) + ")")
     print(f"discriminator alone, batched: {disc_batched_s:.1f}s; a free generator would cap the "
           f"ratio vs the reference-style loop at "
           f"{result['bound_vs_reference_style_if_generation_were_free']:.2f}x")

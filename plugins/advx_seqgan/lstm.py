@@ -163,7 +163,8 @@ class LSTMGenerator:
 
     def _logits(self, logits: Tensor, temperature: float = 1.0) -> Tensor:
         """Tempered logits with padding/start masked out (same in sampling and scoring)."""
-        logits = logits / temperature
+        if temperature != 1.0:  # skipped at 1: a full pass over [rows, V] in the MC rollout
+            logits = logits / temperature
         if self.vocab.banned_ids:
             logits = logits.masked_fill(self._banned, float("-inf"))
         return logits

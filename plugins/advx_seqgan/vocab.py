@@ -45,7 +45,7 @@ class IdVocab:
         return ids
 
     def decode(self, ids: Sequence[int]) -> str:
-        return " ".join(str(int(i)) for i in ids)
+        return " ".join(map(str, ids))
 
     def save(self, path: Path) -> None:
         (path / "vocab.txt").write_text(f"ids {self.size}\n")

@@ -121,3 +121,39 @@ def test_cnn_discriminator_separates_real_from_fake():
     probs = disc.predict_proba(real[:5] + fake[:5])
     assert probs.shape == (10, 2) and bool((probs[:5, 1] > 0.5).all())
     assert disc.loss(real[:5]).shape == (5,)
+
+
+def test_cnn_predictions_by_token_tables_equal_the_convolutions():
+    """The look-up shortcut of ``predict_proba`` matches the convolutional forward, and is
+    rebuilt when training or ``load_state_dict`` changes the weights."""
+    from advx_seqgan.cnn import CNNConfig, CNNDiscriminator
+
+    cfg = CNNConfig(vocab="ids", vocab_size=30, max_len=8, emb_dim=6, filter_sizes=[1, 3, 8],
+                    num_filters=[5, 4, 3], epochs=1, lr=0.05, valid_fraction=0.0)
+    disc = CNNDiscriminator(cfg, [], seed=0, device="cpu")
+    rng = random.Random(0)
+    samples = [Sample(" ".join(str(rng.randrange(30)) for _ in range(rng.randrange(1, 9))),
+                      label=i % 2) for i in range(40)]
+
+    def convolved() -> torch.Tensor:
+        with torch.no_grad():
+            return torch.softmax(disc.model(disc.encode(samples)), -1)
+
+    first = disc.predict_proba(samples)
+    torch.testing.assert_close(first, convolved())
+    tables = disc._tables
+    assert tables is not None and tables.matches(disc.model)
+
+    saved = {k: v.clone() for k, v in disc.model.state_dict().items()}
+    disc.fit(samples)  # optimizer steps change the weights in place
+    assert not tables.matches(disc.model)
+    after_fit = disc.predict_proba(samples)
+    torch.testing.assert_close(after_fit, convolved())
+    assert not torch.allclose(after_fit, first)
+
+    disc.model.load_state_dict(saved)
+    torch.testing.assert_close(disc.predict_proba(samples), first)
+
+    disc.config.predict_tables_mb = 0  # too large: predictions convolve
+    torch.testing.assert_close(disc.predict_proba(samples), first)
+    assert disc._token_tables() is None
