@@ -126,13 +126,16 @@ class TokenTables:
 
     def __init__(self, model: CNNModel) -> None:
         self.key = self._weights_key(model)
-        self.vocab_size = model.embed.num_embeddings
         embed = model.embed.weight.detach()
+        vocab_size = model.embed.num_embeddings
         # per width: rows k·V + v hold T_{w,k}[v]  -> [w·V, F_w]
         self.tables = [
             torch.einsum("ve,fek->kvf", embed, conv.weight.detach()).reshape(-1, conv.out_channels)
             for conv in model.convs
         ]
+        # the table row of token v at offset k is k·V + v
+        self.offsets = [torch.arange(conv.kernel_size[0], device=embed.device) * vocab_size
+                        for conv in model.convs]
 
     @staticmethod
     def nbytes(model: CNNModel) -> int:
@@ -156,9 +159,8 @@ class TokenTables:
         """
         batch, length = ids.shape
         pooled = []
-        for conv, table in zip(model.convs, self.tables, strict=True):
-            width = conv.kernel_size[0]
-            offsets = torch.arange(width, device=ids.device) * self.vocab_size
+        for conv, table, offsets in zip(model.convs, self.tables, self.offsets, strict=True):
+            width = len(offsets)
             windows = ids.unfold(1, width, 1) + offsets  # [B, L−w+1, w] rows of the table
             summed = F.embedding_bag(windows.reshape(-1, width), table, mode="sum")
             pooled.append(F.relu(summed.view(batch, length - width + 1, -1).amax(1) + conv.bias))
