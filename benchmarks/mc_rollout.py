@@ -141,6 +141,8 @@ def main() -> None:
     parser.add_argument("--small-cnn", action="store_true", help="paper filter counts / 4")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/mc_rollout.json")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 

@@ -50,7 +50,7 @@ class CNNConfig:
         batch_size: minibatch size (64).
         valid_fraction: share of ``fit``'s data held out to report accuracy (0 = none).
         predict_batch: rows per forward pass in ``predict_proba``.
-        predict_tables_mb: the largest :class:`TokenTables` (MB, ``4·V·Σ w·F_w`` bytes: 250 for
+        predict_tables_mb: the largest :class:`TokenTables` (MB, ``4·V·Σ w·F_w`` bytes: 238 MiB for
             the paper's CNN at V = 5000) predictions may keep; above it, or at 0, they convolve.
         device: torch device; empty means the run's device.
     """
@@ -118,8 +118,8 @@ class TokenTables:
 
     with the table T_{w,k} = E W_kᵀ ``[V, F_w]`` computed once for the whole vocabulary. One
     ``F.embedding_bag(mode="sum")`` per width then replaces the convolution's multiply-adds by
-    row reads: about 3× faster on 2 CPU cores for the paper's CNN, equal to float rounding
-    (``tests/seqgan/test_tasks.py``). Valid while the weights are unchanged: :meth:`matches`
+    row reads: about 3× faster on 2 CPU threads for the paper's CNN
+    (``benchmarks/cnn_predict.py``), equal to float rounding (``tests/seqgan/test_tasks.py``). Valid while the weights are unchanged: :meth:`matches`
     compares the tensors' in-place version counters, which every optimizer step and
     ``load_state_dict`` advance.
     """

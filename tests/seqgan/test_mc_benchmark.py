@@ -1,4 +1,4 @@
-"""Smoke test of benchmarks/mc_rollout.py at toy size (the timings themselves are not asserted)."""
+"""Smoke tests of benchmarks/mc_rollout.py and cnn_predict.py at toy size (timings not asserted)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "mc_rollout.py"
 
@@ -25,3 +27,15 @@ def test_mc_rollout_benchmark_reports_each_repeat_and_the_medians(tmp_path):
     median_ratio = report["speedup_vs_reference_style"]
     assert min(ratios) - 1e-9 <= median_ratio <= max(ratios) + 1e-9
     assert 0.0 <= report["mean_q_batched"] <= 1.0 and 0.0 <= report["mean_q_loop"] <= 1.0
+
+
+def test_cnn_predict_benchmark_reports_both_paths(tmp_path):
+    out = tmp_path / "cnn.json"
+    bench = BENCH.with_name("cnn_predict.py")
+    args = ["--rows", "64", "--vocab", "50", "--threads", "1", "--repeats", "1", "--out", str(out)]
+    subprocess.run([sys.executable, str(bench), *args], check=True, capture_output=True)
+    report = json.loads(out.read_text())
+    for key in ("predict_convolution_s", "predict_tables_s", "predict_ratio",
+                "convolutions_ratio", "gemm_gflops"):
+        assert math.isfinite(report[key]) and report[key] > 0
+    assert report["table_mib"] == pytest.approx(4 * 50 * 12_500 / 2**20)  # 4·V·Σ w·F_w bytes
