@@ -118,10 +118,10 @@ class TokenTables:
 
     with the table T_{w,k} = E W_kᵀ ``[V, F_w]`` computed once for the whole vocabulary. One
     ``F.embedding_bag(mode="sum")`` per width then replaces the convolution's multiply-adds by
-    row reads: about 3× faster on 2 CPU threads for the paper's CNN
-    (``benchmarks/cnn_predict.py``), equal to float rounding (``tests/seqgan/test_tasks.py``). Valid while the weights are unchanged: :meth:`matches`
-    compares the tensors' in-place version counters, which every optimizer step and
-    ``load_state_dict`` advance.
+    row reads: 3.7× faster on 2 CPU threads for the paper's CNN (``benchmarks/cnn_predict.py``),
+    equal to float rounding (``tests/seqgan/test_tasks.py``). Valid while the weights are
+    unchanged: :meth:`matches` compares the tensors' in-place version counters, which every
+    optimizer step and ``load_state_dict`` advance.
     """
 
     def __init__(self, model: CNNModel) -> None:
