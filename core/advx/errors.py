@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AdvxError", "ConfigError", "DataError", "PluginError"]
+__all__ = ["AdvxError", "ConfigError", "DataError", "NonFiniteError", "PluginError"]
 
 
 class AdvxError(Exception):
@@ -21,3 +21,30 @@ class DataError(AdvxError):
 
 class PluginError(AdvxError):
     """A plugin failed to import or register, or two plugins claim one component name."""
+
+
+class NonFiniteError(AdvxError):
+    """A reward term, loss or gradient norm became NaN or infinite.
+
+    Raised *before* the offending update touches the weights (see
+    :func:`advx.numerics.guarded_step`). The loop adds the round and step and either stops
+    the run (status ``failed``) or skips that update, as ``loop.on_nonfinite`` says. It is a
+    user-fixable error (usually a learning rate or reward weight far too large), hence exit 2.
+    """
+
+    def __init__(self, what: str, value: float, *, round: int | None = None,
+                 step: int | None = None, hint: str = "") -> None:
+        self.what, self.value, self.round, self.step, self.hint = what, value, round, step, hint
+        super().__init__(self._message())
+
+    def at(self, round: int, step: int | None) -> NonFiniteError:
+        """The same error, located at ``round``/``step`` (the loop knows where; plugins not)."""
+        return NonFiniteError(self.what, self.value, round=round, step=step, hint=self.hint)
+
+    def _message(self) -> str:
+        where = ""
+        if self.round is not None:
+            where = f" at round {self.round}" + (f", step {self.step}" if self.step else "")
+        hint = self.hint or ("lower the learning rate or the reward weights, or set "
+                             "loop.on_nonfinite=skip to drop such updates")
+        return f"{self.what} is {self.value}{where}; the update was not applied. Fix: {hint}"

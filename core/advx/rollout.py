@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Prompt", "Rewards", "Rollout", "Sample", "masked_mean"]
+__all__ = ["Prompt", "Rewards", "Rollout", "Sample", "SequenceNLL", "masked_mean"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,23 @@ class Sample:
 
     def with_label(self, label: int) -> Sample:
         return replace(self, label=label)
+
+
+@dataclass
+class SequenceNLL:
+    """Teacher-forced negative log-likelihood of N target texts, with token counts.
+
+    ``total``: ``[N]`` NLL summed over each target's tokens (EOS included), with grad.
+    ``tokens``: ``[N]`` how many tokens each sum covers, in the generator's own tokenizer,
+    so per-token figures never guess from ``len(text.split())`` (wrong for sub-words).
+    """
+
+    total: Tensor
+    tokens: Tensor
+
+    def per_token(self) -> Tensor:
+        """``[N]`` mean NLL per token of each target."""
+        return self.total / self.tokens.clamp(min=1).to(self.total.dtype)
 
 
 @dataclass

@@ -1,0 +1,67 @@
+"""Guards against non-finite numbers reaching the weights.
+
+Every torch optimizer step in advx (PPO, GRPO/AdaGRPO, REINFORCE, SFT, classifier fitting)
+goes through :func:`guarded_step`, so a NaN or infinite loss or gradient norm stops (or
+skips) the update *before* ``optimizer.step()`` instead of silently corrupting the weights.
+Written by hand: ``torch.nn.utils.clip_grad_norm_(error_if_nonfinite=True)`` raises a bare
+RuntimeError that names neither the quantity nor the component.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import Tensor
+
+from advx.errors import NonFiniteError
+
+__all__ = ["check_finite", "check_finite_terms", "guarded_step"]
+
+
+def check_finite(what: str, value: Tensor | float) -> None:
+    """Raise :class:`NonFiniteError` naming ``what`` if ``value`` holds a NaN or ±inf."""
+    if isinstance(value, Tensor):
+        if bool(torch.isfinite(value).all()):
+            return
+        bad = value[~torch.isfinite(value)].flatten()[0].item()
+        raise NonFiniteError(what, bad)
+    if not math.isfinite(value):
+        raise NonFiniteError(what, value)
+
+
+def check_finite_terms(prefix: str, terms: Mapping[str, Tensor | float]) -> None:
+    """:func:`check_finite` on every named term (e.g. the reward terms of a rollout)."""
+    for name, value in terms.items():
+        check_finite(f"{prefix}{name}", value)
+
+
+def guarded_step(
+    optimizer: torch.optim.Optimizer,
+    parameters: Iterable[Tensor],
+    *,
+    loss: Tensor | None = None,
+    max_norm: float | None = None,
+    what: str = "",
+) -> float:
+    """Clip (when ``max_norm``), check, then step; returns the pre-clip gradient norm.
+
+    Call after ``loss.backward()``. If ``loss`` or the gradient norm is not finite the
+    gradients are zeroed, the optimizer does **not** step and :class:`NonFiniteError` is
+    raised, naming ``what`` (e.g. ``"ppo loss"``). ``max_norm=None`` only measures the norm.
+    """
+    params = [p for p in parameters if p.grad is not None]
+    label = f"{what} " if what else ""
+    try:
+        if loss is not None:
+            check_finite(f"{label}loss", loss.detach())
+        norm = torch.nn.utils.clip_grad_norm_(
+            params, max_norm if max_norm is not None else math.inf
+        )
+        check_finite(f"{label}gradient norm", norm)
+    except NonFiniteError:
+        optimizer.zero_grad(set_to_none=True)
+        raise
+    optimizer.step()
+    return float(norm)
