@@ -1,26 +1,38 @@
-"""The ``advx`` command line: run, plugins, recipes (and sweep, from advx.sweep).
+"""The ``advx`` command line: run, plugins, recipes, sweep (run, show).
 
 A user error (:class:`advx.errors.AdvxError`) anywhere below prints one message and exits
 with code 2, without a traceback; any other exception is a bug and keeps its traceback.
+Messages are printed literally: user text (paths, values, keys) is never read as markup.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
 from advx import __version__
 from advx.errors import AdvxError
 from advx.plugins import get_plugin_manager, get_registry
 from advx.recipe import recipe_description
-from advx.sweep import sweep_app
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "print_error", "sweep_app"]
+
+RUNS = Path("runs")
+
+
+def print_error(exc: AdvxError | str) -> None:
+    """``error: <message>`` on stderr, the message as plain text (a ``[/x]`` in a path or
+    value is printed as is, never interpreted as rich markup)."""
+    Console(stderr=True, soft_wrap=True, highlight=False).print(
+        Text.assemble(("error:", "bold red"), " ", str(exc))
+    )
 
 
 class AdvxGroup(TyperGroup):
@@ -30,9 +42,7 @@ class AdvxGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except AdvxError as exc:
-            Console(stderr=True).print(
-                f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=True
-            )
+            print_error(exc)
             raise typer.Exit(code=exc.exit_code) from None
 
 
@@ -44,9 +54,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-app.add_typer(sweep_app, name="sweep")
-
 
 def _version(value: bool) -> None:
     if value:
@@ -108,7 +115,7 @@ def run(
     result = run_recipe(recipe, extra, runs_root=runs_root, run_dir=run_dir, resume=resume,
                         reporter=reporter)
     console = Console(soft_wrap=True)
-    console.print(f"run directory: {result.run_dir}", highlight=False)
+    console.print(f"run directory: {result.run_dir}", highlight=False, markup=False)
     best = result.summary.get("best") or {}
     keys = result.summary.get("eval_keys") or [k for k in best if "/" in k]
     shown = {k: best[k] for k in keys if k in best and not k.startswith("time/")}
@@ -116,7 +123,7 @@ def run(
         label = f"best by {result.summary['monitor']}" if result.summary.get("monitor") else "final"
         console.print(f"{label} (round {best.get('round')}): " + "  ".join(
             f"{k}={v:.4g}" for k, v in shown.items() if isinstance(v, (int, float))),
-            highlight=False)
+            highlight=False, markup=False)
 
 
 @app.command()
@@ -128,12 +135,12 @@ def plugins() -> None:
     for column in ("kind", "name", "config", "plugin", "distribution"):
         table.add_column(column)
     for spec in registry.specs():
-        table.add_row(spec.kind, spec.name, spec.config_class.__name__, spec.plugin,
-                      spec.distribution)
+        table.add_row(*(Text(cell) for cell in (spec.kind, spec.name, spec.config_class.__name__,
+                                                spec.plugin, spec.distribution)))
     console = Console(width=200)
     console.print(table)
     names = sorted(name for name, _ in pm.list_name_plugin())
-    console.print(f"plugins loaded: {', '.join(names) or 'none'}", highlight=False)
+    console.print(f"plugins loaded: {', '.join(names) or 'none'}", highlight=False, markup=False)
 
 
 @app.command()
@@ -150,10 +157,94 @@ def recipes(
     table.add_column("recipe")
     table.add_column("description")
     for path in files:
-        table.add_row(str(path), recipe_description(path))
+        table.add_row(Text(str(path)), Text(recipe_description(path)))
     Console(width=200).print(table)
     if not files:
-        Console().print(f"no recipes in {directory}", highlight=False)
+        Console().print(f"no recipes in {directory}", highlight=False, markup=False)
+
+
+# --------------------------------------------------------------------------- advx sweep
+
+
+class _DefaultRunGroup(AdvxGroup):
+    """``advx sweep FILE ...`` means ``advx sweep run FILE ...``. An AdvxGroup itself, so that
+    ``python -m advx.sweep`` (which invokes this group directly) reports errors the same way."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+sweep_app = typer.Typer(
+    cls=_DefaultRunGroup,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Optuna sweeps over recipe keys.\n\n"
+    "advx sweep SWEEP_FILE [KEY=VALUE...] [--storage URL] [--workers N] [--n-trials N] "
+    "runs or continues a sweep (short for `advx sweep run ...`); "
+    "advx sweep show STUDY prints its trials, plots them and exports the best recipe.",
+)
+app.add_typer(sweep_app, name="sweep")
+
+
+@sweep_app.command("run")
+def sweep_run(
+    sweep_file: Annotated[Path, typer.Argument(help="Sweep YAML, e.g. sweeps/alpha_beta.yaml.")],
+    overrides: Annotated[list[str] | None, typer.Argument(
+        help="Extra fixed key=value overrides for every trial, after the file's own "
+        "(e.g. loop.rounds=2 for a quick look).", show_default=False)] = None,
+    storage: Annotated[str | None, typer.Option(
+        help="Optuna storage URL; default sqlite:///runs/sweeps/<name>.db. Point workers on "
+        "many machines at one postgresql://user:pw@host/db to share the study.")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
+    n_trials: Annotated[int | None, typer.Option(
+        "--n-trials", help="Target number of trials in the study (default: the file's).")] = None,
+    runs_root: Annotated[Path, typer.Option(help="Root folder of run directories.")] = RUNS,
+) -> None:
+    """Run (or continue) the sweep: trials until the study holds n_trials of them.
+
+    Exits with code 2 when every trial of the study failed."""
+    from optuna.trial import TrialState
+
+    from advx.sweep import check_not_all_failed, load_sweep, run_sweep, safe_url
+
+    spec = load_sweep(sweep_file)
+    if overrides:
+        spec = dataclasses.replace(spec, overrides=[*spec.overrides, *overrides])
+    result = run_sweep(spec, storage=storage, n_trials=n_trials, workers=workers,
+                       runs_root=runs_root)
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    counts = {s.name.lower(): sum(t.state == s for t in result.trials) for s in TrialState}
+    summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+    console.print(f"study {result.name}: {summary or 'no trials'}", markup=False)
+    if result.best is not None:
+        console.print(f"best: trial {result.best.number} {spec.objective.metric}="
+                      f"{result.best.value:.4g} {result.best.params}", markup=False)
+    where = f" --storage {safe_url(result.storage)}" if storage or spec.storage else ""
+    console.print(f"inspect: advx sweep show {spec.name}{where}", markup=False)
+    check_not_all_failed(result)
+
+
+@sweep_app.command("show")
+def sweep_show(
+    study: Annotated[str, typer.Argument(help="Study name, or the sweep file that names it.")],
+    storage: Annotated[str | None, typer.Option(
+        help="Storage URL (default: the SQLite file runs/sweeps/<study>.db).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Folder for the PNGs and best.yaml (default runs/sweeps/<study>/).")] = None,
+    plots: Annotated[bool, typer.Option(help="Write the PNG plots.")] = True,
+    contour: Annotated[str | None, typer.Option(
+        help="Two comma-separated parameters for the contour plot (default: the first two "
+        "of the space).")] = None,
+    runs_root: Annotated[Path, typer.Option(help="Root folder of run directories.")] = RUNS,
+) -> None:
+    """Table of trials, best parameters, PNG plots and the best recipe as YAML."""
+    from advx.sweep.report import show_study
+
+    show_study(study, storage=storage, out=out, plots=plots, contour=contour,
+               runs_root=runs_root)
 
 
 def main() -> None:

@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
-__all__ = ["AdvxError", "ConfigError", "DataError", "NonFiniteError", "PluginError"]
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "AdvxError", "ConfigError", "DataError", "NonFiniteError", "PluginError", "UnknownKeyError",
+    "did_you_mean",
+]
+
+
+def did_you_mean(word: object, choices: Iterable[object]) -> str:
+    """`` Did you mean 'x'?`` for the choice closest to ``word``, or ``''`` when none is close.
+
+    The one place error messages suggest a spelling (keys, component names, metrics): the
+    leading space lets callers append it straight after a sentence.
+    """
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 class AdvxError(Exception):
@@ -13,6 +29,10 @@ class AdvxError(Exception):
 
 class ConfigError(AdvxError):
     """A recipe, sweep file or override is wrong (unknown key, bad type, missing file)."""
+
+
+class UnknownKeyError(ConfigError):
+    """A recipe or config key that no config class declares (the message suggests one)."""
 
 
 class DataError(AdvxError):

@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Protocol
 
 import numpy as np
@@ -35,6 +36,20 @@ from advx.run_info import RunInfo
 from advx.rundir import RunDir
 
 __all__ = ["Experiment", "LoopConfig", "NullReporter", "Reporter", "rng_state", "seed_everything"]
+
+
+class AugmentMode(str, Enum):
+    """``loop.augment_mode`` (an Enum: the recipe validator reports a wrong value)."""
+
+    accumulate = "accumulate"
+    replace = "replace"
+
+
+class MonitorMode(str, Enum):
+    """``loop.monitor_mode``."""
+
+    max = "max"
+    min = "min"
 
 
 @dataclass
@@ -76,7 +91,7 @@ class LoopConfig:
     pretrain_classifier: bool = True
     augment: bool = True
     augment_samples: int = 1
-    augment_mode: str = "accumulate"
+    augment_mode: AugmentMode = AugmentMode.accumulate
     classify: bool = True
     d_steps: int = 1
     rl_steps: int = 20
@@ -89,7 +104,7 @@ class LoopConfig:
     eval_every: int = 1
     checkpoint: bool = True
     monitor: str = ""
-    monitor_mode: str = "max"
+    monitor_mode: MonitorMode = MonitorMode.max
     evaluate: bool = True
     keep_checkpoints: int = 0
     save_samples: bool = True

@@ -8,7 +8,6 @@ prints every hook call.
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -19,9 +18,13 @@ from typing import Any
 import pluggy
 
 from advx import hookspecs
-from advx.errors import ConfigError, PluginError
+from advx.errors import ConfigError, PluginError, did_you_mean
 
-__all__ = ["KINDS", "ComponentSpec", "Registry", "get_plugin_manager", "get_registry"]
+__all__ = [
+    "KINDS", "AdvxPluginManager", "ComponentSpec", "Registry", "check_hook_names",
+    "get_plugin_manager",
+    "get_registry",
+]
 
 ENTRY_POINT_GROUP = "advx"
 KINDS = ("generator", "classifier", "reward", "optimizer", "task", "logger")
@@ -67,8 +70,7 @@ class Registry:
         available = self._specs[kind]
         if name in available:
             return available[name]
-        close = difflib.get_close_matches(name, list(available), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, available)
         known = ", ".join(sorted(available)) or "none installed"
         raise ConfigError(f"unknown {kind} {name!r}.{hint} Available {_PLURAL[kind]}: {known}.")
 
@@ -80,11 +82,40 @@ class Registry:
         return [self._specs[k][n] for k in kinds for n in sorted(self._specs[k])]
 
 
-def _allowlist() -> set[str] | None:
+class AdvxPluginManager(pluggy.PluginManager):
+    """pluggy's manager plus what advx knows about each loaded plugin.
+
+    ``distributions`` maps an entry point's name to the distribution that installed it (shown
+    by ``advx plugins`` and in clash messages); plugins registered in process have none.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT)
+        self.add_hookspecs(hookspecs)
+        self.distributions: dict[str, str] = {}
+
+
+def _allowlist(installed: Iterable[str]) -> set[str] | None:
+    """The entry-point names ``ADVX_LOAD_PLUGINS`` allows (None: the variable is unset)."""
     raw = os.environ.get("ADVX_LOAD_PLUGINS")
     if raw is None:
         return None
-    return {name.strip() for name in raw.split(",") if name.strip()}
+    names = {name.strip() for name in raw.split(",") if name.strip()}
+    known = sorted(set(installed))
+    listing = ", ".join(known) or "none"
+    if not names:
+        raise PluginError(
+            f"ADVX_LOAD_PLUGINS is set but names no plugin ({raw!r}); give comma-separated "
+            f"entry-point names, or unset it to load every installed plugin. Installed: {listing}."
+        )
+    unknown = sorted(names - set(known))
+    if unknown:
+        hint = did_you_mean(unknown[0], known)
+        raise PluginError(
+            f"ADVX_LOAD_PLUGINS names {', '.join(map(repr, unknown))}, which no installed plugin "
+            f"provides.{hint} Installed: {listing}."
+        )
+    return names
 
 
 def _advx_entry_points() -> Iterable[EntryPoint]:
@@ -107,9 +138,10 @@ def _trace(pm: pluggy.PluginManager) -> None:
     pm.add_hookcall_monitoring(before, after)
 
 
-def _load_entry_points(pm: pluggy.PluginManager) -> None:
-    allow = _allowlist()
-    for entry_point in _advx_entry_points():
+def _load_entry_points(pm: AdvxPluginManager) -> None:
+    found = list(_advx_entry_points())
+    allow = _allowlist(ep.name for ep in found)
+    for entry_point in found:
         if allow is not None and entry_point.name not in allow:
             continue
         if pm.has_plugin(entry_point.name):
@@ -122,8 +154,38 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
                 f"plugin {entry_point.name!r} (distribution {dist!r}, {entry_point.value}) "
                 f"failed to import: {type(exc).__name__}: {exc}"
             ) from exc
-        pm.register(plugin, name=entry_point.name)
-        pm._advx_distributions[entry_point.name] = dist  # type: ignore[attr-defined]
+        try:
+            pm.register(plugin, name=entry_point.name)
+        except pluggy.PluginValidationError as exc:  # e.g. a hookimpl with wrong arguments
+            raise PluginError(
+                f"plugin {entry_point.name!r} (distribution {dist!r}) does not match advx's "
+                f"hook specifications: {exc}"
+            ) from exc
+        pm.distributions[entry_point.name] = dist
+
+
+def check_hook_names(pm: pluggy.PluginManager) -> None:
+    """A PluginError for any hook implementation no specification declares.
+
+    pluggy keeps such implementations without complaint (they are simply never called), so a
+    misspelt ``advx_register_rewardz`` would register nothing; ``check_pending`` finds them.
+    """
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError:
+        specs = [n for n in vars(pm.hook) if not n.startswith("_") and
+                 getattr(pm.hook, n).has_spec()]
+        for name in sorted(vars(pm.hook)):
+            hook = getattr(pm.hook, name)
+            if name.startswith("_") or hook.has_spec():
+                continue
+            for impl in hook.get_hookimpls():
+                if not impl.optionalhook:
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r} implements {name!r}, which is not an advx "
+                        f"hook.{did_you_mean(name, specs)} Hooks: {', '.join(sorted(specs))}."
+                    ) from None
+        raise
 
 
 _PM: pluggy.PluginManager | None = None
@@ -133,19 +195,18 @@ def get_plugin_manager(reload: bool = False) -> pluggy.PluginManager:
     """The process-wide plugin manager with every allowed entry point loaded."""
     global _PM
     if _PM is None or reload:
-        pm = pluggy.PluginManager(hookspecs.PROJECT)
-        pm.add_hookspecs(hookspecs)
-        pm._advx_distributions = {}  # type: ignore[attr-defined]
+        pm = AdvxPluginManager()
         if os.environ.get("ADVX_TRACE_PLUGINS"):
             _trace(pm)
         _load_entry_points(pm)
+        check_hook_names(pm)
         _PM = pm
     return _PM
 
 
 def _call_register_hook(pm: pluggy.PluginManager, kind: str, registry: Registry) -> None:
     hook = getattr(pm.hook, f"advx_register_{_PLURAL[kind]}")
-    distributions: dict[str, str] = pm._advx_distributions  # type: ignore[attr-defined]
+    distributions = pm.distributions if isinstance(pm, AdvxPluginManager) else {}
     for impl in hook.get_hookimpls():
         plugin_name = impl.plugin_name
         dist = distributions.get(plugin_name, "<registered in process>")
@@ -169,6 +230,7 @@ def _call_register_hook(pm: pluggy.PluginManager, kind: str, registry: Registry)
 def get_registry(pm: pluggy.PluginManager | None = None) -> Registry:
     """Call every registration hook and return the filled registry."""
     pm = pm or get_plugin_manager()
+    check_hook_names(pm)  # plugins registered in process since the manager was made, too
     registry = Registry()
     for kind in KINDS:
         _call_register_hook(pm, kind, registry)

@@ -21,7 +21,7 @@ Any component block may be absent or ``null``; the loop then skips the phases th
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import enum
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,7 +37,7 @@ from omegaconf.errors import (
     ValidationError,
 )
 
-from advx.errors import ConfigError
+from advx.errors import ConfigError, UnknownKeyError, did_you_mean
 from advx.loop import LoopConfig
 from advx.plugins import ComponentSpec, Registry
 
@@ -48,9 +48,14 @@ __all__ = [
     "Recipe",
     "apply_overrides",
     "load_recipe",
+    "plain_value",
     "recipe_description",
     "validate_recipe",
+    "validate_run_name",
 ]
+
+SEED_RANGE = (0, 2**63 - 1)
+"""Seeds torch, numpy and python accept alike (torch takes a signed 64-bit integer)."""
 
 COMPONENT_KINDS = ("task", "generator", "classifier", "reward", "optimizer")
 """Single-component blocks, in build order (loggers, a list, are built last)."""
@@ -58,7 +63,7 @@ COMPONENT_KINDS = ("task", "generator", "classifier", "reward", "optimizer")
 TOP_LEVEL_KEYS = {
     "name": "str: the run's name (default: the file's stem); runs go to runs/<name>/",
     "description": "str: one line shown by `advx recipes`",
-    "seed": "int: seeds python, numpy and torch (default 0)",
+    "seed": "int: seeds python, numpy and torch, 0 <= seed < 2**63 (default 0)",
     "device": "str: cpu | cuda | cuda:N | auto (default cpu)",
     "task": "component block {name: ..., ...}",
     "generator": "component block",
@@ -129,6 +134,13 @@ def _read_yaml(path: Path) -> DictConfig:
         raise ConfigError(f"recipe path is a directory, not a YAML file: {path}")
     try:
         cfg = OmegaConf.load(path)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"recipe {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as "
+            "UTF-8 YAML"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read recipe {path}: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
@@ -138,6 +150,9 @@ def _read_yaml(path: Path) -> DictConfig:
         raise ConfigError(f"cannot read recipe {path}: {_first_line(exc)}") from exc
     if cfg is None or isinstance(cfg, ListConfig):
         raise ConfigError(f"recipe {path} must be a YAML mapping of keys (name:, task:, ...)")
+    if not cfg:
+        raise ConfigError(f"recipe {path} is empty: a recipe needs at least a task: block "
+                          "(see `advx recipes` for examples)")
     return cfg
 
 
@@ -181,23 +196,27 @@ def validate_recipe(cfg: DictConfig, registry: Registry) -> Recipe:
     plain = _resolve(cfg)
     unknown = [key for key in plain if key not in TOP_LEVEL_KEYS]
     if unknown:
-        raise ConfigError(_unknown_key_message(unknown[0], "", "the recipe", TOP_LEVEL_KEYS))
+        raise UnknownKeyError(
+            _unknown_key_message(unknown[0], "", "the recipe", TOP_LEVEL_KEYS)
+        )
 
-    name = _scalar(plain, "name", str, "recipe")
+    name = validate_run_name(_scalar(plain, "name", str, "recipe"))
     description = _scalar(plain, "description", str, "")
     seed = _scalar(plain, "seed", int, 0)
+    if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise ConfigError(f"seed: expected an integer in [0, 2**63 - 1], got {seed}")
     device = _scalar(plain, "device", str, "cpu")
+    if plain.get("task") is None:
+        raise ConfigError(
+            "task: required; every recipe names the task it trains on, e.g. "
+            f"task: {{name: {(registry.names('task') or ['<task>'])[0]}}}. "
+            f"Available tasks: {', '.join(registry.names('task')) or 'none installed'}."
+        )
 
     loop_block = plain.get("loop") or {}
     if not isinstance(loop_block, dict):
         raise ConfigError(f"loop: expected a mapping of LoopConfig keys, got {loop_block!r}")
     loop = _typed_config(loop_block, LoopConfig, "loop", "loop")
-    if loop.augment_mode not in ("accumulate", "replace"):
-        raise ConfigError(
-            f"loop.augment_mode: expected 'accumulate' or 'replace', got {loop.augment_mode!r}"
-        )
-    if loop.monitor_mode not in ("max", "min"):
-        raise ConfigError(f"loop.monitor_mode: expected 'max' or 'min', got {loop.monitor_mode!r}")
     _check_counts(loop)
 
     recipe = Recipe(name=name, description=description, seed=seed, device=device, loop=loop)
@@ -219,7 +238,7 @@ def validate_recipe(cfg: DictConfig, registry: Registry) -> Recipe:
         block = {"name": block} if isinstance(block, str) else block
         recipe.loggers.append(_component(block, "logger", f"loggers.{index}", registry))
     resolved["loggers"] = [_block_dict(b) for b in recipe.loggers]
-    resolved["loop"] = dataclasses.asdict(loop)
+    resolved["loop"] = plain_value(dataclasses.asdict(loop))
     recipe.resolved = resolved
     return recipe
 
@@ -227,6 +246,32 @@ def validate_recipe(cfg: DictConfig, registry: Registry) -> Recipe:
 _MINIMUM = {"rounds": 0, "rl_steps": 0, "d_steps": 0, "pretrain_d_steps": 0,
             "keep_checkpoints": 0, "batch_size": 1, "samples_per_prompt": 1,
             "augment_samples": 1, "eval_every": 1}
+
+
+def validate_run_name(name: str) -> str:
+    """``name`` if it can name a folder under the runs root, else a ConfigError.
+
+    The name becomes ``runs/<name>/``: a separator or ``..`` would write the run elsewhere.
+    """
+    bad = (not name.strip() or name in (".", "..") or any(sep in name for sep in "/\\")
+           or any(not ch.isprintable() for ch in name))
+    if bad:
+        raise ConfigError(
+            f"name: {name!r} cannot name a run folder (runs/<name>/): use letters, digits, "
+            "'-', '_' or '.', with no path separator and not '.' or '..'"
+        )
+    return name
+
+
+def plain_value(value: Any) -> Any:
+    """``value`` with every Enum member replaced by its value (for recipe.yaml and JSON)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: plain_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_value(v) for v in value]
+    return value
 
 
 def _check_counts(loop: LoopConfig) -> None:
@@ -274,7 +319,7 @@ def _component(block: Any, kind: str, path: str, registry: Registry) -> Componen
 
 
 def _block_dict(block: ComponentBlock) -> dict[str, Any]:
-    return {"name": block.spec.name, **dataclasses.asdict(block.config)}
+    return {"name": block.spec.name, **plain_value(dataclasses.asdict(block.config))}
 
 
 def _typed_config(values: dict[str, Any], config_class: type, path: str, what: str) -> Any:
@@ -287,26 +332,46 @@ def _typed_config(values: dict[str, Any], config_class: type, path: str, what: s
         parent, _, leaf = key.rpartition(".")
         allowed = _field_types(_class_at(config_class, parent))
         owner = what if not parent else f"{what} at {path}.{parent}"
-        raise ConfigError(_unknown_key_message(leaf, _join(path, parent), owner, allowed)) from exc
+        raise UnknownKeyError(
+            _unknown_key_message(leaf, _join(path, parent), owner, allowed)
+        ) from exc
     except MissingMandatoryValue as exc:
         key = _join(path, str(exc.full_key or exc.key))
         raise ConfigError(f"{key}: required by {what} but not given in the recipe") from exc
     except ValidationError as exc:
         key = str(exc.full_key or exc.key or "")
-        expected = _expected_type(config_class, key)
         got = _value_at(values, key)
+        choices = _enum_at(config_class, key)
+        if choices is not None:  # string choices are Enum fields: one message for all of them
+            raise ConfigError(
+                f"{_join(path, key)}: {got!r} is not one of {', '.join(choices)} ({what})"
+            ) from exc
+        expected = _expected_type(config_class, key)
         raise ConfigError(
             f"{_join(path, key)}: expected {expected}, got {got!r} "
             f"({type(got).__name__}) for {what}"
         ) from exc
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{path}: invalid block for {what}: {_first_line(exc)}") from exc
+    except ConfigError as exc:  # raised by the config class's own __post_init__ checks
+        raise ConfigError(f"{path}: {exc} ({what})") from exc
+    except (ValueError, TypeError) as exc:  # likewise, in the plain Python spelling
+        raise ConfigError(f"{path}: {exc} ({what})") from exc
+
+
+def _enum_at(config_class: type, dotted: str) -> list[str] | None:
+    """The member names of the Enum field at ``dotted`` (None when it is not an Enum)."""
+    parent, _, leaf = dotted.rpartition(".")
+    owner = _class_at(config_class, parent)
+    tp = _hints(owner).get(leaf) if owner is not None else None
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return [member.name for member in tp]
+    return None
 
 
 def _unknown_key_message(key: str, parent: str, owner: str, allowed: dict[str, str]) -> str:
     dotted = _join(parent, key)
-    close = difflib.get_close_matches(key, list(allowed), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(key, allowed)
     listing = ", ".join(f"{name} ({kind})" for name, kind in allowed.items()) or "none"
     return f"unknown key {dotted!r} in {owner}.{hint} Allowed keys: {listing}."
 

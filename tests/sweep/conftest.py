@@ -23,7 +23,7 @@ from sweep_helpers import TOY_RECIPE  # noqa: E402
 def toy(tmp_path, monkeypatch):
     """Work in ``tmp_path`` with ``toy.yaml`` there and only the toy plugin loaded."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("ADVX_LOAD_PLUGINS", "")  # no entry point: built-ins stay unloaded
+    monkeypatch.setenv("ADVX_LOAD_PLUGINS", "loggers")  # only the light built-in loggers
     monkeypatch.setenv("PYTHONPATH", f"{HERE}:{Path.cwd()}")
     monkeypatch.setattr(advx.plugins, "_PM", None)  # a fresh manager, restored afterwards
     advx.plugins.get_plugin_manager().register(sweep_toy, name="sweep_toy")

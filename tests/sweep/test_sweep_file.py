@@ -85,13 +85,14 @@ def test_bad_sweep_files(toy, changes, expected):
     ("space", "expected"),
     [
         ({"reward.alpah": {"type": "float", "low": 0, "high": 1}},
-         "reward 'sweep_toy' (ToyRewardConfig) has no key 'alpah'. Did you mean 'alpha'?"),
+         "space.reward.alpah: unknown key 'reward.alpah' in reward 'sweep_toy' "
+         "(ToyRewardConfig). Did you mean 'alpha'?"),
         ({"loop.round": {"type": "int", "low": 1, "high": 3}},
-         "loop (advx.loop.LoopConfig) has no key 'round'. Did you mean 'rounds'?"),
+         "unknown key 'loop.round' in loop. Did you mean 'rounds'?"),
         ({"classifier.lr": {"type": "float", "low": 0.1, "high": 1}},
          "the recipe has no classifier: block"),
         ({"rewrd.alpha": {"type": "float", "low": 0, "high": 1}},
-         "'rewrd' is not a recipe key. Did you mean 'reward'?"),
+         "unknown key 'rewrd' in the recipe. Did you mean 'reward'?"),
         ({"reward.scale": {"type": "float", "low": 0.5, "high": 2.5}},
          "space.reward.scale: the value 0.5 is not valid in the recipe"),
         ({"task.mode": {"type": "categorical", "choices": ["ok", [1]]}}, "only scalars"),

@@ -9,11 +9,12 @@ from pathlib import Path
 import optuna
 import pytest
 import sweep_toy
+from advx.cli import sweep_app
 from advx.plugins import get_registry
 from advx.recipe import load_recipe, validate_recipe
 from advx.runner import run_recipe
-from advx.sweep import load_sweep, run_sweep, sweep_app
-from advx.sweep_report import show_study
+from advx.sweep import load_sweep, run_sweep
+from advx.sweep.report import show_study
 from optuna.trial import TrialState
 from sweep_helpers import write_sweep
 from typer.testing import CliRunner

@@ -1,4 +1,4 @@
-"""``advx sweep show``: read a study back: table, best parameters, plots, best recipe.
+"""Reporting (``advx sweep show``): read a study back: table, best parameters, plots, best recipe.
 
 Plots are Optuna's own matplotlib visualisations (optimisation history, parameter
 importances, a contour of two parameters); the best configuration is written as a complete
@@ -18,13 +18,16 @@ from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from sqlalchemy.exc import SQLAlchemyError
 
 from advx.errors import ConfigError
-from advx.sweep import default_storage_url, load_sweep, make_storage
+from advx.sweep.spec import load_sweep
+from advx.sweep.storage import default_storage_url, make_storage, safe_url
 
 __all__ = ["export_best_recipe", "load_study", "show_study", "write_plots"]
 
-console = Console(soft_wrap=True)
+console = Console(soft_wrap=True, highlight=False)
 
 
 def load_study(study: str, storage: str | None = None,
@@ -43,9 +46,13 @@ def load_study(study: str, storage: str | None = None,
                 "--storage URL for a study kept elsewhere (e.g. PostgreSQL)"
             )
     backend = make_storage(storage)
-    names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
+    try:
+        names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise ConfigError(f"cannot read the studies in {safe_url(storage)}: {reason}") from exc
     if name not in names:
-        raise ConfigError(f"no study {name!r} in {storage}; studies there: "
+        raise ConfigError(f"no study {name!r} in {safe_url(storage)}; studies there: "
                           f"{', '.join(names) or 'none'}")
     return optuna.load_study(study_name=name, storage=backend)
 
@@ -75,7 +82,8 @@ def trials_table(study: optuna.Study) -> Table:
             styles.get(t.state)
         table.add_row(
             str(t.number), t.state.name.lower(), _fmt(t.value),
-            *[_fmt(t.params.get(p)) for p in params], _fmt(seconds), note or where, style=style,
+            *[Text(_fmt(t.params.get(p))) for p in params], _fmt(seconds),
+            Text(note or where), style=style,  # Text: an error message is not markup
         )
     return table
 
@@ -173,14 +181,15 @@ def show_study(study: str, storage: str | None = None, out: Path | None = None,
     if best is None:
         console.print("no complete trial yet: no best parameters, plots or recipe")
         return written
-    console.print(f"[bold]best[/bold]: trial {best.number}, value {best.value:.6g}")
+    console.print(Text.assemble(("best", "bold"), f": trial {best.number}, value {best.value:.6g}"))
     for key, value in best.params.items():
-        console.print(f"  {key} = {_fmt(value)}")
+        console.print(f"  {key} = {_fmt(value)}", markup=False)
     if best.user_attrs.get("run_dir"):
         console.print(f"  run dir: {best.user_attrs['run_dir']} "
-                      f"(host {best.user_attrs.get('host', '?')})")
+                      f"(host {best.user_attrs.get('host', '?')})", markup=False)
     written["best_recipe"] = export_best_recipe(loaded, out / "best.yaml")
-    console.print(f"best recipe: {written['best_recipe']}  (advx run {written['best_recipe']})")
+    console.print(f"best recipe: {written['best_recipe']}  (advx run {written['best_recipe']})",
+                  markup=False)
     if plots:
         pair = None
         if contour:
@@ -191,5 +200,5 @@ def show_study(study: str, storage: str | None = None, out: Path | None = None,
         for name, result in write_plots(loaded, out, pair).items():
             written[name] = result
             console.print(f"{name} plot: {result}" if isinstance(result, Path)
-                          else f"{name} plot: not written ({result})")
+                          else f"{name} plot: not written ({result})", markup=False)
     return written
