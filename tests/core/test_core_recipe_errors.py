@@ -85,7 +85,7 @@ def test_error_wrong_type_in_loop(pm, toy_recipe):
 
 def test_error_bad_enum_value(pm, toy_recipe):
     _fails(["run", str(toy_recipe), "loop.augment_mode=merge"],
-           "loop.augment_mode", "'accumulate' or 'replace'")
+           "loop.augment_mode: 'merge' is not one of accumulate, replace")
 
 
 def test_error_missing_file(pm, tmp_path):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import advx
+from advx.errors import ConfigError
 
 
 @dataclass
@@ -32,6 +33,11 @@ class ToyTaskConfig:
     sleep_s: float = 0.0
     barrier: str = ""
     barrier_parties: int = 2
+
+    def __post_init__(self) -> None:
+        # A range the config class enforces itself: the recipe validator runs it.
+        if self.sleep_s < 0:
+            raise ValueError(f"sleep_s must be >= 0, got {self.sleep_s}")
 
 
 _ARRIVED = False
@@ -60,6 +66,10 @@ class ToyRewardConfig:
 
 class ToyReward:
     def __init__(self, config: ToyRewardConfig) -> None:
+        # A range only the factory enforces (as cls_loss does for alpha): the sweep's
+        # pre-check builds the reward alone with each bound to find it.
+        if not 0.0 <= config.alpha <= 1.0:
+            raise ConfigError(f"reward.alpha must lie in [0, 1], got {config.alpha}.")
         self.config = config
 
     def __call__(self, rollout, ctx):  # pragma: no cover - the toy loop runs no RL step
