@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from advx.errors import ConfigError
 from advx.sweep.spec import load_sweep
-from advx.sweep.storage import default_storage_url, make_storage, safe_url
+from advx.sweep.storage import default_storage_url, make_storage, safe_url, sqlite_path
 
 __all__ = ["export_best_recipe", "load_study", "show_study", "write_plots"]
 
@@ -39,8 +39,8 @@ def load_study(study: str, storage: str | None = None,
         name, storage = spec.name, storage or spec.storage
     if storage is None:
         storage = default_storage_url(name, runs_root)
-        db = Path(storage.removeprefix("sqlite:///"))
-        if not db.is_file():
+        db = sqlite_path(storage)
+        if db is None or not db.is_file():
             raise ConfigError(
                 f"no study database at {db}: run `advx sweep <file>` first, or pass "
                 "--storage URL for a study kept elsewhere (e.g. PostgreSQL)"
