@@ -140,14 +140,18 @@ def _read_yaml(path: Path) -> DictConfig:
             "UTF-8 YAML"
         ) from exc
     except OSError as exc:
+        if exc.errno is None:  # omegaconf's IOError for a file holding one number or boolean
+            raise ConfigError(f"recipe {path} must be a YAML mapping of keys (name:, task:, "
+                              f"...), not a {_first_line(exc).rsplit(' ', 1)[-1]}") from exc
         raise ConfigError(f"cannot read recipe {path}: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"malformed YAML at {where}: {problem}") from exc
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"cannot read recipe {path}: {_first_line(exc)}") from exc
+    except OmegaConfBaseException as exc:  # e.g. a file holding one number
+        raise ConfigError(f"recipe {path} must be a YAML mapping of keys (name:, task:, ...): "
+                          f"{_first_line(exc)}") from exc
     if cfg is None or isinstance(cfg, ListConfig):
         raise ConfigError(f"recipe {path} must be a YAML mapping of keys (name:, task:, ...)")
     if not cfg:
@@ -178,6 +182,8 @@ def recipe_description(path: Path) -> str:
     try:
         with open(path, encoding="utf-8") as handle:
             data = yaml.safe_load(handle)
+    except UnicodeDecodeError:
+        return "(not UTF-8)"
     except (OSError, yaml.YAMLError):
         return "(malformed YAML)"
     if not isinstance(data, dict):

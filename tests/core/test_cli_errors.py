@@ -41,6 +41,20 @@ def test_a_recipe_that_is_not_utf8_is_one_message(pm, tmp_path):
     _fails(["run", str(path)], f"recipe {path} is not UTF-8 text", "save it as UTF-8")
 
 
+def test_recipes_lists_a_non_utf8_file_without_crashing(tmp_path):
+    (tmp_path / "latin1.yaml").write_bytes(b"description: caf\xe9\n")
+    result = runner.invoke(app, ["recipes", "--dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "latin1.yaml" in result.output and "(not UTF-8)" in result.output
+
+
+@pytest.mark.parametrize("text", ["42\n", "[a, b]\n"])
+def test_a_recipe_that_is_not_a_mapping_is_one_message(pm, tmp_path, text):
+    path = tmp_path / "scalar.yaml"
+    path.write_text(text)
+    _fails(["run", str(path)], "must be a YAML mapping")
+
+
 @pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"])
 def test_an_empty_recipe_is_an_error_not_four_idle_rounds(pm, tmp_path, text):
     path = tmp_path / "empty.yaml"
