@@ -103,6 +103,15 @@ def advx_register_tasks(register) -> None:
     register("sweep_toy", lambda config, ctx: ToyTask(config), ToyTaskConfig)
 
 
+def _needs_generator(config: ToyRewardConfig, ctx) -> ToyReward:
+    """A factory that needs a component built before it (as an optimizer needs the
+    generator): built alone, it fails whatever the bounds."""
+    if getattr(ctx, "generator", None) is None:
+        raise ConfigError("reward sweep_toy_needy needs a generator")
+    return ToyReward(config)
+
+
 @advx.hookimpl
 def advx_register_rewards(register) -> None:
     register("sweep_toy", lambda config, ctx: ToyReward(config), ToyRewardConfig)
+    register("sweep_toy_needy", _needs_generator, ToyRewardConfig)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from advx.cli import app, sweep_app
 from advx.errors import ConfigError
-from advx.sweep import load_sweep, run_sweep
+from advx.sweep import check_space, load_sweep, run_sweep
 from sweep_helpers import write_sweep
 from typer.testing import CliRunner
 
@@ -49,6 +49,13 @@ def test_a_categorical_choice_outside_the_range_fails_before_any_trial(toy):
     with pytest.raises(ConfigError, match="the value 2 is outside what the component accepts"):
         run_sweep(load_sweep(path), runs_root=toy / "runs")
     _no_trials_ran(toy)
+
+
+def test_a_factory_that_cannot_build_alone_does_not_reject_good_bounds(toy):
+    # Built alone, this reward fails for want of a generator, with any alpha: the probe must
+    # not blame the bounds (the first trial is where such a factory is checked).
+    path = write_sweep(toy, overrides={"reward.name": "sweep_toy_needy"})
+    check_space(load_sweep(path))
 
 
 @pytest.mark.parametrize("name", ["..", "."])

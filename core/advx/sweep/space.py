@@ -70,7 +70,7 @@ def check_space(spec: SweepSpec, registry: Registry | None = None) -> DictConfig
     here = file_label(spec.source) if spec.source else f"sweep {spec.name!r}"
     try:
         base = load_recipe(spec.recipe, spec.overrides)
-        validate_recipe(base, registry)
+        base_recipe = validate_recipe(base, registry)
     except AdvxError as exc:
         raise type(exc)(f"{here}: recipe {spec.recipe} with overrides {spec.overrides}: {exc}") \
             from exc
@@ -79,6 +79,9 @@ def check_space(spec: SweepSpec, registry: Registry | None = None) -> DictConfig
         if top in COMPONENT_KINDS and "." in key and OmegaConf.select(base, f"{top}.name") is None:
             raise ConfigError(f"{here}: space.{key}: the recipe has no {top}: block with a "
                               f"name, so {key!r} configures nothing.")
+        # Only a component that builds alone with the recipe's own values can tell a bad bound
+        # from its need for the components built before it (absent in the probe).
+        probe = _probe_build(base_recipe, key) == ""
         for value in probe_values(param):
             try:
                 recipe = validate_recipe(load_recipe(base, [override(key, value)]), registry)
@@ -87,38 +90,36 @@ def check_space(spec: SweepSpec, registry: Registry | None = None) -> DictConfig
             except AdvxError as exc:
                 raise ConfigError(f"{here}: space.{key}: the value {value!r} is not valid in "
                                   f"the recipe: {exc}") from exc
-            problem = _probe_build(recipe, key)
+            problem = _probe_build(recipe, key) if probe else None
             if problem:
                 raise ConfigError(f"{here}: space.{key}: the value {value!r} is outside what "
                                   f"the component accepts: {problem}")
     return base
 
-
 def _probe_build(recipe: Recipe, key: str) -> str | None:
-    """Build the component that owns ``key`` alone; its ConfigError's message, else None.
+    """Build the component that owns ``key`` alone, as :data:`PROBE_BUILD_KINDS` allow.
 
-    Other exceptions mean the factory needs the components built before it (absent here), so
-    the probe is inconclusive and the first trial will tell.
+    Returns ``""`` when it built, the message of the AdvxError its factory raised, or None
+    when there is nothing to probe or the factory failed otherwise (it needs what is not
+    built here: the first trial will tell).
     """
     from advx.components import BuildContext
 
     top, _, rest = key.partition(".")
     if top == "loggers":
         index = rest.partition(".")[0]
-        blocks = [recipe.loggers[int(index)]] if index.isdigit() and int(index) < len(
-            recipe.loggers) else []
+        block = recipe.loggers[int(index)] if index.isdigit() and int(index) < len(
+            recipe.loggers) else None
     else:
         block = recipe.components.get(top)
-        blocks = [block] if block is not None else []
-    for block in blocks:
-        if block.kind not in PROBE_BUILD_KINDS:
-            continue
-        with tempfile.TemporaryDirectory(prefix="advx-probe-") as folder:
-            ctx = BuildContext(run_dir=Path(folder), seed=recipe.seed, device="cpu")
-            try:
-                block.spec.factory(block.config, ctx)
-            except AdvxError as exc:
-                return str(exc)
-            except Exception:  # it needs what is not built here; the first trial will tell
-                return None
-    return None
+    if block is None or block.kind not in PROBE_BUILD_KINDS:
+        return None
+    with tempfile.TemporaryDirectory(prefix="advx-probe-") as folder:
+        ctx = BuildContext(run_dir=Path(folder), seed=recipe.seed, device="cpu")
+        try:
+            block.spec.factory(block.config, ctx)
+        except AdvxError as exc:
+            return str(exc)
+        except Exception:  # needs what is not built here; the first trial will tell
+            return None
+    return ""
