@@ -38,14 +38,22 @@ from advx.rundir import RunDir
 __all__ = ["Experiment", "LoopConfig", "NullReporter", "Reporter", "rng_state", "seed_everything"]
 
 
-class AugmentMode(str, Enum):
-    """``loop.augment_mode`` (an Enum: the recipe validator reports a wrong value)."""
+class _Choice(str, Enum):
+    """A string choice of a config: the recipe validator names the allowed values, and it
+    compares and prints as its plain value (``mode == "replace"``, ``f"{mode}"``)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class AugmentMode(_Choice):
+    """``loop.augment_mode``."""
 
     accumulate = "accumulate"
     replace = "replace"
 
 
-class MonitorMode(str, Enum):
+class MonitorMode(_Choice):
     """``loop.monitor_mode``."""
 
     max = "max"

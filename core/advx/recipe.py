@@ -387,6 +387,8 @@ def _join(*parts: str) -> str:
 
 
 def _type_name(tp: Any) -> str:
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return " | ".join(member.name for member in tp)
     if isinstance(tp, type):
         return tp.__name__
     return str(tp).replace("typing.", "")
