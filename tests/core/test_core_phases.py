@@ -95,10 +95,12 @@ def test_use_reference_switch(pm, toy_recipe, tmp_path):
 
 
 def test_eval_every_and_evaluate_switch(pm, toy_recipe, tmp_path):
-    result = _run(toy_recipe, tmp_path, "loop.rounds=5", "loop.eval_every=2")
+    result = _run(toy_recipe, tmp_path, "loop.rounds=5", "loop.eval_every=2",
+                  "loop.keep_checkpoints=0")
     rounds = _rounds(result.run_dir)
     assert [r["round"] for r in rounds if r["evaluated"]] == [0, 2, 4, 5]
-    assert RunDir(result.run_dir).checkpoint_rounds() == [0, 2, 4, 5]
+    # checkpoint frequency is its own key (loop.checkpoint_every, default 1)
+    assert RunDir(result.run_dir).checkpoint_rounds() == [0, 1, 2, 3, 4, 5]
     assert "eval/p_real" not in rounds[1]
     CALLS.clear()
     result = _run(toy_recipe, tmp_path, "loop.evaluate=false", "loop.rounds=1")
@@ -110,7 +112,8 @@ def test_checkpoint_switches(pm, toy_recipe, tmp_path):
     result = _run(toy_recipe, tmp_path, "loop.checkpoint=false")
     assert not (result.run_dir / "checkpoints").exists()
     result = _run(toy_recipe, tmp_path, "loop.keep_checkpoints=1", "loop.save_samples=false")
-    assert RunDir(result.run_dir).checkpoint_rounds() == [3]
+    best = result.summary["best"]["round"]
+    assert RunDir(result.run_dir).checkpoint_rounds() == sorted({best, 3})
     assert not (result.run_dir / "samples").exists()
 
 
