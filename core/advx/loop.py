@@ -470,7 +470,9 @@ class Experiment:
                 raise located from None
             current.nonfinite_skipped += 1
             self.nonfinite_skipped += 1
-            message = f"skipped an update (loop.on_nonfinite=skip): {located}"
+            where = f"round {current.round}" + (f", step {step}" if step else "")
+            message = (f"skipped an update (loop.on_nonfinite=skip): {located.what} is "
+                       f"{located.value} at {where}")
             log.warning(message)
             if len(self.warnings) < 20:  # the count is in the records; keep the summary short
                 self.warnings.append(message)
@@ -538,7 +540,8 @@ class Experiment:
             reference=self.reference, round=current.round, step=step, rng=self.rng,
         )
         rewards = c.reward(rollout, ctx)
-        check_finite_terms("reward/", {"total": rewards.total, **rewards.terms})
+        # the terms first: a NaN term is the cause, a NaN total only its consequence
+        check_finite_terms("reward/", {**rewards.terms, "total": rewards.total})
         update = c.optimizer.update(rollout, rewards, ctx)
         self._keep_rollout(current, step, rollout, rewards)
         lengths = rollout.lengths.float().mean().item()

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from advx import BuildContext, Components, PolicyOutputs, Prompt, Rewards, Rollout, Sample
 from advx.components import StepContext
+from advx.numerics import guarded_step
 from torch import nn
 
 VOCAB = ["a", "b", "c", "d", "e"]
@@ -176,8 +177,11 @@ class ToyGenerator:
 
 @dataclass
 class ToyClassifierConfig:
+    """``loss_scale`` multiplies the reported loss (a finite blow-up, for the warning test)."""
+
     steps: int = 30
     lr: float = 0.5
+    loss_scale: float = 1.0
 
 
 class ToyClassifier:
@@ -205,7 +209,7 @@ class ToyClassifier:
             opt.zero_grad()
             loss.backward()
             opt.step()
-        return {"loss": float(loss.detach()), "n": float(len(samples))}
+        return {"loss": float(loss.detach()) * self.config.loss_scale, "n": float(len(samples))}
 
     def predict_proba(self, samples: Sequence[Sample]) -> torch.Tensor:
         with torch.no_grad():
@@ -228,7 +232,11 @@ class ToyClassifier:
 
 @dataclass
 class ToyRewardConfig:
+    """``nan_round``/``nan_step``: make the ``kl`` term NaN at that round and step (0: never)."""
+
     beta: float = 0.1
+    nan_round: int = 0
+    nan_step: int = 0
 
 
 class ToyReward:
@@ -242,13 +250,20 @@ class ToyReward:
         if rollout.ref_logprobs is not None:
             _called("reward.saw_ref_logprobs")
             kl = (rollout.logprobs - rollout.ref_logprobs).sum(-1)
+        if (ctx.round, ctx.step) == (self.config.nan_round, self.config.nan_step):
+            kl = torch.full_like(kl, float("nan"))
         return Rewards.at_end(p_real - self.config.beta * kl, rollout, disc_prob=p_real, kl=kl)
 
 
 @dataclass
 class ToyOptimizerConfig:
+    """``inf_loss_round``/``inf_loss_step``: the loss is +inf at that round and step, which
+    ``guarded_step`` refuses to apply (0: never)."""
+
     lr: float = 0.2
     momentum: float = 0.9
+    inf_loss_round: int = 0
+    inf_loss_step: int = 0
 
 
 class ToyReinforce:
@@ -262,9 +277,11 @@ class ToyReinforce:
         logprobs = ctx.generator.policy_outputs(rollout).logprobs.sum(-1)
         advantage = rewards.total - self.baseline
         loss = -(advantage * logprobs).mean()
+        if (ctx.round, ctx.step) == (self.config.inf_loss_round, self.config.inf_loss_step):
+            loss = loss * float("inf")
         self.torch_opt.zero_grad()
         loss.backward()
-        self.torch_opt.step()
+        guarded_step(self.torch_opt, ctx.generator.parameters(), loss=loss, what="toy")
         m = self.config.momentum
         self.baseline = m * self.baseline + (1 - m) * float(rewards.total.mean())
         return {"loss": float(loss.detach()), "baseline": self.baseline}
