@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -516,7 +517,7 @@ class Experiment:
             return
         for step in range(1, self.cfg.rl_steps + 1):
             with current.timed("improve"):
-                metrics = self._guard(current, step, lambda: self._improve_step(current, step))
+                metrics = self._guard(current, step, partial(self._improve_step, current, step))
             self.state.global_step += 1
             if metrics is None:
                 metrics = {"nonfinite/skipped": 1}

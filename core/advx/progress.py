@@ -12,8 +12,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import advx
-from advx.run_info import RunInfo
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -23,6 +21,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+import advx
+from advx.run_info import RunInfo
 
 __all__ = ["RichProgress"]
 

@@ -125,7 +125,7 @@ class RunDir:
         if path.is_dir() and any(path.iterdir()):
             if any((path / name).exists() for name in _RUN_MARKERS):
                 raise ConfigError(
-                    f"{path} already holds an advx run; continue it with "
+                    f"{path} already holds a run; continue it with "
                     f"`advx run --resume {path}` or choose another --run-dir"
                 )
             raise ConfigError(

@@ -241,6 +241,8 @@ class ToyRewardConfig:
 
 class ToyReward:
     def __init__(self, config: ToyRewardConfig, ctx: BuildContext) -> None:
+        if config.beta < 0:  # a value its factory rejects at build time
+            raise advx.ConfigError(f"reward.beta: expected a number >= 0, got {config.beta}")
         self.config = config
 
     def __call__(self, rollout: Rollout, ctx: StepContext) -> Rewards:
