@@ -405,7 +405,7 @@ class Experiment:
                 for round in range(first, self.cfg.rounds + 1):
                     self._round(round)
             except BaseException as exc:
-                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                status = "interrupted" if _is_interruption(exc) else "failed"
                 self._finish(status, started, exc)
                 user_error = _disk_error(exc, self.run_dir)
                 if user_error is not None:
@@ -787,6 +787,14 @@ def check_same_training(trained: Mapping[str, Any], recipe: Mapping[str, Any],
             f"{key} is {new!r} there but {old!r} in the checkpoint ({len(changed)} key(s) "
             "differ). Restore the run's own recipe.yaml, or start a new run"
         )
+
+
+def _is_interruption(exc: BaseException) -> bool:
+    """Ctrl-C, SIGTERM (``advx.runner.Terminated``) and a sweep pruning the trial
+    (``optuna.TrialPruned``, matched by name: the core does not import optuna) stop a run
+    on purpose; anything else is a failure."""
+    return isinstance(exc, KeyboardInterrupt) or any(
+        cls.__name__ == "TrialPruned" for cls in type(exc).__mro__)
 
 
 _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
