@@ -142,7 +142,7 @@ def run_recipe(
     if resume is not None and recipe is not None:
         raise ConfigError("with --resume, give no recipe: the run's own recipe.yaml is used "
                           "(key=value overrides are allowed)")
-    with run_plugins(plugins) as pm:
+    with run_plugins(plugins) as pm, sigterm_interrupts():
         if resume is not None:
             rundir = RunDir.existing(Path(resume))
             saved = _saved_recipe(rundir)
@@ -161,8 +161,7 @@ def run_recipe(
                 rundir.discard()
                 raise
         rundir.write_recipe(spec.resolved)
-        with sigterm_interrupts():
-            summary = experiment.run()
+        summary = experiment.run()
     return RunResult(run_dir=rundir.path, summary=summary)
 
 

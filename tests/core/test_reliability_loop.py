@@ -240,3 +240,35 @@ def test_evaluating_the_same_weights_twice_gives_the_same_numbers(pm, toy_recipe
     components.generator.sample([advx.Prompt("")] * 5)  # training draws in between
     assert experiment.evaluate(1) == first
     assert "eval/frac_a" in first
+
+
+# --------------------------------------------------------------------- exit codes (CLI)
+
+
+def test_cli_exit_codes_nonfinite_2_interrupt_130_bug_1(pm, toy_recipe, tmp_path):
+    from advx.cli import app
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    base = ["run", str(toy_recipe), "-q", "--runs-root", str(tmp_path)]
+    result = runner.invoke(app, [*base, "reward.nan_round=1", "reward.nan_step=1"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "reward/kl is nan at round 1, step 1" in result.output
+
+    class CtrlC:
+        @advx.hookimpl
+        def advx_on_step_end(self, run, round, step, metrics):
+            raise KeyboardInterrupt
+
+    class Bug:
+        @advx.hookimpl
+        def advx_on_step_end(self, run, round, step, metrics):
+            raise ZeroDivisionError("bug")
+
+    for plugin, code in ((CtrlC(), 130), (Bug(), 1)):
+        pm.register(plugin)
+        try:
+            result = runner.invoke(app, base)
+        finally:
+            pm.unregister(plugin)
+        assert result.exit_code == code, result.output
