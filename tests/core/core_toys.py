@@ -307,6 +307,8 @@ class ToyLogger:
     RECORDS: ClassVar[list[tuple[int, dict[str, Any]]]] = []
 
     def __init__(self, config: ToyLoggerConfig, ctx: BuildContext) -> None:
+        if not config.tag:  # a value its factory rejects at build time
+            raise advx.ConfigError("loggers.0.tag: expected a non-empty name")
         self.closed = False
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:

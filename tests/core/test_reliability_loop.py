@@ -163,15 +163,16 @@ def test_crash_is_recorded_as_failed_with_the_error(pm, toy_recipe, tmp_path):
                                 "message": "the plugin divided by zero"}
 
 
-def test_keyboard_interrupt_is_recorded_as_interrupted(pm, toy_recipe, tmp_path):
+def test_keyboard_interrupt_is_interrupted_a_crash_is_not(pm, toy_recipe, tmp_path):
     class CtrlC:
         @advx.hookimpl
         def advx_on_step_end(self, run, round, step, metrics):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _run(toy_recipe, tmp_path, plugins=[CtrlC()])
-    assert _summary(next((tmp_path / "runs" / "toy").iterdir()))["status"] == "interrupted"
+        run_recipe(toy_recipe, run_dir=tmp_path / "ctrl-c", plugins=[CtrlC()])
+    summary = _summary(tmp_path / "ctrl-c")
+    assert summary["status"] == "interrupted" and summary["error"]["type"] == "KeyboardInterrupt"
 
 
 DRIVER = textwrap.dedent("""

@@ -82,9 +82,11 @@ def test_resume_drops_only_a_cut_last_line(pm, toy_recipe, tmp_path):
 def test_rejected_override_leaves_recipe_yaml_alone(pm, toy_recipe, tmp_path):
     target = _crashed(toy_recipe, tmp_path)
     before = (target / "recipe.yaml").read_bytes()
-    with pytest.raises(ConfigError):
-        run_recipe(None, ["reward.no_such_key=2"], resume=target)
-    assert (target / "recipe.yaml").read_bytes() == before
+    for override in ("reward.no_such_key=2", "reward.beta=-1",  # rejected by validation
+                     "loggers=[{name: toy_memory, tag: ''}]"):  # by a factory, at build time
+        with pytest.raises(ConfigError):
+            run_recipe(None, [override], resume=target)
+        assert (target / "recipe.yaml").read_bytes() == before
     assert run_recipe(None, resume=target).summary["status"] == "complete"
 
 
