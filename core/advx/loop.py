@@ -46,7 +46,7 @@ from advx.errors import AdvxError, ConfigError, NonFiniteError
 from advx.numerics import check_finite_terms
 from advx.rollout import Rewards, Rollout, Sample
 from advx.run_info import RunInfo
-from advx.rundir import RunDir
+from advx.rundir import RunDir, jsonable
 
 __all__ = [
     "BLOWUP_LIMIT",
@@ -771,7 +771,8 @@ def _resumable(key: str) -> bool:
 
 def changed_keys(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
     """Keys (present in both) whose value differs and that may not change on resume."""
-    old, new = _flatten(before), _flatten(after)
+    # compared as written to recipe.yaml (paths and enums as text, tuples as lists)
+    old, new = _flatten(jsonable(before)), _flatten(jsonable(after))
     return [(key, old[key], new[key]) for key in old
             if key in new and old[key] != new[key] and not _resumable(key)]
 

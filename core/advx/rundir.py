@@ -26,6 +26,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,10 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def jsonable(value: Any) -> Any:
-    """Plain JSON values: tensors/numpy scalars → float/int, NaN/inf → None."""
+    """Plain JSON values: tensors/numpy scalars → float/int, enums → their value,
+    NaN/inf → None."""
+    if isinstance(value, Enum):  # a config's choice: its value, as recipe.yaml spells it
+        return jsonable(value.value)
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
