@@ -395,6 +395,7 @@ class Experiment:
         if resume and not self._restored:
             self.restore()
         started = time.perf_counter()
+        ended_by: BaseException | None = None
         self.hook.advx_on_run_start(run=self.info)
         try:
             try:
@@ -405,6 +406,7 @@ class Experiment:
                 for round in range(first, self.cfg.rounds + 1):
                     self._round(round)
             except BaseException as exc:
+                ended_by = exc
                 status = "interrupted" if _is_interruption(exc) else "failed"
                 self._finish(status, started, exc)
                 user_error = _disk_error(exc, self.run_dir)
@@ -414,9 +416,18 @@ class Experiment:
             summary = self._finish("complete", started, None)
             self.hook.advx_on_run_end(run=self.info, summary=summary)
         finally:
-            for logger in self.c.loggers:
-                logger.close()
+            self._close_loggers(ended_by)
         return summary
+
+    def _close_loggers(self, ended_by: BaseException | None) -> None:
+        """Close every logger; a failing close never hides the error that ended the run."""
+        for logger in self.c.loggers:
+            try:
+                logger.close()
+            except Exception as exc:
+                if ended_by is None:
+                    raise
+                log.warning("closing logger %s failed: %s", type(logger).__name__, exc)
 
     def _finish(self, status: str, started: float, error: BaseException | None) -> dict[str, Any]:
         summary = self._summary(status, time.perf_counter() - started, error)
