@@ -40,7 +40,8 @@ __all__ = ["RunDir", "atomic_write_text", "jsonable"]
 _CHECKPOINT_PREFIX = "round-"
 _COMPLETE = "complete.json"
 """Written last into a checkpoint folder: the parts and their sizes (see checkpoint_problem)."""
-_RUN_MARKERS = ("recipe.yaml", "metrics.jsonl", "checkpoints", "summary.json")
+_RUN_MARKERS = ("metrics.jsonl", "checkpoints", "summary.json")
+"""What only a run that started writes (a recipe.yaml alone may be the user's own file)."""
 
 
 def _cannot_create(path: Path, exc: OSError, option: str) -> str:

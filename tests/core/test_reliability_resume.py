@@ -176,13 +176,13 @@ def test_run_dir_never_overwrites_a_users_folder(pm, toy_recipe, tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "recipe.yaml").write_text("my own notes\n")
-    with pytest.raises(ConfigError, match=r"already holds a run"):
-        run_recipe(toy_recipe, run_dir=mine)
-    (mine / "recipe.yaml").unlink()
-    (mine / "notes.txt").write_text("keep me\n")
     with pytest.raises(ConfigError, match=r"non-empty folder that is not an advx run"):
         run_recipe(toy_recipe, run_dir=mine)
-    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    assert (mine / "recipe.yaml").read_text() == "my own notes\n"
+    assert sorted(p.name for p in mine.iterdir()) == ["recipe.yaml"]
+    done = run_recipe(toy_recipe, ["loop.rounds=0"], run_dir=tmp_path / "done").run_dir
+    with pytest.raises(ConfigError, match=r"already holds a run; continue it with"):
+        run_recipe(toy_recipe, run_dir=done)
     empty = tmp_path / "empty"
     empty.mkdir()
     assert run_recipe(toy_recipe, ["loop.rounds=1"], run_dir=empty).run_dir == empty
