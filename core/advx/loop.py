@@ -390,7 +390,7 @@ class Experiment:
         """Run (or, with ``resume``, continue after the last checkpoint) and return the summary.
 
         Whatever ends the run, ``summary.json`` says how: ``complete``, ``failed`` (with the
-        error's type and message) or ``interrupted`` (Ctrl-C, SIGTERM).
+        error's type and message) or ``interrupted`` (Ctrl-C, SIGTERM, a pruned sweep trial).
         """
         if resume and not self._restored:
             self.restore()
@@ -405,6 +405,7 @@ class Experiment:
                     first = 1
                 for round in range(first, self.cfg.rounds + 1):
                     self._round(round)
+                summary = self._finish("complete", started, None)
             except BaseException as exc:
                 ended_by = exc
                 status = "interrupted" if _is_interruption(exc) else "failed"
@@ -413,7 +414,6 @@ class Experiment:
                 if user_error is not None:
                     raise user_error from exc
                 raise
-            summary = self._finish("complete", started, None)
             self.hook.advx_on_run_end(run=self.info, summary=summary)
         finally:
             self._close_loggers(ended_by)

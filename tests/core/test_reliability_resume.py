@@ -257,3 +257,12 @@ def test_full_disk_shows_the_original_error_once(pm, toy_recipe, tmp_path, monke
     assert "--resume" in message
     assert isinstance(caught.value.__cause__, OSError)
     assert caught.value.__cause__.__context__ is None  # not hidden behind a second ENOSPC
+
+
+def test_full_disk_at_the_final_summary_is_one_message(pm, toy_recipe, tmp_path, monkeypatch):
+    def no_space(self, summary):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.summary_path))
+
+    monkeypatch.setattr(RunDir, "write_summary", no_space)
+    with pytest.raises(ConfigError, match=r"cannot write .*summary.json: No space left"):
+        _run(toy_recipe, tmp_path, "loop.rounds=1")
