@@ -157,12 +157,22 @@ def run_recipe(
             rundir = RunDir.at(run_dir) if run_dir else RunDir.create(runs_root, spec.name)
             try:
                 experiment = _experiment(spec, rundir, pm)
+                _write_recipe(rundir, spec)
             except BaseException:
                 rundir.discard()
                 raise
-        rundir.write_recipe(spec.resolved)
+        if resume is not None:
+            _write_recipe(rundir, spec)
         summary = experiment.run()
     return RunResult(run_dir=rundir.path, summary=summary)
+
+
+def _write_recipe(rundir: RunDir, spec: Recipe) -> None:
+    try:
+        rundir.write_recipe(spec.resolved)
+    except OSError as exc:  # a full disk or a read-only folder: the user's to fix
+        raise ConfigError(f"cannot write {rundir.recipe_path}: {exc.strerror or exc}; free "
+                          "disk space or choose a writable folder") from exc
 
 
 def _experiment(spec: Recipe, rundir: RunDir, pm: pluggy.PluginManager) -> Experiment:
