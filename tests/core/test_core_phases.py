@@ -136,3 +136,15 @@ def test_absent_components_skip_their_phases(pm, toy_recipe, tmp_path):
     assert "classifier" in skipped["classify"]
     assert CALLS["generator.sft"] == 1 and CALLS["task.augment_prompts"] == 3
     assert CALLS["optimizer.update"] == 0
+
+
+def test_phases_are_plain_booleans_resolved_once():
+    """The recipe's switches, less phases whose component is absent, as plain booleans."""
+    from advx.components import Components
+    from advx.loop import LoopConfig, Phases, plan_phases
+
+    phases, skipped = plan_phases(LoopConfig(augment=False), Components(task=object()))
+    assert phases == Phases(pretrain_generator=False, pretrain_classifier=False, augment=False,
+                            classify=False, improve=False, use_reference=False, evaluate=True)
+    assert set(skipped) == {"pretrain_generator", "pretrain_classifier", "classify", "improve",
+                            "use_reference"}  # augment is off, so not "skipped"
