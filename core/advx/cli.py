@@ -8,6 +8,8 @@ Messages are printed literally: user text (paths, values, keys) is never read as
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -93,12 +95,18 @@ def run(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
-    """Run RECIPE (or --resume RUN_DIR) and print where the run wrote."""
-    from advx.loop import NullReporter
-    from advx.progress import RichReporter
-    from advx.runner import run_recipe
+    """Run RECIPE (or --resume RUN_DIR) and print where the run wrote.
+
+    Exit codes: 0 done, 1 a bug (traceback), 2 a user error (one message), 130 interrupted
+    by Ctrl-C, 143 by SIGTERM (docs/reliability.md).
+    """
+    from advx.progress import RichProgress
+    from advx.runner import Terminated, run_recipe
 
     extra = list(overrides or [])
+    if resume is not None and run_dir is not None:
+        raise AdvxError("--run-dir and --resume exclude each other: --resume continues the "
+                        "run in its own folder")
     if resume is not None and recipe is not None:
         if "=" not in recipe:
             raise AdvxError("with --resume, give no recipe: the run's own recipe.yaml is used "
@@ -111,9 +119,23 @@ def run(
     if recipe is not None and not Path(recipe).exists():  # `advx run ppo_cls_loss` works too
         named = Path("recipes") / f"{recipe}.yaml"
         recipe = str(named) if named.is_file() else recipe
-    reporter = NullReporter() if quiet else RichReporter()
-    result = run_recipe(recipe, extra, runs_root=runs_root, run_dir=run_dir, resume=resume,
-                        reporter=reporter)
+    if quiet:  # Hugging Face's download/"Loading weights" bars too (read when it is imported)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        if "transformers" in sys.modules:
+            sys.modules["transformers"].utils.logging.disable_progress_bar()
+    progress = [] if quiet else [RichProgress()]
+    try:
+        result = run_recipe(recipe, extra, runs_root=runs_root, run_dir=run_dir,
+                            resume=resume, plugins=progress)
+    except KeyboardInterrupt as exc:
+        signal_name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        Console(stderr=True).print(
+            f"interrupted ({signal_name}): summary.json says so; continue from the last "
+            "checkpoint with `advx run --resume RUN_DIR`", highlight=False, markup=False)
+        raise typer.Exit(code=143 if isinstance(exc, Terminated) else 130) from None
+    finally:
+        for display in progress:
+            display.close()
     console = Console(soft_wrap=True)
     console.print(f"run directory: {result.run_dir}", highlight=False, markup=False)
     best = result.summary.get("best") or {}

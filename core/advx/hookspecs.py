@@ -84,12 +84,14 @@ def advx_on_run_start(run: RunInfo) -> None:
 
 @hookspec
 def advx_on_step_end(run: RunInfo, round: int, step: int, metrics: Mapping[str, float]) -> None:
-    """Called after every improvement step with that step's metrics (reward terms included)."""
+    """Called after every improvement step with that step's record (reward terms included),
+    the same record metrics.jsonl and every logger receive."""
 
 
 @hookspec
 def advx_on_round_end(run: RunInfo, round: int, metrics: Mapping[str, float]) -> None:
-    """Called after every round's evaluation (round 0 is the pre-training evaluation)."""
+    """Called after every round's evaluation with the round's record (round 0 is pre-training),
+    the same record metrics.jsonl and every logger receive; its checkpoint follows."""
 
 
 @hookspec

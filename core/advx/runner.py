@@ -7,25 +7,51 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import signal
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pluggy
+import yaml
 from omegaconf import DictConfig
 
 from advx.build import build_components
 from advx.errors import ConfigError
-from advx.loop import Experiment, Reporter, seed_everything
+from advx.loop import RESUMABLE_KEYS, Experiment, changed_keys, seed_everything
 from advx.plugins import get_plugin_manager, get_registry
 from advx.recipe import Recipe, load_recipe, validate_recipe
 from advx.run_info import RunInfo
 from advx.rundir import RunDir
 
-__all__ = ["RunResult", "prepare_recipe", "run_plugins", "run_recipe"]
+__all__ = ["RunResult", "Terminated", "prepare_recipe", "run_plugins", "run_recipe",
+           "sigterm_interrupts"]
 
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, cluster schedulers), raised like Ctrl-C so the run ends the same
+    way: status ``interrupted`` in summary.json, the last checkpoint kept for ``--resume``."""
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (main thread only: Python
+    delivers signals there; elsewhere the block runs unchanged)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: Any) -> None:
+        raise Terminated("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 @dataclass
 class RunResult:
@@ -60,6 +86,30 @@ def prepare_recipe(
     return validate_recipe(load_recipe(recipe, overrides), get_registry(pm))
 
 
+def _saved_recipe(rundir: RunDir) -> Mapping[str, Any]:
+    """The run's recipe.yaml as a dict; one clear message when it is not readable YAML."""
+    try:
+        data = yaml.safe_load(rundir.recipe_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{rundir.recipe_path} is not readable YAML "
+                          f"({type(exc).__name__}); it is not a recipe this run wrote") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{rundir.recipe_path} is not a recipe (a YAML mapping)")
+    return data
+
+
+def _check_resume_overrides(saved: Mapping[str, Any], spec: Recipe) -> None:
+    changed = changed_keys(saved, spec.resolved)
+    if changed:
+        key, old, new = changed[0]
+        raise ConfigError(
+            f"{key} cannot change on --resume ({old!r} -> {new!r}): the checkpoint was "
+            f"trained with {old!r}, so the run folder would no longer describe the run. "
+            f"Keys that may change on resume: {', '.join(RESUMABLE_KEYS)}. Start a new run "
+            "to change it"
+        )
+
+
 def run_recipe(
     recipe: str | Path | DictConfig | None = None,
     overrides: Sequence[str] = (),
@@ -67,34 +117,66 @@ def run_recipe(
     run_dir: Path | None = None,
     resume: Path | None = None,
     plugins: Sequence[object] = (),
-    reporter: Reporter | None = None,
 ) -> RunResult:
     """Run a recipe end to end, or continue the run in ``resume`` after its last checkpoint.
 
     Args:
-        recipe: a recipe file, or a DictConfig (ignored with ``resume``).
+        recipe: a recipe file, or a DictConfig (not with ``resume``).
         overrides: ``dotted.key=value`` strings applied on top (on resume: on top of the
-            run's saved recipe.yaml, e.g. ``loop.rounds=8`` to extend a finished run).
+            run's saved recipe.yaml, only keys in ``advx.loop.RESUMABLE_KEYS``, e.g.
+            ``loop.rounds=8`` to extend a finished run).
         runs_root: runs go to ``runs_root/<name>/<timestamp>/``.
-        run_dir: write exactly here instead (the sweep gives each trial its folder).
+        run_dir: write exactly here instead (a new or empty folder; the sweep gives each
+            trial its folder).
         resume: an existing run directory to continue.
         plugins: extra plugin objects (hookimpls) registered on the plugin manager for this
-            run only, e.g. a sweep's pruning callback implementing ``advx_on_round_end``.
-        reporter: a progress display (the CLI passes its rich one); default reports nothing.
+            run only: the CLI's progress display, a sweep's pruning callback.
+
+    Nothing is written before the recipe validated and every component built: a rejected
+    recipe or override leaves a resumed run's recipe.yaml as it was, and a fresh run's
+    folder is removed again.
     """
-    with run_plugins(plugins) as pm:
+    if resume is not None and run_dir is not None:
+        raise ConfigError("--run-dir and --resume exclude each other: --resume continues "
+                          "the run in its own folder")
+    if resume is not None and recipe is not None:
+        raise ConfigError("with --resume, give no recipe: the run's own recipe.yaml is used "
+                          "(key=value overrides are allowed)")
+    with run_plugins(plugins) as pm, sigterm_interrupts():
         if resume is not None:
             rundir = RunDir.existing(Path(resume))
+            saved = _saved_recipe(rundir)
             spec = prepare_recipe(rundir.recipe_path, overrides, pm)
+            _check_resume_overrides(saved, spec)
+            experiment = _experiment(spec, rundir, pm)
+            experiment.restore()  # checks the checkpoint was trained with this recipe
         else:
             if recipe is None:
                 raise ConfigError("give a recipe file, or --resume RUN_DIR")
             spec = prepare_recipe(recipe, overrides, pm)
             rundir = RunDir.at(run_dir) if run_dir else RunDir.create(runs_root, spec.name)
-        rundir.write_recipe(spec.resolved)
-        seed_everything(spec.seed)
-        components, _ = build_components(spec, rundir.path)
-        info = RunInfo(name=spec.name, run_dir=rundir.path, recipe=spec.resolved, seed=spec.seed)
-        experiment = Experiment(components, spec.loop, rundir, info, pm.hook, reporter)
-        summary = experiment.run(resume=resume is not None)
+            try:
+                experiment = _experiment(spec, rundir, pm)
+                _write_recipe(rundir, spec)
+            except BaseException:
+                rundir.discard()
+                raise
+        if resume is not None:
+            _write_recipe(rundir, spec)
+        summary = experiment.run()
     return RunResult(run_dir=rundir.path, summary=summary)
+
+
+def _write_recipe(rundir: RunDir, spec: Recipe) -> None:
+    try:
+        rundir.write_recipe(spec.resolved)
+    except OSError as exc:  # a full disk or a read-only folder: the user's to fix
+        raise ConfigError(f"cannot write {rundir.recipe_path}: {exc.strerror or exc}; free "
+                          "disk space or choose a writable folder") from exc
+
+
+def _experiment(spec: Recipe, rundir: RunDir, pm: pluggy.PluginManager) -> Experiment:
+    seed_everything(spec.seed)
+    components, _ = build_components(spec, rundir.path)
+    info = RunInfo(name=spec.name, run_dir=rundir.path, recipe=spec.resolved, seed=spec.seed)
+    return Experiment(components, spec.loop, rundir, info, pm.hook)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from advx import BuildContext, Components, PolicyOutputs, Prompt, Rewards, Rollout, Sample
 from advx.components import StepContext
+from advx.numerics import guarded_step
 from torch import nn
 
 VOCAB = ["a", "b", "c", "d", "e"]
@@ -176,8 +177,11 @@ class ToyGenerator:
 
 @dataclass
 class ToyClassifierConfig:
+    """``loss_scale`` multiplies the reported loss (a finite blow-up, for the warning test)."""
+
     steps: int = 30
     lr: float = 0.5
+    loss_scale: float = 1.0
 
 
 class ToyClassifier:
@@ -205,7 +209,7 @@ class ToyClassifier:
             opt.zero_grad()
             loss.backward()
             opt.step()
-        return {"loss": float(loss.detach()), "n": float(len(samples))}
+        return {"loss": float(loss.detach()) * self.config.loss_scale, "n": float(len(samples))}
 
     def predict_proba(self, samples: Sequence[Sample]) -> torch.Tensor:
         with torch.no_grad():
@@ -228,11 +232,17 @@ class ToyClassifier:
 
 @dataclass
 class ToyRewardConfig:
+    """``nan_round``/``nan_step``: make the ``kl`` term NaN at that round and step (0: never)."""
+
     beta: float = 0.1
+    nan_round: int = 0
+    nan_step: int = 0
 
 
 class ToyReward:
     def __init__(self, config: ToyRewardConfig, ctx: BuildContext) -> None:
+        if config.beta < 0:  # a value its factory rejects at build time
+            raise advx.ConfigError(f"reward.beta: expected a number >= 0, got {config.beta}")
         self.config = config
 
     def __call__(self, rollout: Rollout, ctx: StepContext) -> Rewards:
@@ -242,13 +252,20 @@ class ToyReward:
         if rollout.ref_logprobs is not None:
             _called("reward.saw_ref_logprobs")
             kl = (rollout.logprobs - rollout.ref_logprobs).sum(-1)
+        if (ctx.round, ctx.step) == (self.config.nan_round, self.config.nan_step):
+            kl = torch.full_like(kl, float("nan"))
         return Rewards.at_end(p_real - self.config.beta * kl, rollout, disc_prob=p_real, kl=kl)
 
 
 @dataclass
 class ToyOptimizerConfig:
+    """``inf_loss_round``/``inf_loss_step``: the loss is +inf at that round and step, which
+    ``guarded_step`` refuses to apply (0: never)."""
+
     lr: float = 0.2
     momentum: float = 0.9
+    inf_loss_round: int = 0
+    inf_loss_step: int = 0
 
 
 class ToyReinforce:
@@ -262,9 +279,11 @@ class ToyReinforce:
         logprobs = ctx.generator.policy_outputs(rollout).logprobs.sum(-1)
         advantage = rewards.total - self.baseline
         loss = -(advantage * logprobs).mean()
+        if (ctx.round, ctx.step) == (self.config.inf_loss_round, self.config.inf_loss_step):
+            loss = loss * float("inf")
         self.torch_opt.zero_grad()
         loss.backward()
-        self.torch_opt.step()
+        guarded_step(self.torch_opt, ctx.generator.parameters(), loss=loss, what="toy")
         m = self.config.momentum
         self.baseline = m * self.baseline + (1 - m) * float(rewards.total.mean())
         return {"loss": float(loss.detach()), "baseline": self.baseline}
@@ -288,6 +307,8 @@ class ToyLogger:
     RECORDS: ClassVar[list[tuple[int, dict[str, Any]]]] = []
 
     def __init__(self, config: ToyLoggerConfig, ctx: BuildContext) -> None:
+        if not config.tag:  # a value its factory rejects at build time
+            raise advx.ConfigError("loggers.0.tag: expected a non-empty name")
         self.closed = False
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:

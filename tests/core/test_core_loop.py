@@ -30,9 +30,12 @@ def test_full_loop_writes_run_directory(pm, toy_recipe, tmp_path):
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [
         "round-0.jsonl", "round-1.jsonl", "round-2.jsonl", "round-3.jsonl"
     ]
-    assert RunDir(run_dir).checkpoint_rounds() == [0, 1, 2, 3]
-    parts = {p.stem for p in (run_dir / "checkpoints" / "round-3").iterdir()}
-    assert parts == {"generator", "classifier", "optimizer", "reference", "rng", "loop"}
+    # keep_checkpoints defaults to the newest 2 plus the best by loop.monitor
+    best_round = json.loads((run_dir / "summary.json").read_text())["best"]["round"]
+    assert RunDir(run_dir).checkpoint_rounds() == sorted({2, 3, best_round})
+    parts = {p.name for p in (run_dir / "checkpoints" / "round-3").iterdir()}
+    assert parts == {f"{p}.pt" for p in ("generator", "classifier", "optimizer", "reference",
+                                          "rng", "loop")} | {"complete.json"}
 
     records = _metrics(run_dir)
     steps = [r for r in records if r["kind"] == "step"]
@@ -87,7 +90,8 @@ def test_resume_equals_uninterrupted(pm, toy_recipe, tmp_path):
         _run(toy_recipe, tmp_path, plugins=[CrashInRound2()])
     crashed = sorted((tmp_path / "runs" / "toy").iterdir())[-1]
     assert RunDir(crashed).last_checkpoint() == 1
-    assert json.loads((crashed / "summary.json").read_text())["status"] == "interrupted"
+    crash_summary = json.loads((crashed / "summary.json").read_text())
+    assert crash_summary["status"] == "failed" and crash_summary["error"]["type"] == "Crash"
 
     resumed = run_recipe(None, resume=crashed)
     assert resumed.run_dir == crashed

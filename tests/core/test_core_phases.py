@@ -95,10 +95,12 @@ def test_use_reference_switch(pm, toy_recipe, tmp_path):
 
 
 def test_eval_every_and_evaluate_switch(pm, toy_recipe, tmp_path):
-    result = _run(toy_recipe, tmp_path, "loop.rounds=5", "loop.eval_every=2")
+    result = _run(toy_recipe, tmp_path, "loop.rounds=5", "loop.eval_every=2",
+                  "loop.keep_checkpoints=0")
     rounds = _rounds(result.run_dir)
     assert [r["round"] for r in rounds if r["evaluated"]] == [0, 2, 4, 5]
-    assert RunDir(result.run_dir).checkpoint_rounds() == [0, 2, 4, 5]
+    # checkpoint frequency is its own key (loop.checkpoint_every, default 1)
+    assert RunDir(result.run_dir).checkpoint_rounds() == [0, 1, 2, 3, 4, 5]
     assert "eval/p_real" not in rounds[1]
     CALLS.clear()
     result = _run(toy_recipe, tmp_path, "loop.evaluate=false", "loop.rounds=1")
@@ -110,7 +112,8 @@ def test_checkpoint_switches(pm, toy_recipe, tmp_path):
     result = _run(toy_recipe, tmp_path, "loop.checkpoint=false")
     assert not (result.run_dir / "checkpoints").exists()
     result = _run(toy_recipe, tmp_path, "loop.keep_checkpoints=1", "loop.save_samples=false")
-    assert RunDir(result.run_dir).checkpoint_rounds() == [3]
+    best = result.summary["best"]["round"]
+    assert RunDir(result.run_dir).checkpoint_rounds() == sorted({best, 3})
     assert not (result.run_dir / "samples").exists()
 
 
@@ -133,3 +136,15 @@ def test_absent_components_skip_their_phases(pm, toy_recipe, tmp_path):
     assert "classifier" in skipped["classify"]
     assert CALLS["generator.sft"] == 1 and CALLS["task.augment_prompts"] == 3
     assert CALLS["optimizer.update"] == 0
+
+
+def test_phases_are_plain_booleans_resolved_once():
+    """The recipe's switches, less phases whose component is absent, as plain booleans."""
+    from advx.components import Components
+    from advx.loop import LoopConfig, Phases, plan_phases
+
+    phases, skipped = plan_phases(LoopConfig(augment=False), Components(task=object()))
+    assert phases == Phases(pretrain_generator=False, pretrain_classifier=False, augment=False,
+                            classify=False, improve=False, use_reference=False, evaluate=True)
+    assert set(skipped) == {"pretrain_generator", "pretrain_classifier", "classify", "improve",
+                            "use_reference"}  # augment is off, so not "skipped"

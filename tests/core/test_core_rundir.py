@@ -7,7 +7,7 @@ import json
 import math
 
 import torch
-from advx.progress import RichReporter
+from advx.progress import RichProgress
 from advx.rundir import RunDir, atomic_write_text, jsonable
 from advx.runner import run_recipe
 from rich.console import Console
@@ -37,7 +37,8 @@ def test_run_dirs_are_unique_and_metrics_survive_a_cut_line(tmp_path):
     with open(first.metrics_path, "a") as handle:
         handle.write('{"kind": "step", "rou')  # a crash mid-line
     assert [r["round"] for r in first.read_metrics()] == [0, 1]
-    assert [r["round"] for r in first.truncate_metrics(0)] == [0]
+    kept, notes = first.truncate_metrics(0)
+    assert [r["round"] for r in kept] == [0] and len(notes) == 1 and "line 3" in notes[0]
     assert first.metrics_path.read_text().count("\n") == 1
 
 
@@ -51,14 +52,17 @@ def test_checkpoints_are_all_or_nothing(tmp_path):
         run.save_checkpoint(r, {"a": r})
     run.prune_checkpoints(2)
     assert run.checkpoint_rounds() == [2, 3]
+    run.save_checkpoint(4, {"a": 4})
+    run.prune_checkpoints(2, protect={2})  # the best by the monitor is never pruned
+    assert run.checkpoint_rounds() == [2, 3, 4]
 
 
 def test_rich_progress_on_a_terminal(pm, toy_recipe, tmp_path):
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=160)
-    reporter = RichReporter(console=console)
-    assert reporter.live
-    run_recipe(toy_recipe, ["loop.rounds=2"], runs_root=tmp_path, reporter=reporter)
+    progress = RichProgress(console=console)
+    assert progress.live
+    run_recipe(toy_recipe, ["loop.rounds=2"], runs_root=tmp_path, plugins=[progress])
     text = buffer.getvalue()
     assert "round 2/2" in text and "ETA" in text and "disc_prob=" in text
     assert "round 1/2 done" in text and "eval/p_real=" in text
