@@ -7,13 +7,12 @@ d-step. Every evaluation can sweep the sampling temperature (``temperatures``), 
 single quality number flatters GANs: a cooler MLE model also gains quality at the cost of
 diversity (Caccia et al., "Language GANs Falling Short", ICLR 2020). At temperature τ the
 samples come from softmax(logits/τ) and NLL-test scores the same tempered model (the
-generator's ``nll(samples, temperature=τ)``; generators without that keyword get τ = 1 only).
-Metric names carry ``@t<τ>`` for τ ≠ 1.
+generator's ``nll(samples, temperature=τ)``, part of the Generator contract), per token of the
+generator's own tokenizer (``SequenceNLL.tokens``). Metric names carry ``@t<τ>`` for τ ≠ 1.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,23 +48,15 @@ def _sample_texts(generator: Generator, num: int, temperature: float, batch: int
 
 @torch.no_grad()
 def nll_per_token(
-    generator: Generator,
-    samples: Sequence[Sample],
-    temperature: float,
-    batch: int,
-    extra_tokens: int = 0,
+    generator: Generator, samples: Sequence[Sample], temperature: float, batch: int
 ) -> float:
-    """The generator's NLL of ``samples`` per token (tempered when the generator allows).
-
-    Tokens are the text's words plus ``extra_tokens`` per sentence (1 for the EOS a
-    sentence generator scores; 0 for the fixed-length oracle)."""
-    takes_t = "temperature" in inspect.signature(generator.nll).parameters
+    """The generator's NLL of ``samples`` at ``temperature``, per token it scored (its own
+    tokenizer's tokens, EOS included, from :class:`advx.rollout.SequenceNLL`)."""
     total, tokens = 0.0, 0
     for start in range(0, len(samples), batch):
-        chunk = samples[start : start + batch]
-        nll = generator.nll(chunk, temperature=temperature) if takes_t else generator.nll(chunk)
-        total += float(nll.sum())
-        tokens += sum(len(s.text.split()) + extra_tokens for s in chunk)
+        nll = generator.nll(samples[start : start + batch], temperature=temperature)
+        total += float(nll.total.sum())
+        tokens += int(nll.tokens.sum())
     return total / max(tokens, 1)
 
 
@@ -313,7 +304,7 @@ class TextCorpusTask(UnconditionalLMTask):
                 metrics[f"{name}{_suffix(tau)}"] = value
             held_out = self.test[: self.config.nll_test_max or None]
             metrics[f"nll_test{_suffix(tau)}"] = nll_per_token(
-                generator, held_out, tau, self.config.eval_batch, extra_tokens=1
+                generator, held_out, tau, self.config.eval_batch
             )
             metrics[f"mean_len{_suffix(tau)}"] = float(np.mean([len(t.split()) for t in texts]))
         return metrics

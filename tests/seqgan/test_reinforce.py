@@ -50,12 +50,12 @@ def test_update_raises_likelihood_of_rewarded_sequences(tiny_lstm):
     rollout = tiny_lstm.sample([Prompt("")] * 8)
     good = torch.tensor([1.0, 0, 0, 0, 0, 0, 0, 0])
     rewards = Rewards.at_end(good, rollout)
-    before = tiny_lstm.nll([Sample(rollout.texts[0])]).item()
+    before = tiny_lstm.nll([Sample(rollout.texts[0])]).total.item()
     optimizer = Reinforce(ReinforceConfig(lr=0.01, baseline="batch_mean", entropy_coef=0.01),
                           tiny_lstm.parameters())
     for _ in range(5):
         metrics = optimizer.update(rollout, rewards, step_ctx(tiny_lstm))
-    assert tiny_lstm.nll([Sample(rollout.texts[0])]).item() < before - 0.5
+    assert tiny_lstm.nll([Sample(rollout.texts[0])]).total.item() < before - 0.5
     assert {"rl/loss", "rl/entropy", "rl/baseline"} <= set(metrics)
 
 
@@ -66,8 +66,8 @@ def test_teacher_forcing_uses_real_sequences(tiny_lstm):
 
     rollout = tiny_lstm.sample([Prompt("")] * 4)
     rewards = Rewards.at_end(torch.zeros(4), rollout)
-    before = tiny_lstm.nll([Sample("1 2 3 4 5 6")]).item()
+    before = tiny_lstm.nll([Sample("1 2 3 4 5 6")]).total.item()
     optimizer = Reinforce(ReinforceConfig(teacher_forcing=2), tiny_lstm.parameters())
     for _ in range(5):
         optimizer.update(rollout, rewards, step_ctx(tiny_lstm, task=Task()))
-    assert tiny_lstm.nll([Sample("1 2 3 4 5 6")]).item() < before - 1.0
+    assert tiny_lstm.nll([Sample("1 2 3 4 5 6")]).total.item() < before - 1.0
