@@ -18,17 +18,18 @@ batch, not in how they train on one, so the policy lives here once:
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from advx.errors import DataError
+from advx.errors import ConfigError, DataError
 from advx.numerics import guarded_step
 from advx.rollout import Sample
 
-__all__ = ["SFTLoop", "frozen_reference"]
+__all__ = ["SFTLoop", "check_minimums", "frozen_reference"]
 
 G = TypeVar("G")
 
@@ -109,6 +110,22 @@ class SFTLoop:
     def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
         if state is not None:
             self._ensure_optimizer().load_state_dict(dict(state))
+
+
+def check_minimums(block: str, config: Any, minimums: Mapping[str, float]) -> None:
+    """Raise a :class:`ConfigError` naming ``block.key`` when ``config.key < minimum``.
+
+    Factories call this at build time for sizes a library would reject only later, with a
+    traceback (``batch_size=0`` in ``range``, ``max_new_tokens=0`` in ``generate``). A
+    minimum of 0 with a float key means strictly positive (e.g. a learning rate).
+    """
+    for key, minimum in minimums.items():
+        value = getattr(config, key)
+        if isinstance(minimum, float) and minimum == 0.0:
+            if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+                raise ConfigError(f"{block}.{key} must be a positive number, got {value}")
+        elif value < minimum:
+            raise ConfigError(f"{block}.{key} must be ≥ {minimum}, got {value}")
 
 
 def frozen_reference(generator: G, **replace: Any) -> G:

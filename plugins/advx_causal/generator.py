@@ -18,7 +18,6 @@ a hub id or local directory loaded with ``from_pretrained``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 import torch
 from advx.components import BuildContext, PolicyOutputs
 from advx.errors import ConfigError
-from advx.generator_kit import SFTLoop, frozen_reference
+from advx.generator_kit import SFTLoop, check_minimums, frozen_reference
 from advx.rollout import (
     Prompt,
     Rollout,
@@ -357,6 +356,11 @@ class CausalGenerator:
 
 def build_causal(config: CausalConfig, ctx: BuildContext) -> CausalGenerator:
     """Factory: a tiny model trained-tokenizer pair from the task's texts, or a pretrained one."""
+    check_minimums("generator", config, {
+        "batch_size": 1, "max_new_tokens": 1, "max_prompt_tokens": 1, "epochs": 0,
+        "lr": 0.0, "max_grad_norm": 0, "vocab_size": 8, "d_model": 1, "num_layers": 1,
+        "num_heads": 1,
+    })
     torch.manual_seed(ctx.seed)
     if config.model == "tiny":
         if ctx.task is None:
@@ -379,6 +383,4 @@ def build_causal(config: CausalConfig, ctx: BuildContext) -> CausalGenerator:
                 f"generator.model: cannot load {config.model!r} (a hub id or local directory "
                 f"with config.json and tokenizer files); use 'tiny' offline. ({exc})"
             ) from exc
-    if not math.isfinite(config.lr) or config.lr <= 0:
-        raise ConfigError(f"generator.lr must be a positive number, got {config.lr}")
     return CausalGenerator(config, model, tokenizer, ctx.device, ctx.seed)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from advx.components import BuildContext
 from advx.errors import ConfigError, DataError
+from advx.generator_kit import check_minimums
 from advx.numerics import guarded_step
 from advx.rollout import Sample
 from torch import Tensor
@@ -270,6 +271,8 @@ def build_encoder_classifier(config: EncoderClassifierConfig,
 
 
 def _build(config: EncoderClassifierConfig, ctx: BuildContext) -> EncoderClassifier:
+    check_minimums("classifier", config, {"batch_size": 1, "eval_batch_size": 1, "epochs": 0,
+                                          "max_grad_norm": 0})
     if config.model == "tiny":
         tokenizer = _tiny_tokenizer(config, ctx)
         net = T5EncoderClassifier.tiny(len(tokenizer), config.num_labels, config.d_model,

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from advx.components import BuildContext, PolicyOutputs
 from advx.errors import ConfigError
-from advx.generator_kit import SFTLoop, frozen_reference
+from advx.generator_kit import SFTLoop, check_minimums, frozen_reference
 from advx.rollout import Prompt, Rollout, Sample, SequenceNLL, mask_through_eos, shift_right
 from torch import Tensor, nn
 from transformers import (
@@ -468,6 +468,13 @@ def _pretrained(config: Seq2SeqConfig, name_or_path: str) -> tuple[PreTrainedMod
 def build_seq2seq(config: Seq2SeqConfig, ctx: BuildContext) -> Seq2SeqGenerator:
     """Factory: a tiny T5 (saved under ``<run_dir>/generator-tiny`` and reloaded from there on
     resume), or any seq2seq model by hub id / local path."""
+    check_minimums("generator", config, {
+        "batch_size": 1, "max_new_tokens": 1, "max_prompt_tokens": 1, "epochs": 0,
+        "lr": 0.0, "max_grad_norm": 0, "vocab_size": 8, "d_model": 1, "num_layers": 1,
+        "num_heads": 1, "d_kv": 1, "d_ff": 1,
+    })
+    if not 0.0 <= config.dropout < 1.0:
+        raise ConfigError(f"generator.dropout must be in [0, 1), got {config.dropout}")
     tiny_dir = Path(ctx.run_dir) / "generator-tiny"
     if config.model == "tiny" and not (tiny_dir / "config.json").exists():
         model, tokenizer = _tiny_model(config, ctx)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from advx.components import BuildContext
 from advx.errors import ConfigError, DataError
+from advx.generator_kit import check_minimums
 from advx.numerics import guarded_step
 from advx.rollout import Sample
 from torch import Tensor, nn
@@ -286,5 +287,6 @@ class CNNDiscriminator:
 
 
 def build_cnn_discriminator(config: CNNConfig, ctx: BuildContext) -> CNNDiscriminator:
+    check_minimums("classifier", config, {"batch_size": 1, "epochs": 0})
     texts = list(ctx.task.texts()) if ctx.task is not None and config.vocab == "word" else []
     return CNNDiscriminator(config, texts, ctx.seed, ctx.device)

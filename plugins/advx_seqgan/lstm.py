@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from advx.components import BuildContext, PolicyOutputs
 from advx.errors import ConfigError, DataError
-from advx.generator_kit import SFTLoop, frozen_reference
+from advx.generator_kit import SFTLoop, check_minimums, frozen_reference
 from advx.rollout import (
     Prompt,
     Rollout,
@@ -390,6 +390,10 @@ def build_lstm(config: LSTMConfig, ctx: BuildContext) -> LSTMGenerator:
     """Factory: the vocabulary comes from the task's texts (``word``) or is ``0..V-1``."""
     if config.vocab not in ("ids", "word"):
         raise ConfigError(f"generator.vocab must be 'ids' or 'word', got {config.vocab!r}")
+    check_minimums("generator", config, {
+        "batch_size": 1, "max_len": 1, "epochs": 0, "lr": 0.0, "max_grad_norm": 0,
+        "vocab_size": 1, "emb_dim": 1, "hidden_dim": 1,
+    })
     texts = list(ctx.task.texts()) if ctx.task is not None and config.vocab == "word" else []
     torch.manual_seed(ctx.seed)
     np.random.seed(ctx.seed)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from advx.components import BuildContext, Components, Generator
-from advx.errors import DataError
+from advx.errors import ConfigError, DataError
 from advx.rollout import Prompt, Rollout, Sample
 
 from advx_text_tasks.bleu import bleu, self_bleu
@@ -36,6 +36,17 @@ def _suffix(temperature: float) -> str:
 
 def _sweep(temperatures: Sequence[float]) -> list[float]:
     return [1.0] + [float(t) for t in temperatures if float(t) != 1.0]
+
+
+def _check_eval_keys(config: Any) -> None:
+    """Evaluation keys a late call would reject with a traceback, checked at build time."""
+    for i, tau in enumerate(config.temperatures):
+        if not float(tau) > 0:
+            raise ConfigError(f"task.temperatures[{i}] must be > 0 (a sampling temperature), "
+                              f"got {tau}")
+    for key in ("eval_batch", "num_eval_samples"):
+        if getattr(config, key) < 1:
+            raise ConfigError(f"task.{key} must be ≥ 1, got {getattr(config, key)}")
 
 
 def _sample_texts(generator: Generator, num: int, temperature: float, batch: int) -> list[str]:
@@ -201,6 +212,7 @@ class OracleLMTask(UnconditionalLMTask):
 
 
 def build_oracle_lm(config: OracleLMConfig, ctx: BuildContext) -> OracleLMTask:
+    _check_eval_keys(config)
     return OracleLMTask(config)
 
 
@@ -249,8 +261,23 @@ def read_corpus(path: str, tokenize: str, limit: int) -> list[str]:
     file = Path(path)
     if not file.is_file():
         raise DataError(f"corpus file {file} not found (task.train_path / task.test_path)")
+    data = file.read_bytes()
+    if b"\x00" in data:
+        raise DataError(
+            f"corpus file {file} is a binary file (it holds NUL bytes), not UTF-8 text with one "
+            f"sentence a line. Point task.train_path / task.test_path at the text files."
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"corpus file {file} line {line}: not valid UTF-8 (byte "
+            f"0x{data[exc.start : exc.start + 1].hex()}). Convert the file to UTF-8, e.g. "
+            f"iconv -f latin1 -t utf-8 {file} > {file.stem}.utf8{file.suffix}"
+        ) from None
     lines = []
-    for number, raw in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+    for number, raw in enumerate(text.splitlines(), 1):
         if tokenize == "char":
             tokens = [ch for ch in raw if not ch.isspace()]
         elif tokenize == "whitespace":
@@ -311,6 +338,9 @@ class TextCorpusTask(UnconditionalLMTask):
 
 
 def build_text_corpus(config: TextCorpusConfig, ctx: BuildContext) -> TextCorpusTask:
+    _check_eval_keys(config)
+    if config.tokenize not in ("whitespace", "char"):
+        raise ConfigError(f"task.tokenize must be 'whitespace' or 'char', got {config.tokenize!r}")
     return TextCorpusTask(config)
 
 
