@@ -65,6 +65,18 @@ class SFTLoop:
         self.max_grad_norm = max_grad_norm
         self.optimizer: torch.optim.Optimizer | None = None
 
+    @classmethod
+    def from_config(
+        cls, name: str, model: nn.Module, config: Any,
+        optimizer: type[torch.optim.Optimizer] = torch.optim.AdamW,
+    ) -> SFTLoop:
+        """The loop from a generator config's ``lr``, ``weight_decay`` (0 when absent),
+        ``epochs``, ``batch_size`` and ``max_grad_norm`` keys."""
+        lr, weight_decay = config.lr, getattr(config, "weight_decay", 0.0)
+        return cls(name, model, lambda params: optimizer(params, lr=lr, weight_decay=weight_decay),
+                   epochs=config.epochs, batch_size=config.batch_size,
+                   max_grad_norm=config.max_grad_norm)
+
     def _params(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
@@ -104,12 +116,16 @@ class SFTLoop:
             "sft/epochs": float(self.epochs),
         }
 
-    def state_dict(self) -> dict[str, Any] | None:
-        return None if self.optimizer is None else self.optimizer.state_dict()
+    def save_into(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Add the optimizer's state to a generator's ``state_dict`` (once it exists)."""
+        if self.optimizer is not None:
+            state["sft_optimizer"] = self.optimizer.state_dict()
+        return state
 
-    def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
-        if state is not None:
-            self._ensure_optimizer().load_state_dict(dict(state))
+    def load_from(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`save_into` wrote (absent in a checkpoint taken before SFT)."""
+        if "sft_optimizer" in state:
+            self._ensure_optimizer().load_state_dict(dict(state["sft_optimizer"]))
 
 
 def check_minimums(block: str, config: Any, minimums: Mapping[str, float]) -> None:

@@ -139,16 +139,7 @@ class CausalGenerator:
         bos = tokenizer.bos_token_id
         self.sep_id = int(bos if bos is not None else self.eos_id)
         self._reference: CausalGenerator | None = None
-        self._sft: SFTLoop | None = SFTLoop(
-            "causal",
-            self.model,
-            lambda params: torch.optim.AdamW(
-                params, lr=config.lr, weight_decay=config.weight_decay
-            ),
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            max_grad_norm=config.max_grad_norm,
-        )
+        self._sft: SFTLoop | None = SFTLoop.from_config("causal", self.model, config)
 
     # ---------------------------------------------------------------- encoding
     def _prompt_tokens(self, text: str) -> list[int]:
@@ -335,14 +326,12 @@ class CausalGenerator:
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"model": self.model.state_dict()}
-        if self._sft is not None and self._sft.optimizer is not None:
-            state["sft_optimizer"] = self._sft.state_dict()
-        return state
+        return state if self._sft is None else self._sft.save_into(state)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
-        if self._sft is not None and "sft_optimizer" in state:
-            self._sft.load_state_dict(state["sft_optimizer"])
+        if self._sft is not None:
+            self._sft.load_from(state)
 
     def save(self, path: Path) -> None:
         path = Path(path)

@@ -129,16 +129,7 @@ class Seq2SeqGenerator:
         self.seed = seed
         self.value_head = value_head.to(self.device) if value_head is not None else None
         self._reference: Seq2SeqGenerator | None = None
-        self._sft: SFTLoop | None = SFTLoop(
-            "seq2seq",
-            self.model,
-            lambda params: torch.optim.AdamW(
-                params, lr=config.lr, weight_decay=config.weight_decay
-            ),
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            max_grad_norm=config.max_grad_norm,
-        )
+        self._sft: SFTLoop | None = SFTLoop.from_config("seq2seq", self.model, config)
         self.pad_id = int(model.config.pad_token_id)
         self.eos_id = int(model.config.eos_token_id)
         self.start_id = int(model.config.decoder_start_token_id)
@@ -389,16 +380,14 @@ class Seq2SeqGenerator:
         state: dict[str, Any] = {"model": self.model.state_dict()}
         if self.value_head is not None:
             state["value_head"] = self.value_head.state_dict()
-        if self._sft is not None and self._sft.optimizer is not None:
-            state["sft_optimizer"] = self._sft.state_dict()
-        return state
+        return state if self._sft is None else self._sft.save_into(state)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         if self.value_head is not None and "value_head" in state:
             self.value_head.load_state_dict(state["value_head"])
-        if self._sft is not None and "sft_optimizer" in state:
-            self._sft.load_state_dict(state["sft_optimizer"])
+        if self._sft is not None:
+            self._sft.load_from(state)
 
     def save(self, path: Path) -> None:
         """``save_pretrained`` model and tokenizer (+ value head) so ``model: <path>`` reloads."""

@@ -145,13 +145,9 @@ class LSTMGenerator:
         self.model = LSTMLanguageModel(
             self.vocab.size, config.emb_dim, config.hidden_dim, config.init_std
         ).to(self.device)
-        self._sft: SFTLoop | None = SFTLoop(
-            "lstm",
-            self.model,
-            lambda params: torch.optim.Adam(params, lr=config.lr),
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            max_grad_norm=config.max_grad_norm,
+        # Adam as SeqGAN's reference code (no weight_decay key: 0, where Adam = AdamW)
+        self._sft: SFTLoop | None = SFTLoop.from_config(
+            "lstm", self.model, config, optimizer=torch.optim.Adam
         )
         self._reference: LSTMGenerator | None = None
         banned = torch.zeros(self.vocab.size, dtype=torch.bool)
@@ -369,14 +365,12 @@ class LSTMGenerator:
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"model": self.model.state_dict()}
-        if self._sft is not None and self._sft.optimizer is not None:
-            state["sft_optimizer"] = self._sft.state_dict()
-        return state
+        return state if self._sft is None else self._sft.save_into(state)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
-        if self._sft is not None and "sft_optimizer" in state:
-            self._sft.load_state_dict(state["sft_optimizer"])
+        if self._sft is not None:
+            self._sft.load_from(state)
 
     def save(self, path: Path) -> None:
         path = Path(path)
