@@ -350,6 +350,8 @@ def build_causal(config: CausalConfig, ctx: BuildContext) -> CausalGenerator:
         "lr": 0.0, "max_grad_norm": 0, "vocab_size": 8, "d_model": 1, "num_layers": 1,
         "num_heads": 1,
     })
+    if config.tokenizer not in ("bpe", "word"):
+        raise ConfigError(f"generator.tokenizer must be 'bpe' or 'word', got {config.tokenizer!r}")
     torch.manual_seed(ctx.seed)
     if config.model == "tiny":
         if ctx.task is None:

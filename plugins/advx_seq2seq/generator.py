@@ -464,6 +464,12 @@ def build_seq2seq(config: Seq2SeqConfig, ctx: BuildContext) -> Seq2SeqGenerator:
     })
     if not 0.0 <= config.dropout < 1.0:
         raise ConfigError(f"generator.dropout must be in [0, 1), got {config.dropout}")
+    if config.tokenizer not in ("bpe", "word"):
+        raise ConfigError(f"generator.tokenizer must be 'bpe' or 'word', got {config.tokenizer!r}")
+    if config.top_k < 0:
+        raise ConfigError(f"generator.top_k must be ≥ 0 (0 = off), got {config.top_k}")
+    if not 0.0 <= config.top_p <= 1.0:
+        raise ConfigError(f"generator.top_p must be in [0, 1] (1 = off), got {config.top_p}")
     tiny_dir = Path(ctx.run_dir) / "generator-tiny"
     if config.model == "tiny" and not (tiny_dir / "config.json").exists():
         model, tokenizer = _tiny_model(config, ctx)

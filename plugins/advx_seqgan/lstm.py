@@ -398,6 +398,13 @@ def build_lstm(config: LSTMConfig, ctx: BuildContext) -> LSTMGenerator:
             path = path / "model.pt"
         if not path.is_file():
             raise ConfigError(f"generator.init_from: {path} does not exist")
-        state = torch.load(path, map_location=generator.device, weights_only=True)
-        generator.load_state_dict(state if "model" in state else {"model": state})
+        try:
+            state = torch.load(path, map_location=generator.device, weights_only=True)
+            generator.load_state_dict(state if "model" in state else {"model": state})
+        except Exception as exc:  # unpickling / shape errors: the file is not this model's
+            raise ConfigError(
+                f"generator.init_from: {path} is not a saved state of this lstm generator "
+                f"({type(exc).__name__}: {str(exc)[:200]}). Give a file written by "
+                f"torch.save(generator.state_dict()) or a save() directory of the same sizes."
+            ) from None
     return generator

@@ -159,3 +159,36 @@ def test_batch_size_zero_fails_at_build(kind, tmp_path):
 def test_length_zero_fails_at_build(kind, key, tmp_path):
     with pytest.raises(ConfigError, match=rf"generator\.{key} must be ≥ 1, got 0"):
         make(kind, tmp_path, **{key: 0})
+
+
+def test_quiet_loading_hides_transformers_progress_bars():
+    from advx_hf import is_quiet, loading
+    from transformers.utils import logging as hf_logging
+
+    assert is_quiet({"quiet": True}) and not is_quiet({}) and not is_quiet(None)
+    hf_logging.enable_progress_bar()
+    with loading(quiet=True):
+        assert not hf_logging.is_progress_bar_enabled()
+    assert hf_logging.is_progress_bar_enabled()  # restored
+    with loading(quiet=False):
+        assert hf_logging.is_progress_bar_enabled()
+
+
+@pytest.mark.parametrize("kind, keys, message", [
+    ("seq2seq", {"tokenizer": "chars"}, r"generator\.tokenizer must be 'bpe' or 'word'"),
+    ("causal", {"tokenizer": "chars"}, r"generator\.tokenizer must be 'bpe' or 'word'"),
+    ("seq2seq", {"top_k": -1}, r"generator\.top_k must be ≥ 0"),
+    ("seq2seq", {"top_p": 1.5}, r"generator\.top_p must be in \[0, 1\]"),
+    ("causal", {"lr": 0.0}, r"generator\.lr must be a positive number"),
+    ("lstm", {"epochs": -1}, r"generator\.epochs must be ≥ 0, got -1"),
+])
+def test_more_late_keys_fail_at_build(kind, keys, message, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        make(kind, tmp_path, **keys)
+
+
+def test_lstm_init_from_a_foreign_file(tmp_path):
+    bad = tmp_path / "state.pt"
+    bad.write_bytes(b"not a torch file")
+    with pytest.raises(ConfigError, match=r"generator\.init_from: .*state\.pt is not a saved"):
+        make("lstm", tmp_path, init_from=str(bad))

@@ -61,3 +61,12 @@ def test_non_utf8_corpus_names_file_line_and_fix(tmp_path):
 def test_late_validated_keys_fail_at_build(tmp_path, keys, message):
     with pytest.raises(ConfigError, match=message):
         corpus(tmp_path, b"a b\n", **keys)
+
+
+def test_corrupt_oracle_pickle_is_one_data_error(tmp_path):
+    from advx_text_tasks.tasks import OracleLMConfig, build_oracle_lm
+
+    bad = tmp_path / "oracle.pkl"
+    bad.write_bytes(b"\x80\x04truncated")
+    with pytest.raises(DataError, match=r"oracle\.pkl: not the SeqGAN oracle pickle"):
+        build_oracle_lm(OracleLMConfig(oracle_path=str(bad)), ctx(tmp_path))
