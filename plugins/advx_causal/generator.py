@@ -123,7 +123,6 @@ class CausalGenerator:
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         device: str = "cpu",
-        seed: int = 0,
     ) -> None:
         self.config = config
         # Always in eval mode: no dropout, so sampled, recomputed and reference log-probs
@@ -131,7 +130,6 @@ class CausalGenerator:
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.device = device
-        self.seed = seed
         if tokenizer.pad_token_id is None:  # e.g. GPT-2: reuse EOS for padding
             tokenizer.pad_token = tokenizer.eos_token
         self.pad_id = int(tokenizer.pad_token_id)
@@ -374,4 +372,4 @@ def build_causal(config: CausalConfig, ctx: BuildContext) -> CausalGenerator:
                 f"generator.model: cannot load {config.model!r} (a hub id or local directory "
                 f"with config.json and tokenizer files); use 'tiny' offline. ({exc})"
             ) from exc
-    return CausalGenerator(config, model, tokenizer, ctx.device, ctx.seed)
+    return CausalGenerator(config, model, tokenizer, ctx.device)

@@ -119,14 +119,12 @@ class Seq2SeqGenerator:
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         device: str = "cpu",
-        seed: int = 0,
         value_head: nn.Linear | None = None,
     ) -> None:
         self.config = config
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
-        self.seed = seed
         self.value_head = value_head.to(self.device) if value_head is not None else None
         self._reference: Seq2SeqGenerator | None = None
         self._sft: SFTLoop | None = SFTLoop.from_config("seq2seq", self.model, config)
@@ -489,4 +487,4 @@ def build_seq2seq(config: Seq2SeqConfig, ctx: BuildContext) -> Seq2SeqGenerator:
         head_file = Path(name_or_path) / VALUE_HEAD_FILE
         if head_file.exists():
             value_head.load_state_dict(torch.load(head_file, map_location="cpu"))
-    return Seq2SeqGenerator(config, model, tokenizer, ctx.device, ctx.seed, value_head)
+    return Seq2SeqGenerator(config, model, tokenizer, ctx.device, value_head)
