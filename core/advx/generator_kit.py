@@ -41,7 +41,7 @@ class SFTLoop:
     """Supervised fine-tuning with a persistent optimizer (see the module docstring).
 
     ``make_optimizer`` builds the optimizer over ``model``'s trainable parameters on the
-    first call of :meth:`run` (or on :meth:`load_state_dict`), so a generator that never
+    first call of :meth:`run` (or on :meth:`load_from`), so a generator that never
     trains never allocates optimizer state. The loop holds the module itself, not a closure
     over the generator, so ``copy.deepcopy(generator)`` (the MC rollout's lagging policy)
     gives a copy whose loop trains the copied weights.

@@ -192,3 +192,19 @@ def test_lstm_init_from_a_foreign_file(tmp_path):
     bad.write_bytes(b"not a torch file")
     with pytest.raises(ConfigError, match=r"generator\.init_from: .*state\.pt is not a saved"):
         make("lstm", tmp_path, init_from=str(bad))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_deep_copy_trains_its_own_weights(kind, tmp_path):
+    """The MC rollout keeps ``copy.deepcopy(generator)`` as its lagging policy."""
+    import copy
+
+    gen = make(kind, tmp_path)
+    gen.sft(DATA)
+    clone = copy.deepcopy(gen)
+    before = [p.detach().clone() for p in gen.model.parameters()]
+    clone.sft(DATA)
+    for old, new in zip(before, gen.model.parameters(), strict=True):
+        assert torch.equal(old, new.detach())
+    assert not all(torch.equal(a, b.detach()) for a, b in
+                   zip(before, clone.model.parameters(), strict=True))
