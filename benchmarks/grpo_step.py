@@ -32,7 +32,7 @@ from advx_grpo.grpo import GRPOConfig, GRPOOptimizer  # noqa: E402
 
 def batch(args: argparse.Namespace):
     torch.manual_seed(0)
-    gen = tiny_causal(0, d_model=args.d_model, n_layers=args.layers, n_heads=4,
+    gen = tiny_causal(0, d_model=args.d_model, num_layers=args.layers, num_heads=4,
                       max_new_tokens=args.new_tokens)
     prompts = [Prompt(" ".join(WORDS[i % 20 : i % 20 + 4])) for i in range(args.prompts)]
     rollout = gen.sample(prompts, n=args.group)

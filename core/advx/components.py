@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from torch import Tensor
 
-from advx.rollout import Prompt, Rewards, Rollout, Sample
+from advx.rollout import Prompt, Rewards, Rollout, Sample, SequenceNLL
 
 __all__ = [
     "BuildContext",
@@ -55,8 +55,11 @@ class Generator(Protocol):
         generator's configured epochs; returns final metrics (e.g. ``sft/loss``)."""
         ...
 
-    def nll(self, samples: Sequence[Sample]) -> Tensor:
-        """``[N]`` per-example negative log-likelihood (summed over target tokens), with grad."""
+    def nll(self, samples: Sequence[Sample], temperature: float = 1.0) -> SequenceNLL:
+        """Teacher-forced NLL of each ``sample.text`` given ``sample.prompt``: ``total [N]``
+        summed over its tokens (with grad) and ``tokens [N]`` counted in the generator's own
+        tokenizer (EOS included). ``temperature`` scores the tempered policy softmax(logits/τ),
+        as NLL-test at a sampling temperature needs; 1.0 is the policy itself."""
         ...
 
     def sample(self, prompts: Sequence[Prompt], n: int = 1, temperature: float = 1.0) -> Rollout:

@@ -15,7 +15,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Prompt", "Rewards", "Rollout", "Sample", "SequenceNLL", "masked_mean"]
+__all__ = [
+    "Prompt",
+    "Rewards",
+    "Rollout",
+    "Sample",
+    "SequenceNLL",
+    "left_pad",
+    "mask_through_eos",
+    "masked_mean",
+    "right_pad",
+    "shift_right",
+]
 
 
 @dataclass(frozen=True)
@@ -184,3 +195,51 @@ def masked_mean(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
     if dim is None:
         return (values * mask).sum() / mask.sum().clamp(min=1.0)
     return (values * mask).sum(dim) / mask.sum(dim).clamp(min=1.0)
+
+
+# --------------------------------------------------------------------- sequence helpers
+# The layout above (right-padded responses, a mask through the first EOS) is defined here, so
+# every generator builds it with the same few functions instead of its own copy.
+
+
+def mask_through_eos(ids: Tensor, eos_id: int | None) -> Tensor:
+    """``[B, T]`` int64: 1 up to and including each row's first ``eos_id``, 0 after it.
+
+    A row without EOS (truncated at the length limit) is all ones; ``eos_id=None`` (a
+    vocabulary without EOS, e.g. SeqGAN's fixed-length oracle ids) gives all ones.
+    """
+    if eos_id is None:
+        return torch.ones_like(ids, dtype=torch.long)
+    is_eos = (ids == eos_id).long()
+    eos_before = is_eos.cumsum(-1) - is_eos  # EOS tokens strictly before position t
+    return (eos_before == 0).long()
+
+
+def _pad(rows: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[Tensor, Tensor]:
+    width = max(1, max((len(r) for r in rows), default=0))
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if not len(row):
+            continue
+        span = slice(width - len(row), width) if left else slice(0, len(row))
+        ids[i, span] = torch.as_tensor(list(row), dtype=torch.long)
+        mask[i, span] = 1
+    return ids, mask
+
+
+def right_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+    """``ids, mask [N, W]`` (CPU, int64) of token-id lists padded on the right with
+    ``pad_id``; ``W`` is the longest row (at least 1, so an empty row still has a column)."""
+    return _pad(rows, pad_id, left=False)
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+    """As :func:`right_pad`, padded on the left (decoder-only prompts end in one column)."""
+    return _pad(rows, pad_id, left=True)
+
+
+def shift_right(ids: Tensor, start_id: int) -> Tensor:
+    """Teacher-forcing inputs ``[B, T]``: ``start_id``, then ``ids`` without its last column."""
+    start = torch.full_like(ids[:, :1], start_id)
+    return torch.cat([start, ids[:, :-1]], dim=1)

@@ -12,14 +12,12 @@ recomputed from the attention mask (``cumsum - 1``) in every teacher-forced pass
 ``generate`` does for left-padded inputs, so sampled and recomputed log-probs agree.
 
 ``model: tiny`` builds a small ``LlamaConfig`` (or ``GPT2Config``) model with random weights and a
-tokenizer trained on the task's texts by ``advx_textkit.train_tokenizer``; any other value is
+tokenizer trained on the task's texts by ``advx_hf.train_tokenizer``; any other value is
 a hub id or local directory loaded with ``from_pretrained``.
 """
 
 from __future__ import annotations
 
-import copy
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +26,16 @@ from typing import Any
 import torch
 from advx.components import BuildContext, PolicyOutputs
 from advx.errors import ConfigError
-from advx.rollout import Prompt, Rollout, Sample
+from advx.generator_kit import SFTLoop, check_minimums, frozen_reference
+from advx.rollout import (
+    Prompt,
+    Rollout,
+    Sample,
+    SequenceNLL,
+    left_pad,
+    mask_through_eos,
+    right_pad,
+)
 from torch import Tensor
 from transformers import (
     AutoModelForCausalLM,
@@ -53,13 +60,13 @@ class CausalConfig:
         tokenizer: ``word`` (one id per whitespace token: item ids, semantic-id codes) or
             ``bpe``; used only for ``tiny``.
         vocab_size: upper bound on the trained tokenizer's vocabulary (tiny only).
-        d_model, n_layers, n_heads: tiny model size.
+        d_model, num_layers, num_heads: tiny model size.
         max_prompt_tokens: prompts are truncated from the LEFT to this many tokens (the most
             recent context is kept).
         max_new_tokens: longest sampled response.
-        lr, epochs, batch_size: supervised fine-tuning (``sft``).
+        lr, epochs, batch_size: supervised fine-tuning (``sft``; AdamW kept across calls).
         weight_decay: AdamW weight decay for ``sft``.
-        grad_clip: max gradient norm in ``sft``.
+        max_grad_norm: gradient-norm clip of ``sft`` steps (0 = off).
     """
 
     model: str = "tiny"
@@ -67,15 +74,15 @@ class CausalConfig:
     tokenizer: str = "word"
     vocab_size: int = 20000
     d_model: int = 64
-    n_layers: int = 2
-    n_heads: int = 4
+    num_layers: int = 2
+    num_heads: int = 4
     max_prompt_tokens: int = 64
     max_new_tokens: int = 8
     lr: float = 1e-3
     epochs: int = 1
     batch_size: int = 64
     weight_decay: float = 0.0
-    grad_clip: float = 1.0
+    max_grad_norm: float = 1.0
 
 
 def _tiny_model(config: CausalConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
@@ -90,50 +97,21 @@ def _tiny_model(config: CausalConfig, tokenizer: PreTrainedTokenizerBase) -> Pre
         hf_config = LlamaConfig(
             hidden_size=config.d_model,
             intermediate_size=4 * config.d_model,
-            num_hidden_layers=config.n_layers,
-            num_attention_heads=config.n_heads,
-            num_key_value_heads=config.n_heads,
+            num_hidden_layers=config.num_layers,
+            num_attention_heads=config.num_heads,
+            num_key_value_heads=config.num_heads,
             max_position_embeddings=positions,
             tie_word_embeddings=True,
             **common,
         )
     elif config.arch == "gpt2":
         hf_config = GPT2Config(
-            n_embd=config.d_model, n_layer=config.n_layers, n_head=config.n_heads,
+            n_embd=config.d_model, n_layer=config.num_layers, n_head=config.num_heads,
             n_positions=positions, **common,
         )
     else:
         raise ConfigError(f"generator.arch must be 'llama' or 'gpt2', got {config.arch!r}")
     return AutoModelForCausalLM.from_config(hf_config)
-
-
-def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
-    width = max(1, max(len(r) for r in rows))
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        if row:
-            ids[i, width - len(row):] = torch.tensor(row)
-            mask[i, width - len(row):] = 1
-    return ids, mask
-
-
-def _right_pad(rows: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
-    width = max(1, max(len(r) for r in rows))
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        if row:
-            ids[i, : len(row)] = torch.tensor(row)
-            mask[i, : len(row)] = 1
-    return ids, mask
-
-
-def response_mask_from_ids(response_ids: Tensor, eos_id: int) -> Tensor:
-    """``[B, T]`` 1 up to and including the first EOS (all ones when a row has none)."""
-    is_eos = response_ids == eos_id
-    after_eos = (is_eos.cumsum(-1) - is_eos.long()) > 0
-    return (~after_eos).long()
 
 
 class CausalGenerator:
@@ -145,7 +123,6 @@ class CausalGenerator:
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         device: str = "cpu",
-        seed: int = 0,
     ) -> None:
         self.config = config
         # Always in eval mode: no dropout, so sampled, recomputed and reference log-probs
@@ -153,7 +130,6 @@ class CausalGenerator:
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.device = device
-        self.seed = seed
         if tokenizer.pad_token_id is None:  # e.g. GPT-2: reuse EOS for padding
             tokenizer.pad_token = tokenizer.eos_token
         self.pad_id = int(tokenizer.pad_token_id)
@@ -161,7 +137,7 @@ class CausalGenerator:
         bos = tokenizer.bos_token_id
         self.sep_id = int(bos if bos is not None else self.eos_id)
         self._reference: CausalGenerator | None = None
-        self._sft_optimizer: torch.optim.Optimizer | None = None
+        self._sft: SFTLoop | None = SFTLoop.from_config("causal", self.model, config)
 
     # ---------------------------------------------------------------- encoding
     def _prompt_tokens(self, text: str) -> list[int]:
@@ -176,7 +152,7 @@ class CausalGenerator:
 
     def encode_prompts(self, prompts: Sequence[Prompt]) -> tuple[Tensor, Tensor]:
         """``[B, P]`` left-padded prompt ids and mask (each prompt ends with ``sep``)."""
-        ids, mask = _left_pad([self._prompt_tokens(p.text) for p in prompts], self.pad_id)
+        ids, mask = left_pad([self._prompt_tokens(p.text) for p in prompts], self.pad_id)
         return ids.to(self.device), mask.to(self.device)
 
     def decode(self, response_ids: Tensor, response_mask: Tensor) -> list[str]:
@@ -208,48 +184,36 @@ class CausalGenerator:
         return PolicyOutputs(logprobs=logprobs * mask, entropy=entropy * mask)
 
     def _pairs(self, samples: Sequence[Sample]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        prompt_ids, prompt_mask = _left_pad(
+        prompt_ids, prompt_mask = left_pad(
             [self._prompt_tokens(s.prompt.text if s.prompt else "") for s in samples], self.pad_id
         )
-        target_ids, target_mask = _right_pad(
+        target_ids, target_mask = right_pad(
             [self._target_tokens(s.text) for s in samples], self.pad_id
         )
         return tuple(t.to(self.device) for t in (prompt_ids, prompt_mask, target_ids, target_mask))
 
-    def nll(self, samples: Sequence[Sample]) -> Tensor:
-        """``[N]`` summed token NLL of ``sample.text`` given ``sample.prompt`` (with grad)."""
+    def nll(self, samples: Sequence[Sample], temperature: float = 1.0) -> SequenceNLL:
+        """Teacher-forced NLL of ``sample.text`` given ``sample.prompt`` under the policy at
+        ``temperature`` (softmax(logits/τ)), with grad, and each target's token count (EOS
+        included, after truncation to ``max_new_tokens``)."""
         prompt_ids, prompt_mask, target_ids, target_mask = self._pairs(samples)
         logits = self._forward_logits(prompt_ids, prompt_mask, target_ids, target_mask)
+        if temperature != 1.0:
+            logits = logits / temperature
         logprobs = selective_log_softmax(logits, target_ids)
-        return -(logprobs * target_mask).sum(-1)
+        return SequenceNLL(total=-(logprobs * target_mask).sum(-1), tokens=target_mask.sum(-1))
 
     def sft(self, samples: Sequence[Sample]) -> dict[str, float]:
-        """Token-mean cross-entropy on ``prompt -> text`` for ``epochs`` passes, AdamW."""
-        if not samples:
-            return {}
-        cfg = self.config
-        if self._sft_optimizer is None:
-            self._sft_optimizer = torch.optim.AdamW(
-                self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
-            )
-        gen = torch.Generator().manual_seed(self.seed)
-        total, count = 0.0, 0
-        for _ in range(cfg.epochs):
-            total, count = 0.0, 0
-            order = torch.randperm(len(samples), generator=gen).tolist()
-            for start in range(0, len(order), cfg.batch_size):
-                batch = [samples[i] for i in order[start : start + cfg.batch_size]]
-                prompt_ids, prompt_mask, target_ids, target_mask = self._pairs(batch)
-                logits = self._forward_logits(prompt_ids, prompt_mask, target_ids, target_mask)
-                token_nll = -selective_log_softmax(logits, target_ids)
-                loss = (token_nll * target_mask).sum() / target_mask.sum().clamp(min=1)
-                self._sft_optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                self._sft_optimizer.step()
-                total += float(loss.detach()) * len(batch)
-                count += len(batch)
-        return {"sft/loss": total / max(count, 1)}
+        """Token-mean cross-entropy on ``prompt -> text``, see
+        :class:`advx.generator_kit.SFTLoop` (the model stays in eval mode: no dropout)."""
+        if self._sft is None:
+            raise ConfigError("the reference policy is frozen: sft() must not be called on it")
+
+        def batch_loss(batch: Sequence[Sample]) -> tuple[Tensor, Tensor]:
+            nll = self.nll(batch)
+            return nll.total.sum(), nll.tokens.sum()
+
+        return self._sft.run(samples, batch_loss)
 
     # ---------------------------------------------------------------- sampling
     def _generate(self, input_ids: Tensor, attention: Tensor, n: int, temperature: float,
@@ -274,7 +238,7 @@ class CausalGenerator:
                  response_ids: Tensor, group_ids: Tensor) -> Rollout:
         if response_ids.shape[1] == 0:  # generate returned nothing: one EOS per row
             response_ids = torch.full((len(prompts), 1), self.eos_id, device=self.device)
-        response_mask = response_mask_from_ids(response_ids, self.eos_id)
+        response_mask = mask_through_eos(response_ids, self.eos_id)
         response_ids = response_ids.masked_fill(response_mask == 0, self.pad_id)
         rollout = Rollout(
             prompts=prompts, prompt_ids=prompt_ids, prompt_mask=prompt_mask,
@@ -309,7 +273,7 @@ class CausalGenerator:
             prefix = rollout.response_ids[r, :k].tolist()
             contexts.append(prompt + prefix)
             prefixes.append(prefix)
-        input_ids, attention = _left_pad(contexts, self.pad_id)
+        input_ids, attention = left_pad(contexts, self.pad_id)
         input_ids, attention = input_ids.to(self.device), attention.to(self.device)
         budget = self.config.max_new_tokens - min(lens_l) if lens_l else 0
         tails = self._generate(input_ids, attention, 1, 1.0, max(budget, 1)).tolist()
@@ -317,7 +281,7 @@ class CausalGenerator:
         for prefix, tail in zip(prefixes, tails, strict=True):
             finished = self.eos_id in prefix
             responses.append(prefix if finished else (prefix + tail)[: self.config.max_new_tokens])
-        response_ids, _ = _right_pad(responses, self.pad_id)
+        response_ids, _ = right_pad(responses, self.pad_id)
         picked = rollout.select(rows)
         return self._rollout(
             picked.prompts, picked.prompt_ids, picked.prompt_mask,
@@ -340,7 +304,7 @@ class CausalGenerator:
                 length_penalty=0.0, output_scores=True, return_dict_in_generate=True,
             )
         response = out.sequences[:, prompt_ids.shape[1]:]
-        mask = response_mask_from_ids(response, self.eos_id)
+        mask = mask_through_eos(response, self.eos_id)
         texts = self.decode(response.masked_fill(mask == 0, self.pad_id), mask)
         scores = out.sequences_scores.tolist()
         return [
@@ -350,23 +314,22 @@ class CausalGenerator:
 
     # ---------------------------------------------------------------- state
     def reference(self) -> CausalGenerator:
+        """π_ref: see :func:`advx.generator_kit.frozen_reference`."""
         if self._reference is None:
-            frozen = copy.deepcopy(self.model).eval()
-            for p in frozen.parameters():
-                p.requires_grad_(False)
-            self._reference = CausalGenerator(
-                self.config, frozen, self.tokenizer, self.device, self.seed
-            )
+            self._reference = frozen_reference(self)
         return self._reference
 
     def parameters(self) -> Any:
         return self.model.parameters()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict()}
+        state: dict[str, Any] = {"model": self.model.state_dict()}
+        return state if self._sft is None else self._sft.save_into(state)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
+        if self._sft is not None:
+            self._sft.load_from(state)
 
     def save(self, path: Path) -> None:
         path = Path(path)
@@ -380,25 +343,33 @@ class CausalGenerator:
 
 def build_causal(config: CausalConfig, ctx: BuildContext) -> CausalGenerator:
     """Factory: a tiny model trained-tokenizer pair from the task's texts, or a pretrained one."""
+    check_minimums("generator", config, {
+        "batch_size": 1, "max_new_tokens": 1, "max_prompt_tokens": 1, "epochs": 0,
+        "lr": 0.0, "max_grad_norm": 0, "vocab_size": 8, "d_model": 1, "num_layers": 1,
+        "num_heads": 1,
+    })
+    if config.tokenizer not in ("bpe", "word"):
+        raise ConfigError(f"generator.tokenizer must be 'bpe' or 'word', got {config.tokenizer!r}")
     torch.manual_seed(ctx.seed)
     if config.model == "tiny":
         if ctx.task is None:
             raise ConfigError("generator.model: tiny needs a task (its texts train the tokenizer)")
-        from advx_textkit import train_tokenizer
+        from advx_hf import train_tokenizer
 
         tokenizer = train_tokenizer(
             ctx.task.texts(), vocab_size=config.vocab_size, kind=config.tokenizer, add_eos=False
         )
         model = _tiny_model(config, tokenizer)
     else:
+        from advx_hf import is_quiet, loading
+
         try:
-            tokenizer = AutoTokenizer.from_pretrained(config.model)
-            model = AutoModelForCausalLM.from_pretrained(config.model)
+            with loading(is_quiet(ctx.extras)):
+                tokenizer = AutoTokenizer.from_pretrained(config.model)
+                model = AutoModelForCausalLM.from_pretrained(config.model)
         except OSError as exc:
             raise ConfigError(
                 f"generator.model: cannot load {config.model!r} (a hub id or local directory "
                 f"with config.json and tokenizer files); use 'tiny' offline. ({exc})"
             ) from exc
-    if not math.isfinite(config.lr) or config.lr <= 0:
-        raise ConfigError(f"generator.lr must be a positive number, got {config.lr}")
-    return CausalGenerator(config, model, tokenizer, ctx.device, ctx.seed)
+    return CausalGenerator(config, model, tokenizer, ctx.device)

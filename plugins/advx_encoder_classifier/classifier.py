@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from advx.components import BuildContext
 from advx.errors import ConfigError, DataError
+from advx.generator_kit import check_minimums
+from advx.numerics import guarded_step
 from advx.rollout import Sample
 from torch import Tensor
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
@@ -56,7 +58,7 @@ class EncoderClassifierConfig:
         start_competes: the weights a fit starts from compete with its epochs for the best
             validation loss, so a refit that does not help on held-out real queries is
             discarded (default: keep the best of the new epochs).
-        grad_clip: gradient-norm clip.
+        max_grad_norm: gradient-norm clip (0 = off).
         dropout: dropout of the head (and of the tiny encoder).
         vocab_size, d_model, num_layers, num_heads, d_ff: sizes of the ``tiny`` encoder.
     """
@@ -74,7 +76,7 @@ class EncoderClassifierConfig:
     valid_fraction: float = 0.1
     reinit: bool = False
     start_competes: bool = False
-    grad_clip: float = 1.0
+    max_grad_norm: float = 1.0
     dropout: float = 0.1
     vocab_size: int = 2000
     d_model: int = 64
@@ -224,8 +226,9 @@ class EncoderClassifier:
             loss = F.cross_entropy(self._logits(batch), self._labels(batch))
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
-            opt.step()
+            max_norm = self.config.max_grad_norm if self.config.max_grad_norm > 0 else None
+            guarded_step(opt, self.net.parameters(), loss=loss, max_norm=max_norm,
+                         what="encoder_classifier fit")
             total += loss.item() * len(batch)
         return total / max(len(train), 1)
 
@@ -247,7 +250,7 @@ class EncoderClassifier:
 
 
 def _tiny_tokenizer(config: EncoderClassifierConfig, ctx: BuildContext) -> Any:
-    from advx_textkit import train_tokenizer
+    from advx_hf import train_tokenizer
 
     saved = Path(ctx.run_dir) / "classifier" / "tokenizer"
     if saved.exists():  # a resumed run reuses the tokenizer it trained
@@ -268,12 +271,17 @@ def build_encoder_classifier(config: EncoderClassifierConfig,
 
 
 def _build(config: EncoderClassifierConfig, ctx: BuildContext) -> EncoderClassifier:
+    check_minimums("classifier", config, {"batch_size": 1, "eval_batch_size": 1, "epochs": 0,
+                                          "max_grad_norm": 0})
     if config.model == "tiny":
         tokenizer = _tiny_tokenizer(config, ctx)
         net = T5EncoderClassifier.tiny(len(tokenizer), config.num_labels, config.d_model,
                                        config.num_layers, config.num_heads, config.d_ff,
                                        config.dropout)
     else:
-        net, tokenizer = load_pretrained(config.model, config.arch, config.num_labels,
-                                         config.dropout)
+        from advx_hf import is_quiet, loading
+
+        with loading(is_quiet(ctx.extras)):
+            net, tokenizer = load_pretrained(config.model, config.arch, config.num_labels,
+                                             config.dropout)
     return EncoderClassifier(config, net, tokenizer, ctx.seed, ctx.device)

@@ -8,17 +8,29 @@ the row, the column and the recipe key that maps it.
 
 from __future__ import annotations
 
+import codecs
+import csv
 import glob
+import io
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from advx.errors import ConfigError, DataError
 
-__all__ = ["PRESETS", "Row", "check_labels", "demo_table", "load_table", "rows_from_table"]
+__all__ = [
+    "PRESETS",
+    "Row",
+    "check_encoding",
+    "check_label_map",
+    "check_labels",
+    "demo_table",
+    "load_table",
+    "rows_from_table",
+]
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,7 +79,7 @@ class Row:
         query: the real user query.
         label: the mapped class index.
         fields: product metadata by template name (``title``, ``description``, ...).
-        source: ``file:row`` for error messages.
+        source: where the row came from (``file line N``), for error messages.
     """
 
     product_id: str
@@ -157,11 +169,93 @@ def _data_files(path: str, files: str) -> list[str]:
     return [str(local)]
 
 
-def load_table(path: str, files: str = "", fmt: str = "", split: str = "train") -> Any:
+def check_encoding(encoding: str) -> None:
+    """``task.encoding`` must name a codec Python knows (checked at build time)."""
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ConfigError(
+            f"task.encoding {encoding!r} is not a known text encoding; use e.g. utf-8 "
+            f"(the default), latin-1 or cp1252."
+        ) from None
+
+
+def _read_text(file: str, encoding: str, fmt: str) -> str:
+    """The file's text, or one DataError naming the file and the fix (binary, wrong codec)."""
+    raw = Path(file).read_bytes()
+    wide = codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
+    if b"\x00" in raw and not wide:
+        raise DataError(
+            f"{file}: this is a binary file (it holds NUL bytes), not {fmt} text. Point "
+            f"task.path / task.files at the {fmt} data (or set task.format to the file's real "
+            f"format, e.g. parquet)."
+        )
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start : exc.start + 1].hex()
+        raise DataError(
+            f"{file}: not valid {encoding} text (byte 0x{bad} at offset {exc.start}). If the "
+            f"file is text in another encoding, name it with task.encoding (e.g. "
+            f"task.encoding=latin-1 or cp1252), or convert the file to UTF-8."
+        ) from None
+
+
+def _csv_record_lines(file: str, text: str, delimiter: str) -> list[int]:
+    """1-based file line on which each data record (after the header) starts.
+
+    Parsed with the standard ``csv`` module, which follows quoted newlines as pandas (behind
+    ``datasets``) does, so record i here is record i there; blank lines are skipped by both.
+    Also catches the empty and the header-only file with our own wording.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    starts: list[int] = []
+    header_seen = False
+    previous_end = 0
+    try:
+        for row in reader:
+            start, previous_end = previous_end + 1, reader.line_num
+            if not row:
+                continue
+            if header_seen:
+                starts.append(start)
+            header_seen = True
+    except csv.Error as exc:
+        raise DataError(f"{file}: line {reader.line_num}: not valid CSV ({exc}).") from None
+    if not header_seen:
+        raise DataError(f"{file} is empty: expected a header line naming the columns, then "
+                        f"one data row per line.")
+    if not starts:
+        raise DataError(f"{file} has a header line but no data rows: add rows, or point "
+                        f"task.path / task.files at the files that hold them.")
+    return starts
+
+
+def _record_locator(source: str, lines: list[tuple[str, int]] | None) -> Callable[[int], str]:
+    """``record index (0-based) -> "file line N"`` when the file lines are known, else the
+    honest 1-based record number."""
+    def locate(i: int) -> str:
+        if lines is not None and i < len(lines):
+            file, line = lines[i]
+            return f"{file} line {line}"
+        return f"{source} record {i + 1} (1-based, after the header)"
+
+    return locate
+
+
+def load_table(
+    path: str, files: str = "", fmt: str = "", split: str = "train", encoding: str = "utf-8"
+) -> tuple[Any, Callable[[int], str]]:
     """A ``datasets.Dataset`` from local files (``path`` a file, a directory + ``files`` glob,
-    or a glob) or, when ``path`` is no local file, from the hub (``load_dataset(path)``)."""
+    or a glob) or, when ``path`` is no local file, from the hub (``load_dataset(path)``), and
+    a function naming where record i came from (file and 1-based line for CSV files).
+
+    Local CSV / JSON-lines files are decoded with ``encoding`` and checked first, so a binary
+    file, a wrong encoding, or an empty or header-only CSV gets one message naming the file
+    (not the ``datasets`` library's traceback)."""
     import datasets
 
+    check_encoding(encoding)
     data_files = _data_files(path, files)
     if data_files:
         fmt = fmt or _FORMATS.get(Path(data_files[0]).suffix.lower(), "")
@@ -170,11 +264,32 @@ def load_table(path: str, files: str = "", fmt: str = "", split: str = "train") 
                 f"task.format: cannot tell the format of {data_files[0]!r}; set task.format to "
                 f"csv, json or parquet."
             )
-        kwargs = {"delimiter": "\t"} if data_files[0].endswith(".tsv") else {}
+        delimiter = "\t" if data_files[0].endswith(".tsv") else ","
+        lines: list[tuple[str, int]] | None = None
+        if fmt in ("csv", "json"):
+            lines = []
+            for file in data_files:
+                text = _read_text(file, encoding, fmt)
+                if fmt == "csv":
+                    lines += [(file, n) for n in _csv_record_lines(file, text, delimiter)]
+                elif not text.strip():
+                    raise DataError(f"{file} is empty: expected one JSON object per line.")
+            if fmt == "json":
+                lines = None  # JSON lines may hold blank lines: count records instead
+        kwargs: dict[str, Any] = {}
+        if fmt == "csv":
+            kwargs = {"delimiter": delimiter, "encoding": encoding}
+        elif fmt == "json":
+            kwargs = {"encoding": encoding}
         try:
-            return datasets.load_dataset(fmt, data_files=data_files, split="train", **kwargs)
+            table = datasets.load_dataset(fmt, data_files=data_files, split="train", **kwargs)
         except Exception as exc:
             raise DataError(f"could not read {data_files} as {fmt}: {exc}") from exc
+        if lines is not None and len(lines) != len(table):
+            lines = None  # the parsers disagree on a record: do not name a wrong line
+        if len(table) == 0:
+            raise DataError(f"{', '.join(data_files)}: no data rows.")
+        return table, _record_locator(path, lines)
     if not path:
         raise ConfigError("task.path is empty: give a file, a directory or a hub id "
                           "(or use task.preset: demo).")
@@ -182,13 +297,31 @@ def load_table(path: str, files: str = "", fmt: str = "", split: str = "train") 
         raise DataError(f"task.path {path!r}: no such file or directory (working directory: "
                         f"{Path.cwd()}).")
     try:
-        return datasets.load_dataset(path, split=split)
+        return datasets.load_dataset(path, split=split), _record_locator(path, None)
     except Exception as exc:
         raise DataError(
             f"task.path {path!r} is no local file, and loading it from the hub failed "
             f"({type(exc).__name__}: {exc}). Offline? Download it and point task.path at the "
             f"local parquet/CSV/JSONL files."
         ) from exc
+
+
+def check_label_map(label_map: Mapping[Any, Any]) -> None:
+    """Every ``task.label_map`` value is a class index (an int, not a bool) or null.
+
+    Checked at build time: YAML reads ``yes``/``no`` as booleans, which ``int()`` would
+    silently turn into 1/0, and a word such as ``high`` would fail only at the first row
+    that carries that label.
+    """
+    for key, value in label_map.items():
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            continue
+        shown = f"{value!r}" + (" (YAML reads yes/no/on/off as booleans)"
+                                if isinstance(value, bool) else "")
+        raise ConfigError(
+            f"task.label_map.{key} must be a class index (an integer such as 0 or 1) or null "
+            f"to drop those rows, got {shown}. Fix, e.g.: task.label_map.{key}=1"
+        )
 
 
 def _clean(value: Any) -> str:
@@ -213,13 +346,18 @@ def rows_from_table(
     where: Mapping[str, Any] | None = None,
     source: str = "table",
     drop_empty_products: bool = False,
+    locate: Callable[[int], str] | None = None,
 ) -> list[Row]:
     """Map a table (``datasets.Dataset`` or list of dicts) to rows.
 
     ``columns``: ``query``, ``label`` and optional ``product_id`` → column names.
     ``fields``: template name → column name (product metadata).
     ``label_map``: raw label → class index, or null to drop that label's rows.
+    ``locate``: record index → where it is in the input, for messages (default: the 1-based
+    record number; :func:`load_table` gives file lines for CSV files).
     """
+    check_label_map(label_map)
+    locate = locate or _record_locator(source, None)
     names = list(table.column_names) if hasattr(table, "column_names") else (
         list(table[0]) if len(table) else [])
     if not fields:
@@ -252,7 +390,7 @@ def rows_from_table(
         if where and any(_clean(record[k]) != _clean(v) for k, v in where.items()):
             continue
         raw = _label_key(record[columns["label"]])
-        where_row = f"{source} row {i}"
+        where_row = locate(i)
         if raw not in mapping:
             raise DataError(
                 f"{where_row}: label {raw!r} in column {columns['label']!r} is not in "

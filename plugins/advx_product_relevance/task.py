@@ -30,6 +30,8 @@ from sklearn.metrics import accuracy_score, average_precision_score, f1_score, r
 from advx_product_relevance.data import (
     PRESETS,
     Row,
+    check_encoding,
+    check_label_map,
     check_labels,
     demo_table,
     load_table,
@@ -52,6 +54,7 @@ class ProductRelevanceConfig:
         path: a file, a directory (with ``files``), a glob, or a hub dataset id.
         files: glob of data files inside a directory ``path`` (e.g. ``fold*.csv``).
         format: ``csv``, ``json`` (JSON lines) or ``parquet``; empty infers it from the suffix.
+        encoding: text encoding of local CSV / JSON-lines files (``utf-8``; e.g. ``latin-1``).
         hub_split: the split to read when ``path`` is a hub id.
         columns: ``query``, ``label`` and ``product_id`` → column names (no ``product_id``:
             the first field, e.g. the title, identifies a product).
@@ -74,13 +77,14 @@ class ProductRelevanceConfig:
             slice each round.
         eval_generate: cold prompts the generator answers at every evaluation (distinct ratio,
             classifier loss on synthetic queries, examples written to the run directory).
-        eval_temperature: sampling temperature for those evaluation samples.
+        eval_temperature: sampling temperature for those evaluation samples (> 0).
     """
 
     preset: str = "demo"
     path: str = ""
     files: str = ""
     format: str = ""
+    encoding: str = "utf-8"
     hub_split: str = "train"
     columns: dict[str, str] = field(default_factory=dict)
     fields: dict[str, str] = field(default_factory=dict)
@@ -115,15 +119,33 @@ def _resolved(config: ProductRelevanceConfig) -> dict[str, Any]:
     return out
 
 
+def check_config(config: ProductRelevanceConfig) -> None:
+    """Values a late library call would reject with a traceback, checked at build time."""
+    if not config.eval_temperature > 0:
+        raise ConfigError(f"task.eval_temperature must be > 0 (a sampling temperature), got "
+                          f"{config.eval_temperature}. Fix: task.eval_temperature=1.0")
+    for key in ("eval_generate", "max_products", "max_augment_products", "demo_products"):
+        if getattr(config, key) < 0:
+            raise ConfigError(f"task.{key} must be ≥ 0, got {getattr(config, key)}")
+    if config.augment_per_product < 1:
+        raise ConfigError(f"task.augment_per_product must be ≥ 1, got "
+                          f"{config.augment_per_product}")
+    check_encoding(config.encoding)
+
+
 def load_rows(config: ProductRelevanceConfig) -> list[Row]:
+    check_config(config)
     spec = _resolved(config)
+    check_label_map(spec["label_map"])
+    locate = None
     if spec["format"] == "demo":
         table, source = demo_table(config.demo_products), "demo catalog"
     else:
-        table = load_table(spec["path"], spec["files"], spec["format"], config.hub_split)
+        table, locate = load_table(spec["path"], spec["files"], spec["format"],
+                                   config.hub_split, config.encoding)
         source = spec["path"]
     rows = rows_from_table(table, spec["columns"], spec["fields"], spec["label_map"],
-                           spec["where"], source, config.drop_empty_products)
+                           spec["where"], source, config.drop_empty_products, locate)
     if not rows:
         raise DataError(f"{source}: no rows left after the label mapping and task.where.")
     check_labels(rows, len(config.label_names))

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from advx.components import BuildContext, StepContext
 from advx.errors import ConfigError
+from advx.numerics import guarded_step
 from advx.rollout import Rewards, Rollout, masked_mean
 from torch import Tensor
 
@@ -40,7 +41,7 @@ class ReinforceConfig:
 
     Attributes:
         lr: Adam learning rate (SeqGAN: 0.01).
-        grad_clip: gradient-norm clip (SeqGAN: 5.0).
+        max_grad_norm: gradient-norm clip (SeqGAN: 5.0; 0 = off).
         baseline: ``none`` | ``moving_average`` | ``batch_mean`` | ``leave_one_out``.
         baseline_momentum: m of the moving average.
         returns: ``reward_to_go`` (G_t = Σ_{t'≥t} r_t') or ``immediate`` (G_t = r_t).
@@ -50,7 +51,7 @@ class ReinforceConfig:
     """
 
     lr: float = 0.01
-    grad_clip: float = 5.0
+    max_grad_norm: float = 5.0
     baseline: str = "none"
     baseline_momentum: float = 0.9
     returns: str = "reward_to_go"
@@ -133,8 +134,9 @@ class Reinforce:
 
         self.adam.zero_grad()
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
-        self.adam.step()
+        max_norm = self.config.max_grad_norm if self.config.max_grad_norm > 0 else None
+        grad_norm = guarded_step(self.adam, self.params, loss=loss, max_norm=max_norm,
+                                 what="reinforce")
         return {
             "rl/loss": float(loss.detach()),
             "rl/return": float(masked_mean(G, mask)),
@@ -149,8 +151,9 @@ class Reinforce:
         real = ctx.task.generator_train()
         pick = ctx.rng.choice(len(real), min(self.config.teacher_forcing, len(real)), replace=False)
         samples = [real[int(i)] for i in pick]
-        log_likelihood = -ctx.generator.nll(samples)  # [k], summed over tokens
-        tokens = float(sum(len(s.text.split()) for s in samples))
+        nll = ctx.generator.nll(samples)  # totals [k] summed over tokens, with token counts
+        log_likelihood = -nll.total
+        tokens = float(nll.tokens.sum())
         advantage = self.config.teacher_forcing_reward - baseline
         return advantage * log_likelihood.sum(), tokens
 

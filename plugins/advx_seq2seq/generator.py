@@ -11,7 +11,6 @@ still flow), so the teacher-forced log-probs of the update equal the behaviour l
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,8 @@ from typing import Any
 import torch
 from advx.components import BuildContext, PolicyOutputs
 from advx.errors import ConfigError
-from advx.rollout import Prompt, Rollout, Sample
+from advx.generator_kit import SFTLoop, check_minimums, frozen_reference
+from advx.rollout import Prompt, Rollout, Sample, SequenceNLL, mask_through_eos, shift_right
 from torch import Tensor, nn
 from transformers import (
     AutoModelForSeq2SeqLM,
@@ -55,7 +55,8 @@ class Seq2SeqConfig:
         max_prompt_tokens: encoder inputs are truncated to this many tokens.
         max_new_tokens: longest response (EOS included); also truncates SFT targets.
         top_k, top_p: sampling filters (0 / 1.0 = sample from the full distribution).
-        epochs, lr, batch_size, weight_decay: SFT (teacher forcing, AdamW).
+        epochs, lr, batch_size, weight_decay: SFT (teacher forcing, AdamW kept across calls).
+        max_grad_norm: gradient-norm clip of SFT steps (0 = off).
         value_head: add a linear value head V(s_t) on the decoder's last hidden state (PPO).
         dropout: dropout rate of a ``tiny`` model (and passed to a loaded T5 config).
         d_model, num_layers, num_heads, d_kv, d_ff, vocab_size, tokenizer: ``tiny`` sizes.
@@ -71,6 +72,7 @@ class Seq2SeqConfig:
     lr: float = 3.0e-4
     batch_size: int = 16
     weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
     value_head: bool = True
     dropout: float = 0.0
     d_model: int = 64
@@ -117,17 +119,15 @@ class Seq2SeqGenerator:
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         device: str = "cpu",
-        seed: int = 0,
         value_head: nn.Linear | None = None,
     ) -> None:
         self.config = config
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
-        self.seed = seed
         self.value_head = value_head.to(self.device) if value_head is not None else None
-        self.frozen = False
         self._reference: Seq2SeqGenerator | None = None
+        self._sft: SFTLoop | None = SFTLoop.from_config("seq2seq", self.model, config)
         self.pad_id = int(model.config.pad_token_id)
         self.eos_id = int(model.config.eos_token_id)
         self.start_id = int(model.config.decoder_start_token_id)
@@ -162,17 +162,6 @@ class Seq2SeqGenerator:
         )
         return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
 
-    def _shift_right(self, ids: Tensor) -> Tensor:
-        """Decoder inputs for teacher forcing: start token, then the response minus its last."""
-        start = torch.full_like(ids[:, :1], self.start_id)
-        return torch.cat([start, ids[:, :-1]], dim=1)
-
-    def _response_mask(self, ids: Tensor) -> Tensor:
-        """1 up to and including the first EOS (everything if no EOS), 0 after."""
-        is_eos = (ids == self.eos_id).long()
-        eos_before = is_eos.cumsum(1) - is_eos  # number of EOS strictly before t
-        return (eos_before == 0).long()
-
     def _decode(self, ids: Tensor, mask: Tensor) -> list[str]:
         rows = [row[m.bool()].tolist() for row, m in zip(ids, mask, strict=True)]
         return [t.strip() for t in self.tokenizer.batch_decode(rows, skip_special_tokens=True)]
@@ -185,7 +174,7 @@ class Seq2SeqGenerator:
         out = self.model(
             input_ids=prompt_ids,
             attention_mask=prompt_mask,
-            decoder_input_ids=self._shift_right(response_ids),
+            decoder_input_ids=shift_right(response_ids, self.start_id),
             output_hidden_states=self.value_head is not None,
             use_cache=False,
         )
@@ -208,49 +197,43 @@ class Seq2SeqGenerator:
             values=None if values is None else values * mask,
         )
 
-    def nll(self, samples: Sequence[Sample]) -> Tensor:
-        """``[N]`` summed token NLL of ``sample.text`` given ``sample.prompt``, with grad."""
+    def _batch_nll(
+        self, samples: Sequence[Sample], temperature: float = 1.0
+    ) -> tuple[Tensor, Tensor]:
+        """``[N]`` summed token NLL of each target given its prompt, and ``[N]`` token counts."""
         prompts = [s.prompt or Prompt("") for s in samples]
         prompt_ids, prompt_mask = self._encode_prompts(prompts)
         target_ids, target_mask = self._encode_targets([s.text for s in samples])
         logits, _ = self._forward(prompt_ids, prompt_mask, target_ids)
+        if temperature != 1.0:
+            logits = logits / temperature
         token_logp = selective_log_softmax(logits, target_ids)
-        return -(token_logp * target_mask.to(token_logp.dtype)).sum(-1)
+        return -(token_logp * target_mask.to(token_logp.dtype)).sum(-1), target_mask.sum(-1)
+
+    def nll(self, samples: Sequence[Sample], temperature: float = 1.0) -> SequenceNLL:
+        """Teacher-forced NLL of ``sample.text`` given ``sample.prompt`` under the policy at
+        ``temperature`` (softmax(logits/τ)), with grad, and each target's token count (EOS
+        included, after truncation to ``max_new_tokens``)."""
+        total, tokens = self._batch_nll(samples, temperature)
+        return SequenceNLL(total=total, tokens=tokens)
 
     # -------------------------------------------------------------------- SFT
     def sft(self, samples: Sequence[Sample]) -> dict[str, float]:
-        """Teacher-forced MLE (token-mean cross-entropy via ``labels``) with AdamW."""
-        if not samples:
-            return {"sft/loss": float("nan")}
-        cfg = self.config
-        params = list(self.model.parameters())
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        gen = torch.Generator().manual_seed(self.seed)
+        """Teacher-forced MLE (token-mean cross-entropy), see :class:`advx.generator_kit.SFTLoop`.
+
+        Dropout (if configured) is active during SFT only."""
+        if self._sft is None:
+            raise ConfigError("the reference policy is frozen: sft() must not be called on it")
+
+        def batch_loss(batch: Sequence[Sample]) -> tuple[Tensor, Tensor]:
+            total, tokens = self._batch_nll(batch)
+            return total.sum(), tokens.sum()
+
         self.model.train()
-        epoch_loss = float("nan")
         try:
-            for _ in range(cfg.epochs):
-                order = torch.randperm(len(samples), generator=gen).tolist()
-                total, count = 0.0, 0
-                for start in range(0, len(order), cfg.batch_size):
-                    batch = [samples[i] for i in order[start : start + cfg.batch_size]]
-                    prompt_ids, prompt_mask = self._encode_prompts(
-                        [s.prompt or Prompt("") for s in batch]
-                    )
-                    target_ids, target_mask = self._encode_targets([s.text for s in batch])
-                    labels = target_ids.masked_fill(target_mask == 0, -100)
-                    loss = self.model(
-                        input_ids=prompt_ids, attention_mask=prompt_mask, labels=labels
-                    ).loss
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    total += loss.item() * len(batch)
-                    count += len(batch)
-                epoch_loss = total / max(count, 1)
+            return self._sft.run(samples, batch_loss)
         finally:
             self.model.eval()
-        return {"sft/loss": epoch_loss, "sft/examples": float(len(samples))}
 
     # --------------------------------------------------------------- sampling
     def _generate(
@@ -311,7 +294,7 @@ class Seq2SeqGenerator:
         with_values: bool = True,
     ) -> Rollout:
         """Mask, pad after EOS, score teacher-forced (in row chunks) and decode."""
-        mask = self._response_mask(response_ids)
+        mask = mask_through_eos(response_ids, self.eos_id)
         response_ids = response_ids.masked_fill(mask == 0, self.pad_id)
         logprob_parts, value_parts = [], []
         for start in range(0, len(prompts), SCORE_CHUNK_ROWS):
@@ -372,15 +355,9 @@ class Seq2SeqGenerator:
 
     # ------------------------------------------------------------- reference
     def reference(self) -> Seq2SeqGenerator:
-        """π_ref: a frozen deep copy of the weights at the time of the first call."""
-        if self.frozen:
-            return self
+        """π_ref: see :func:`advx.generator_kit.frozen_reference` (no value head)."""
         if self._reference is None:
-            ref = copy.copy(self)  # shares config and tokenizer; the weights are copied below
-            ref.model = copy.deepcopy(self.model).eval().requires_grad_(False)
-            ref.value_head = None  # the reference only scores tokens
-            ref.frozen = True
-            self._reference = ref
+            self._reference = frozen_reference(self, value_head=None)
         return self._reference
 
     # ------------------------------------------------------------- state
@@ -401,12 +378,14 @@ class Seq2SeqGenerator:
         state: dict[str, Any] = {"model": self.model.state_dict()}
         if self.value_head is not None:
             state["value_head"] = self.value_head.state_dict()
-        return state
+        return state if self._sft is None else self._sft.save_into(state)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         if self.value_head is not None and "value_head" in state:
             self.value_head.load_state_dict(state["value_head"])
+        if self._sft is not None:
+            self._sft.load_from(state)
 
     def save(self, path: Path) -> None:
         """``save_pretrained`` model and tokenizer (+ value head) so ``model: <path>`` reloads."""
@@ -421,7 +400,7 @@ class Seq2SeqGenerator:
 # ------------------------------------------------------------------ building
 def _tiny_model(config: Seq2SeqConfig, ctx: BuildContext) -> tuple[PreTrainedModel, Any]:
     """A small random T5 and a tokenizer trained on ``ctx.task.texts()``."""
-    from advx_textkit import train_tokenizer
+    from advx_hf import train_tokenizer
 
     if ctx.task is None:
         raise ConfigError(
@@ -476,13 +455,29 @@ def _pretrained(config: Seq2SeqConfig, name_or_path: str) -> tuple[PreTrainedMod
 def build_seq2seq(config: Seq2SeqConfig, ctx: BuildContext) -> Seq2SeqGenerator:
     """Factory: a tiny T5 (saved under ``<run_dir>/generator-tiny`` and reloaded from there on
     resume), or any seq2seq model by hub id / local path."""
+    check_minimums("generator", config, {
+        "batch_size": 1, "max_new_tokens": 1, "max_prompt_tokens": 1, "epochs": 0,
+        "lr": 0.0, "max_grad_norm": 0, "vocab_size": 8, "d_model": 1, "num_layers": 1,
+        "num_heads": 1, "d_kv": 1, "d_ff": 1,
+    })
+    if not 0.0 <= config.dropout < 1.0:
+        raise ConfigError(f"generator.dropout must be in [0, 1), got {config.dropout}")
+    if config.tokenizer not in ("bpe", "word"):
+        raise ConfigError(f"generator.tokenizer must be 'bpe' or 'word', got {config.tokenizer!r}")
+    if config.top_k < 0:
+        raise ConfigError(f"generator.top_k must be ≥ 0 (0 = off), got {config.top_k}")
+    if not 0.0 <= config.top_p <= 1.0:
+        raise ConfigError(f"generator.top_p must be in [0, 1] (1 = off), got {config.top_p}")
     tiny_dir = Path(ctx.run_dir) / "generator-tiny"
     if config.model == "tiny" and not (tiny_dir / "config.json").exists():
         model, tokenizer = _tiny_model(config, ctx)
         model.save_pretrained(tiny_dir)
         tokenizer.save_pretrained(tiny_dir)
     name_or_path = str(tiny_dir) if config.model == "tiny" else config.model
-    model, tokenizer = _pretrained(config, name_or_path)
+    from advx_hf import is_quiet, loading
+
+    with loading(is_quiet(ctx.extras)):
+        model, tokenizer = _pretrained(config, name_or_path)
     value_head = None
     if config.value_head:
         torch.manual_seed(ctx.seed)
@@ -492,4 +487,4 @@ def build_seq2seq(config: Seq2SeqConfig, ctx: BuildContext) -> Seq2SeqGenerator:
         head_file = Path(name_or_path) / VALUE_HEAD_FILE
         if head_file.exists():
             value_head.load_state_dict(torch.load(head_file, map_location="cpu"))
-    return Seq2SeqGenerator(config, model, tokenizer, ctx.device, ctx.seed, value_head)
+    return Seq2SeqGenerator(config, model, tokenizer, ctx.device, value_head)

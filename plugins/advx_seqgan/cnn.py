@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from advx.components import BuildContext
 from advx.errors import ConfigError, DataError
+from advx.generator_kit import check_minimums
+from advx.numerics import guarded_step
 from advx.rollout import Sample
 from torch import Tensor, nn
 
@@ -230,7 +232,8 @@ class CNNDiscriminator:
                 loss = self._loss(self.model(ids[rows]), labels[rows])
                 self.optimizer.zero_grad()
                 loss.backward()
-                self.optimizer.step()
+                guarded_step(self.optimizer, self.model.parameters(), loss=loss,
+                             what="cnn_discriminator fit")
                 loss_sum += float(loss.detach()) * len(rows)
                 seen += len(rows)
         metrics = {"cls/loss": loss_sum / max(seen, 1), "cls/train_size": float(len(train))}
@@ -284,5 +287,6 @@ class CNNDiscriminator:
 
 
 def build_cnn_discriminator(config: CNNConfig, ctx: BuildContext) -> CNNDiscriminator:
+    check_minimums("classifier", config, {"batch_size": 1, "epochs": 0})
     texts = list(ctx.task.texts()) if ctx.task is not None and config.vocab == "word" else []
     return CNNDiscriminator(config, texts, ctx.seed, ctx.device)

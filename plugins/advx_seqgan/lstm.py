@@ -2,7 +2,8 @@
 
 Unconditional: every prompt is ``Prompt("")`` and generation starts from a start symbol.
 MLE pre-training is teacher-forced cross-entropy with Adam (lr 0.01) and gradient clipping at
-5.0, as in the reference code. ``complete`` (the Monte-Carlo rollout duty) re-uses the
+5.0, as in the reference code (the loop shared by every generator:
+:class:`advx.generator_kit.SFTLoop`). ``complete`` (the Monte-Carlo rollout duty) re-uses the
 teacher-forced LSTM states of the rollout, so a continuation of a prefix of length ``t`` only
 computes the ``T - t`` new steps, and all ``M`` continuations advance together, one batched
 LSTM step per absolute position.
@@ -10,7 +11,6 @@ LSTM step per absolute position.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -21,7 +21,16 @@ import numpy as np
 import torch
 from advx.components import BuildContext, PolicyOutputs
 from advx.errors import ConfigError, DataError
-from advx.rollout import Prompt, Rollout, Sample
+from advx.generator_kit import SFTLoop, check_minimums, frozen_reference
+from advx.rollout import (
+    Prompt,
+    Rollout,
+    Sample,
+    SequenceNLL,
+    mask_through_eos,
+    right_pad,
+    shift_right,
+)
 from torch import Tensor, nn
 from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
@@ -41,10 +50,10 @@ class LSTMConfig:
         hidden_dim: LSTM hidden size (SeqGAN: 32).
         max_len: longest generated sequence (oracle: 20; ``word``: EOS included).
         init_std: weights drawn from N(0, init_std) as in the reference code (0.1).
-        lr: Adam learning rate of MLE pre-training (0.01).
+        lr: Adam learning rate of MLE pre-training (0.01; the optimizer is kept across calls).
         epochs: MLE pre-training epochs (SeqGAN: 120).
         batch_size: MLE batch size (64).
-        grad_clip: gradient-norm clip of MLE updates (5.0).
+        max_grad_norm: gradient-norm clip of MLE updates (5.0; 0 = off).
         init_from: a ``state_dict`` file (``torch.save(generator.state_dict())``) or a
             ``save()`` directory to start from, e.g. a shared MLE pre-training.
         device: torch device; empty means the run's device.
@@ -60,7 +69,7 @@ class LSTMConfig:
     lr: float = 0.01
     epochs: int = 120
     batch_size: int = 64
-    grad_clip: float = 5.0
+    max_grad_norm: float = 5.0
     init_from: str = ""
     device: str = ""
 
@@ -136,7 +145,10 @@ class LSTMGenerator:
         self.model = LSTMLanguageModel(
             self.vocab.size, config.emb_dim, config.hidden_dim, config.init_std
         ).to(self.device)
-        self._sft_optimizer: torch.optim.Optimizer | None = None
+        # Adam as SeqGAN's reference code (no weight_decay key: 0, where Adam = AdamW)
+        self._sft: SFTLoop | None = SFTLoop.from_config(
+            "lstm", self.model, config, optimizer=torch.optim.Adam
+        )
         self._reference: LSTMGenerator | None = None
         banned = torch.zeros(self.vocab.size, dtype=torch.bool)
         banned[list(self.vocab.banned_ids)] = True
@@ -148,18 +160,12 @@ class LSTMGenerator:
         rows = [self.vocab.encode(t)[: self.config.max_len] for t in texts]
         if any(len(r) == 0 for r in rows):
             raise DataError("an empty sequence reached the lstm generator (no tokens)")
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.vocab.pad_id, dtype=torch.long)
-        mask = torch.zeros(len(rows), width, dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row)
-            mask[i, : len(row)] = 1
+        ids, mask = right_pad(rows, self.vocab.pad_id)
         return ids.to(self.device), mask.to(self.device)
 
     def _inputs(self, targets: Tensor) -> Tensor:
         """Teacher-forcing inputs: the start symbol, then the targets shifted right."""
-        start = torch.full_like(targets[:, :1], self.vocab.start_id)
-        return torch.cat([start, targets[:, :-1]], dim=1)
+        return shift_right(targets, self.vocab.start_id)
 
     def _logits(self, logits: Tensor, temperature: float = 1.0) -> Tensor:
         """Tempered logits with padding/start masked out (same in sampling and scoring)."""
@@ -177,54 +183,35 @@ class LSTMGenerator:
 
     def _mask_after_eos(self, ids: Tensor) -> Tensor:
         """``[B, T]`` 1 up to and including the first EOS; pads the ids after it in place."""
-        if self.vocab.eos_id is None:
-            return torch.ones_like(ids)
-        is_eos = ids == self.vocab.eos_id
-        after = (is_eos.long().cumsum(1) - is_eos.long()) > 0
-        ids.masked_fill_(after, self.vocab.pad_id)
-        return (~after).long()
+        mask = mask_through_eos(ids, self.vocab.eos_id)
+        ids.masked_fill_(mask == 0, self.vocab.pad_id)
+        return mask
 
     def _decode(self, ids: Tensor, mask: Tensor) -> list[str]:
         lengths = mask.sum(1).tolist()
         return [self.vocab.decode(row[:n]) for row, n in zip(ids.tolist(), lengths, strict=True)]
 
     # ----------------------------------------------------------------- MLE
-    def nll(self, samples: Sequence[Sample], temperature: float = 1.0) -> Tensor:
-        """``[N]`` summed token NLL of ``sample.text`` (with grad); ``temperature`` scores the
+    def nll(self, samples: Sequence[Sample], temperature: float = 1.0) -> SequenceNLL:
+        """Summed token NLL of each ``sample.text`` (with grad) and its token count (EOS
+        included for ``word``, after truncation to ``max_len``); ``temperature`` scores the
         tempered model, as the temperature sweep of Caccia et al. (2020) needs."""
         targets, mask = self.encode([s.text for s in samples])
         logits = self._logits(self.model(self._inputs(targets)), temperature)
-        return -self._token_logprobs(logits, targets, mask).sum(1)
+        total = -self._token_logprobs(logits, targets, mask).sum(1)
+        return SequenceNLL(total=total, tokens=mask.sum(1))
 
     def sft(self, samples: Sequence[Sample]) -> dict[str, float]:
-        """MLE for ``config.epochs`` epochs of shuffled minibatches (per-token mean CE)."""
-        if not samples:
-            raise DataError("lstm.sft got no samples: the task's generator_train() is empty")
-        if self._sft_optimizer is None:
-            self._sft_optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
-        targets, mask = self.encode([s.text for s in samples])
-        size, bs = targets.shape[0], self.config.batch_size
-        self.model.train()
-        loss_sum, tokens = 0.0, 0
-        for _ in range(self.config.epochs):
-            loss_sum, tokens = 0.0, 0
-            perm = torch.randperm(size, device=self.device)
-            for start in range(0, size, bs):
-                rows = perm[start : start + bs]
-                loss, n = self._mle_step(targets[rows], mask[rows])
-                loss_sum += loss * n
-                tokens += n
-        return {"sft/loss": loss_sum / max(tokens, 1), "sft/epochs": float(self.config.epochs)}
+        """MLE: per-token mean cross-entropy, see :class:`advx.generator_kit.SFTLoop`."""
+        if self._sft is None:
+            raise ConfigError("the reference policy is frozen: sft() must not be called on it")
 
-    def _mle_step(self, targets: Tensor, mask: Tensor) -> tuple[float, int]:
-        logits = self._logits(self.model(self._inputs(targets)))
-        n = int(mask.sum())
-        loss = -self._token_logprobs(logits, targets, mask).sum() / n
-        self._sft_optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self._sft_optimizer.step()
-        return float(loss.detach()), n
+        def batch_loss(batch: Sequence[Sample]) -> tuple[Tensor, Tensor]:
+            nll = self.nll(batch)
+            return nll.total.sum(), nll.tokens.sum()
+
+        self.model.train()
+        return self._sft.run(samples, batch_loss)
 
     # ----------------------------------------------------------------- sampling
     @torch.no_grad()
@@ -368,13 +355,9 @@ class LSTMGenerator:
         return PolicyOutputs(logprobs=logprobs, entropy=entropy)
 
     def reference(self) -> LSTMGenerator:
-        """A frozen copy of the current weights, taken the first time it is asked for."""
+        """π_ref: see :func:`advx.generator_kit.frozen_reference`."""
         if self._reference is None:
-            ref = copy.copy(self)
-            ref.model = copy.deepcopy(self.model).requires_grad_(False)
-            ref._sft_optimizer = None
-            ref._reference = None
-            self._reference = ref
+            self._reference = frozen_reference(self)
         return self._reference
 
     def parameters(self) -> Any:
@@ -382,15 +365,12 @@ class LSTMGenerator:
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"model": self.model.state_dict()}
-        if self._sft_optimizer is not None:
-            state["sft_optimizer"] = self._sft_optimizer.state_dict()
-        return state
+        return state if self._sft is None else self._sft.save_into(state)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
-        if "sft_optimizer" in state:
-            self._sft_optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
-            self._sft_optimizer.load_state_dict(state["sft_optimizer"])
+        if self._sft is not None:
+            self._sft.load_from(state)
 
     def save(self, path: Path) -> None:
         path = Path(path)
@@ -404,6 +384,10 @@ def build_lstm(config: LSTMConfig, ctx: BuildContext) -> LSTMGenerator:
     """Factory: the vocabulary comes from the task's texts (``word``) or is ``0..V-1``."""
     if config.vocab not in ("ids", "word"):
         raise ConfigError(f"generator.vocab must be 'ids' or 'word', got {config.vocab!r}")
+    check_minimums("generator", config, {
+        "batch_size": 1, "max_len": 1, "epochs": 0, "lr": 0.0, "max_grad_norm": 0,
+        "vocab_size": 1, "emb_dim": 1, "hidden_dim": 1,
+    })
     texts = list(ctx.task.texts()) if ctx.task is not None and config.vocab == "word" else []
     torch.manual_seed(ctx.seed)
     np.random.seed(ctx.seed)
@@ -414,6 +398,13 @@ def build_lstm(config: LSTMConfig, ctx: BuildContext) -> LSTMGenerator:
             path = path / "model.pt"
         if not path.is_file():
             raise ConfigError(f"generator.init_from: {path} does not exist")
-        state = torch.load(path, map_location=generator.device, weights_only=True)
-        generator.load_state_dict(state if "model" in state else {"model": state})
+        try:
+            state = torch.load(path, map_location=generator.device, weights_only=True)
+            generator.load_state_dict(state if "model" in state else {"model": state})
+        except Exception as exc:  # unpickling / shape errors: the file is not this model's
+            raise ConfigError(
+                f"generator.init_from: {path} is not a saved state of this lstm generator "
+                f"({type(exc).__name__}: {str(exc)[:200]}). Give a file written by "
+                f"torch.save(generator.state_dict()) or a save() directory of the same sizes."
+            ) from None
     return generator

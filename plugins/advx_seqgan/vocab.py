@@ -6,7 +6,7 @@ Two kinds, chosen by the ``vocab`` key of both components:
   oracle's sequences). No special tokens: id 0 doubles as the start input, as in the SeqGAN
   reference code, and sequences have a fixed length (no EOS).
 * ``word``: one id per whitespace token, trained on the task's texts with
-  ``advx_textkit.train_tokenizer(kind="word")`` (ids 0-3 are ``<pad> </s> <unk> <s>``).
+  ``advx_hf.train_tokenizer(kind="word")`` (ids 0-3 are ``<pad> </s> <unk> <s>``).
   Sequences end with ``</s>``; ``<s>`` is the start input. Character-level corpora are
   handled by the task, which writes one character per space-separated token.
 """
@@ -52,12 +52,12 @@ class IdVocab:
 
 
 class WordVocab:
-    """Whitespace words, trained with :func:`advx_textkit.train_tokenizer` (kind ``word``)."""
+    """Whitespace words, trained with :func:`advx_hf.train_tokenizer` (kind ``word``)."""
 
     kind = "word"
 
     def __init__(self, texts: Sequence[str], max_size: int, lowercase: bool = False) -> None:
-        from advx_textkit import train_tokenizer
+        from advx_hf import train_tokenizer
 
         if not texts:
             raise DataError("vocab 'word' needs the task's texts, but task.texts() is empty")

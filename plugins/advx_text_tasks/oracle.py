@@ -50,9 +50,16 @@ class OracleLSTM(nn.Module):
                 f"oracle file {path} not found; set task.oracle_path to the SeqGAN "
                 "target_params_py3.pkl, or to '' for a seeded random oracle"
             )
-        with path.open("rb") as handle:
-            raw = pickle.load(handle, encoding="latin1")
-        params = [np.asarray(p, dtype=np.float32) for p in raw]
+        try:
+            with path.open("rb") as handle:
+                raw = pickle.load(handle, encoding="latin1")
+            params = [np.asarray(p, dtype=np.float32) for p in raw]
+        except Exception as exc:  # truncated, not a pickle, or not a list of arrays
+            raise DataError(
+                f"{path}: not the SeqGAN oracle pickle ({type(exc).__name__}: "
+                f"{str(exc)[:200]}). Set task.oracle_path to target_params_py3.pkl, or to '' "
+                f"for a seeded random oracle."
+            ) from None
         if len(params) != 15:
             raise DataError(f"{path}: expected a list of 15 arrays, found {len(params)}")
         emb = params[0]

@@ -7,13 +7,12 @@ d-step. Every evaluation can sweep the sampling temperature (``temperatures``), 
 single quality number flatters GANs: a cooler MLE model also gains quality at the cost of
 diversity (Caccia et al., "Language GANs Falling Short", ICLR 2020). At temperature τ the
 samples come from softmax(logits/τ) and NLL-test scores the same tempered model (the
-generator's ``nll(samples, temperature=τ)``; generators without that keyword get τ = 1 only).
-Metric names carry ``@t<τ>`` for τ ≠ 1.
+generator's ``nll(samples, temperature=τ)``, part of the Generator contract), per token of the
+generator's own tokenizer (``SequenceNLL.tokens``). Metric names carry ``@t<τ>`` for τ ≠ 1.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from advx.components import BuildContext, Components, Generator
-from advx.errors import DataError
+from advx.errors import ConfigError, DataError
 from advx.rollout import Prompt, Rollout, Sample
 
 from advx_text_tasks.bleu import bleu, self_bleu
@@ -39,6 +38,17 @@ def _sweep(temperatures: Sequence[float]) -> list[float]:
     return [1.0] + [float(t) for t in temperatures if float(t) != 1.0]
 
 
+def _check_eval_keys(config: Any) -> None:
+    """Evaluation keys a late call would reject with a traceback, checked at build time."""
+    for i, tau in enumerate(config.temperatures):
+        if not float(tau) > 0:
+            raise ConfigError(f"task.temperatures[{i}] must be > 0 (a sampling temperature), "
+                              f"got {tau}")
+    for key in ("eval_batch", "num_eval_samples"):
+        if getattr(config, key) < 1:
+            raise ConfigError(f"task.{key} must be ≥ 1, got {getattr(config, key)}")
+
+
 def _sample_texts(generator: Generator, num: int, temperature: float, batch: int) -> list[str]:
     texts: list[str] = []
     while len(texts) < num:
@@ -49,23 +59,15 @@ def _sample_texts(generator: Generator, num: int, temperature: float, batch: int
 
 @torch.no_grad()
 def nll_per_token(
-    generator: Generator,
-    samples: Sequence[Sample],
-    temperature: float,
-    batch: int,
-    extra_tokens: int = 0,
+    generator: Generator, samples: Sequence[Sample], temperature: float, batch: int
 ) -> float:
-    """The generator's NLL of ``samples`` per token (tempered when the generator allows).
-
-    Tokens are the text's words plus ``extra_tokens`` per sentence (1 for the EOS a
-    sentence generator scores; 0 for the fixed-length oracle)."""
-    takes_t = "temperature" in inspect.signature(generator.nll).parameters
+    """The generator's NLL of ``samples`` at ``temperature``, per token it scored (its own
+    tokenizer's tokens, EOS included, from :class:`advx.rollout.SequenceNLL`)."""
     total, tokens = 0.0, 0
     for start in range(0, len(samples), batch):
-        chunk = samples[start : start + batch]
-        nll = generator.nll(chunk, temperature=temperature) if takes_t else generator.nll(chunk)
-        total += float(nll.sum())
-        tokens += sum(len(s.text.split()) + extra_tokens for s in chunk)
+        nll = generator.nll(samples[start : start + batch], temperature=temperature)
+        total += float(nll.total.sum())
+        tokens += int(nll.tokens.sum())
     return total / max(tokens, 1)
 
 
@@ -210,6 +212,7 @@ class OracleLMTask(UnconditionalLMTask):
 
 
 def build_oracle_lm(config: OracleLMConfig, ctx: BuildContext) -> OracleLMTask:
+    _check_eval_keys(config)
     return OracleLMTask(config)
 
 
@@ -258,8 +261,23 @@ def read_corpus(path: str, tokenize: str, limit: int) -> list[str]:
     file = Path(path)
     if not file.is_file():
         raise DataError(f"corpus file {file} not found (task.train_path / task.test_path)")
+    data = file.read_bytes()
+    if b"\x00" in data:
+        raise DataError(
+            f"corpus file {file} is a binary file (it holds NUL bytes), not UTF-8 text with one "
+            f"sentence a line. Point task.train_path / task.test_path at the text files."
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"corpus file {file} line {line}: not valid UTF-8 (byte "
+            f"0x{data[exc.start : exc.start + 1].hex()}). Convert the file to UTF-8, e.g. "
+            f"iconv -f latin1 -t utf-8 {file} > {file.stem}.utf8{file.suffix}"
+        ) from None
     lines = []
-    for number, raw in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+    for number, raw in enumerate(text.splitlines(), 1):
         if tokenize == "char":
             tokens = [ch for ch in raw if not ch.isspace()]
         elif tokenize == "whitespace":
@@ -313,13 +331,16 @@ class TextCorpusTask(UnconditionalLMTask):
                 metrics[f"{name}{_suffix(tau)}"] = value
             held_out = self.test[: self.config.nll_test_max or None]
             metrics[f"nll_test{_suffix(tau)}"] = nll_per_token(
-                generator, held_out, tau, self.config.eval_batch, extra_tokens=1
+                generator, held_out, tau, self.config.eval_batch
             )
             metrics[f"mean_len{_suffix(tau)}"] = float(np.mean([len(t.split()) for t in texts]))
         return metrics
 
 
 def build_text_corpus(config: TextCorpusConfig, ctx: BuildContext) -> TextCorpusTask:
+    _check_eval_keys(config)
+    if config.tokenize not in ("whitespace", "char"):
+        raise ConfigError(f"task.tokenize must be 'whitespace' or 'char', got {config.tokenize!r}")
     return TextCorpusTask(config)
 
 

@@ -20,7 +20,7 @@ class WordTask:
 
 
 def tiny_causal(seed: int = 0, **overrides) -> CausalGenerator:
-    sizes = {"d_model": 32, "n_layers": 2, "n_heads": 2, "max_new_tokens": 6, **overrides}
+    sizes = {"d_model": 32, "num_layers": 2, "num_heads": 2, "max_new_tokens": 6, **overrides}
     cfg = CausalConfig(**sizes)
     return build_causal(cfg, BuildContext(run_dir=Path("."), seed=seed, device="cpu",
                                           task=WordTask()))

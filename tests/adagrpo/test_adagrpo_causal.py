@@ -51,12 +51,12 @@ def test_nll_sft_and_reference():
     gen = tiny_causal(2, epochs=15, lr=1e-2, batch_size=4)
     ref = gen.reference()
     data = [Sample("b1 b2", Prompt("a1")), Sample("b3", Prompt("a2 a3"))]
-    before = gen.nll(data)
+    before = gen.nll(data).total
     assert before.shape == (2,) and before.requires_grad
     gen.sft(data * 4)
-    after = gen.nll(data).detach()
+    after = gen.nll(data).total.detach()
     assert (after < before.detach()).all()
-    torch.testing.assert_close(ref.nll(data).detach(), before.detach())  # frozen copy
+    torch.testing.assert_close(ref.nll(data).total.detach(), before.detach())  # frozen copy
     top = gen.beam_search([Prompt("a1")], k=3)[0]
     assert len(top) == 3 and top[0][0] == "b1 b2"
     assert top[0][1] >= top[1][1] >= top[2][1]
@@ -77,9 +77,9 @@ def test_complete_keeps_prefixes():
 def test_state_roundtrip_and_save(tmp_path):
     a, b = tiny_causal(4), tiny_causal(5)
     data = [Sample("b1", Prompt("a1"))]
-    assert not torch.allclose(a.nll(data), b.nll(data))
+    assert not torch.allclose(a.nll(data).total, b.nll(data).total)
     b.load_state_dict(a.state_dict())
-    torch.testing.assert_close(a.nll(data), b.nll(data))
+    torch.testing.assert_close(a.nll(data).total, b.nll(data).total)
     a.save(tmp_path / "m")
     assert (tmp_path / "m" / "config.json").exists()
     assert (tmp_path / "m" / "tokenizer.json").exists()

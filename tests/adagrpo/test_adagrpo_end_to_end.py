@@ -45,7 +45,7 @@ def recipe(data: Path, generator: dict, optimizer: dict) -> dict:
 @pytest.mark.parametrize(
     ("generator", "optimizer"),
     [
-        ({"name": "causal", "d_model": 16, "n_heads": 2, "max_new_tokens": 4, "epochs": 1},
+        ({"name": "causal", "d_model": 16, "num_heads": 2, "max_new_tokens": 4, "epochs": 1},
          {"name": "adagrpo", "gate": "adaptive", "grpo_weight": 1.0}),
         ({"name": "seq2seq", "d_model": 16, "num_heads": 2, "d_kv": 8, "d_ff": 32,
           "tokenizer": "word", "value_head": False, "max_new_tokens": 4, "epochs": 1},
@@ -53,7 +53,7 @@ def recipe(data: Path, generator: dict, optimizer: dict) -> dict:
         ({"name": "seq2seq", "d_model": 16, "num_heads": 2, "d_kv": 8, "d_ff": 32,
           "tokenizer": "word", "value_head": False, "max_new_tokens": 4, "epochs": 1},
          {"name": "adagrpo", "gate": "always", "grpo_weight": 0.5}),
-        ({"name": "causal", "d_model": 16, "n_heads": 2, "max_new_tokens": 4, "epochs": 1},
+        ({"name": "causal", "d_model": 16, "num_heads": 2, "max_new_tokens": 4, "epochs": 1},
          {"name": "grpo", "beta": 0.04, "loss_type": "dapo", "epochs": 2,
           "minibatch_size": 8}),
     ],
@@ -85,7 +85,7 @@ def test_closed_gate_is_pure_nll_and_open_gate_adds_grpo(tmp_path):
         svd_dim=4, history=3), ctx)
     ctx.classifier = build_ranker(RankerConfig(d_model=16, n_heads=2, n_layers=1, epochs=1), ctx)
     ctx.classifier.fit(ctx.task.classifier_train())
-    ctx.generator = build_causal(CausalConfig(d_model=16, n_heads=2, max_new_tokens=4), ctx)
+    ctx.generator = build_causal(CausalConfig(d_model=16, num_heads=2, max_new_tokens=4), ctx)
     reward = build_ranker_score(RankerScoreConfig(), ctx)
     rng = np.random.default_rng(0)
     rollout = ctx.generator.sample(ctx.task.rl_prompts(4, rng), n=4)

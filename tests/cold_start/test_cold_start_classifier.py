@@ -128,7 +128,7 @@ def test_start_competes_decides_whether_a_useless_refit_is_kept(tmp_path, start_
 def test_t5_checkpoint_directory_gets_the_encoder_head(tmp_path):
     """The FLAN-T5 path without the hub: a T5 seq2seq checkpoint saved with save_pretrained
     loads as T5 encoder + classification head (what classifier.model=google/flan-t5-small does)."""
-    from advx_textkit import train_tokenizer
+    from advx_hf import train_tokenizer
     from transformers import T5Config, T5ForConditionalGeneration
 
     tokenizer = train_tokenizer(Texts().texts(), vocab_size=200)

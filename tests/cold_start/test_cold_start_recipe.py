@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import advx_textkit
+import advx_hf
 import pytest
 from advx.cli import app
 from advx.runner import run_recipe
@@ -93,8 +93,8 @@ def test_no_cold_query_reaches_any_training_step(tmp_path, monkeypatch):
     monkeypatch.setattr(Seq2SeqGenerator, "sft", spy(
         Seq2SeqGenerator.sft, lambda self, samples: [s.text + " " + s.prompt.text
                                                      for s in samples]))
-    monkeypatch.setattr(advx_textkit, "train_tokenizer", spy(
-        advx_textkit.train_tokenizer, lambda texts, *a, **k: list(texts)))
+    monkeypatch.setattr(advx_hf, "train_tokenizer", spy(
+        advx_hf.train_tokenizer, lambda texts, *a, **k: list(texts)))
 
     recipe = OmegaConf.load(RECIPE)
     recipe.task = OmegaConf.create({

@@ -18,16 +18,16 @@ def test_satisfies_the_generator_protocol(sft_generator):
 def test_sft_lowers_the_nll(tmp_path, toy_task):
     generator = make_generator(tmp_path, toy_task, epochs=10)
     data = toy_task.generator_train()
-    before = generator.nll(data).mean().item()
+    before = generator.nll(data).total.mean().item()
     metrics = generator.sft(data)
-    after = generator.nll(data).mean().item()
+    after = generator.nll(data).total.mean().item()
     assert after < before - 1.0
     assert metrics["sft/loss"] > 0
 
 
 def test_nll_is_summed_per_example_with_grad(sft_generator):
     data = [Sample("mens wallet", Prompt("a")), Sample("mens wallet mens wallet", Prompt("a"))]
-    nll = sft_generator.nll(data)
+    nll = sft_generator.nll(data).total
     assert nll.shape == (2,) and nll.requires_grad
     assert nll[1] > nll[0]  # twice the tokens, summed rather than averaged
 

@@ -24,7 +24,7 @@ def test_sample_shapes_and_logprobs(tiny_lstm):
     assert all(len(t.split()) == 6 for t in rollout.texts)
     out = tiny_lstm.policy_outputs(rollout)
     assert torch.allclose(out.logprobs, rollout.logprobs, atol=1e-4)
-    nll = tiny_lstm.nll([Sample(t) for t in rollout.texts])
+    nll = tiny_lstm.nll([Sample(t) for t in rollout.texts]).total
     assert torch.allclose(nll, -rollout.logprobs.sum(1), atol=1e-3)
     assert out.entropy.shape == (6, 6) and bool((out.entropy > 0).all())
 
@@ -64,7 +64,7 @@ def test_word_vocab_eos_and_state_roundtrip(tmp_path):
                                    lr=0.05), texts)
     metrics = gen.sft([Sample(t) for t in texts])
     assert metrics["sft/loss"] < 1.5  # finite: padded targets must not turn the loss into NaN
-    ragged = gen.nll([Sample("a cat sleeps"), Sample("a man rides a horse")])
+    ragged = gen.nll([Sample("a cat sleeps"), Sample("a man rides a horse")]).total
     assert bool(torch.isfinite(ragged).all())
     rollout = gen.sample([EMPTY] * 16)
     eos = gen.vocab.eos_id
@@ -85,7 +85,7 @@ def test_word_vocab_eos_and_state_roundtrip(tmp_path):
     other = LSTMGenerator(gen.config, texts)
     other.load_state_dict(gen.state_dict())
     sample = [Sample("two dogs play")]
-    assert torch.allclose(other.nll(sample), gen.nll(sample))
+    assert torch.allclose(other.nll(sample).total, gen.nll(sample).total)
     gen.save(tmp_path / "g")
     assert (tmp_path / "g/model.pt").is_file() and (tmp_path / "g/tokenizer").is_dir()
 
@@ -94,4 +94,5 @@ def test_temperature_nll_sharpens(tiny_lstm):
     rollout = tiny_lstm.sample([EMPTY] * 8, temperature=0.5)
     samples = [Sample(t) for t in rollout.texts]
     with torch.no_grad():
-        assert tiny_lstm.nll(samples, temperature=0.5).mean() < tiny_lstm.nll(samples).mean()
+        cool = tiny_lstm.nll(samples, temperature=0.5).per_token().mean()
+        assert cool < tiny_lstm.nll(samples).per_token().mean()

@@ -50,12 +50,12 @@ def test_update_raises_likelihood_of_rewarded_sequences(tiny_lstm):
     rollout = tiny_lstm.sample([Prompt("")] * 8)
     good = torch.tensor([1.0, 0, 0, 0, 0, 0, 0, 0])
     rewards = Rewards.at_end(good, rollout)
-    before = tiny_lstm.nll([Sample(rollout.texts[0])]).item()
+    before = tiny_lstm.nll([Sample(rollout.texts[0])]).total.item()
     optimizer = Reinforce(ReinforceConfig(lr=0.01, baseline="batch_mean", entropy_coef=0.01),
                           tiny_lstm.parameters())
     for _ in range(5):
         metrics = optimizer.update(rollout, rewards, step_ctx(tiny_lstm))
-    assert tiny_lstm.nll([Sample(rollout.texts[0])]).item() < before - 0.5
+    assert tiny_lstm.nll([Sample(rollout.texts[0])]).total.item() < before - 0.5
     assert {"rl/loss", "rl/entropy", "rl/baseline"} <= set(metrics)
 
 
@@ -66,8 +66,46 @@ def test_teacher_forcing_uses_real_sequences(tiny_lstm):
 
     rollout = tiny_lstm.sample([Prompt("")] * 4)
     rewards = Rewards.at_end(torch.zeros(4), rollout)
-    before = tiny_lstm.nll([Sample("1 2 3 4 5 6")]).item()
+    before = tiny_lstm.nll([Sample("1 2 3 4 5 6")]).total.item()
     optimizer = Reinforce(ReinforceConfig(teacher_forcing=2), tiny_lstm.parameters())
     for _ in range(5):
         optimizer.update(rollout, rewards, step_ctx(tiny_lstm, task=Task()))
-    assert tiny_lstm.nll([Sample("1 2 3 4 5 6")]).item() < before - 1.0
+    assert tiny_lstm.nll([Sample("1 2 3 4 5 6")]).total.item() < before - 1.0
+
+
+def test_teacher_forcing_counts_generator_tokens_not_words(tiny_lstm, monkeypatch):
+    """The real sequences' token count comes from ``SequenceNLL.tokens`` (10 sub-word tokens
+    each here), never from ``len(text.split())`` (3 words)."""
+    from advx.rollout import SequenceNLL
+
+    class Task:
+        def generator_train(self):
+            return [Sample("1 2 3")] * 2
+
+    anchor = next(iter(tiny_lstm.parameters()))
+
+    def nll(samples, temperature=1.0):
+        total = anchor.sum() * 0 + torch.full((len(samples),), 5.0)
+        return SequenceNLL(total=total, tokens=torch.full((len(samples),), 10))
+
+    monkeypatch.setattr(tiny_lstm, "nll", nll)
+    rollout = tiny_lstm.sample([Prompt("")] * 4)
+    rewards = Rewards.at_end(torch.zeros(4), rollout)
+    optimizer = Reinforce(ReinforceConfig(teacher_forcing=2, lr=0.0), tiny_lstm.parameters())
+    metrics = optimizer.update(rollout, rewards, step_ctx(tiny_lstm, task=Task()))
+    tokens = float(rollout.response_mask.sum()) + 2 * 10
+    assert abs(metrics["rl/loss"] - 2 * 5.0 / tokens) < 1e-6
+
+
+def test_nan_reward_is_never_applied(tiny_lstm):
+    import pytest
+    from advx.errors import NonFiniteError
+
+    rollout = tiny_lstm.sample([Prompt("")] * 4)
+    rewards = Rewards.at_end(torch.full((4,), float("nan")), rollout)
+    before = [p.detach().clone() for p in tiny_lstm.parameters()]
+    optimizer = Reinforce(ReinforceConfig(), tiny_lstm.parameters())
+    with pytest.raises(NonFiniteError, match="reinforce loss is nan"):
+        optimizer.update(rollout, rewards, step_ctx(tiny_lstm))
+    for old, new in zip(before, tiny_lstm.parameters(), strict=True):
+        assert torch.equal(old, new.detach())

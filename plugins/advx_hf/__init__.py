@@ -1,15 +1,23 @@
-"""Shared helpers for the built-in model plugins (not a plugin itself: registers nothing).
+"""Hugging Face helpers shared by the built-in model plugins. A library, not a plugin.
 
-Tokenizers for ``tiny`` models: with no model hub, a tiny model's tokenizer is trained here
-on the task's own texts with the ``tokenizers`` library and wrapped as a
-``PreTrainedTokenizerFast``, so it saves and reloads like any Hugging Face tokenizer.
+It registers nothing and is deliberately absent from the ``advx`` entry points in
+``pyproject.toml``: the ``seq2seq``, ``causal``, ``lstm`` (word vocabulary) and
+``encoder_classifier`` plugins import it, so it lives beside them under ``plugins/`` but
+outside ``advx`` core, which must not depend on ``transformers``/``tokenizers``.
+
+* :func:`train_tokenizer`: with no model hub, a ``tiny`` model's tokenizer is trained on the
+  task's own texts with the ``tokenizers`` library and wrapped as a
+  ``PreTrainedTokenizerFast``, so it saves and reloads like any Hugging Face tokenizer.
+* :func:`loading`: ``from_pretrained`` without transformers' progress bars when the run is
+  quiet (``advx run -q``), with them otherwise.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
 
-import torch
 from tokenizers import (
     Tokenizer,
     decoders,
@@ -21,7 +29,7 @@ from tokenizers import (
 )
 from transformers import PreTrainedTokenizerFast
 
-__all__ = ["SPECIAL_TOKENS", "seed_everything", "train_tokenizer"]
+__all__ = ["SPECIAL_TOKENS", "is_quiet", "loading", "train_tokenizer"]
 
 SPECIAL_TOKENS = {
     "pad_token": "<pad>",
@@ -68,12 +76,24 @@ def train_tokenizer(
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS)
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (the loop does this too; for standalone scripts)."""
-    import random
+def is_quiet(extras: Mapping[str, Any] | None) -> bool:
+    """Whether the run asked for no progress output: ``BuildContext.extras["quiet"]``."""
+    return bool((extras or {}).get("quiet", False))
 
-    import numpy as np
 
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+@contextmanager
+def loading(quiet: bool) -> Iterator[None]:
+    """Within the block, transformers shows no progress bars (e.g. "Loading weights") if
+    ``quiet``; the previous setting is restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    if not quiet:
+        yield
+        return
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()

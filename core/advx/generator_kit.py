@@ -1,0 +1,161 @@
+"""What every generator shares besides the sequence layout: the SFT loop and the reference.
+
+The three built-in generators (``seq2seq``, ``causal``, ``lstm``) differ in how they score a
+batch, not in how they train on one, so the policy lives here once:
+
+* :class:`SFTLoop`: ``epochs`` passes of shuffled minibatches (shuffled with the global torch
+  generator, which the loop seeds and checkpoints, so a resumed run draws the same orders),
+  token-mean cross-entropy, one optimizer kept across calls (and in the generator's
+  ``state_dict``), every step through :func:`advx.numerics.guarded_step` clipped to the
+  generator's ``max_grad_norm`` (0 = no clipping), empty input a :class:`DataError`, and the
+  same returned metrics: ``sft/loss`` (token-mean loss of the last epoch), ``sft/examples``,
+  ``sft/epochs``.
+* :func:`frozen_reference`: π_ref, a frozen deep copy of the weights taken the first time a
+  generator is asked for its reference. Later training never moves it; asking again returns
+  the same object, and a reference is its own reference.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from advx.errors import ConfigError, DataError
+from advx.numerics import guarded_step
+from advx.rollout import Sample
+
+__all__ = ["SFTLoop", "check_minimums", "frozen_reference"]
+
+G = TypeVar("G")
+
+#: ``batch -> (summed token NLL over the batch, number of target tokens)``, with grad.
+BatchLoss = Callable[[Sequence[Sample]], tuple[Tensor, int | Tensor]]
+
+
+class SFTLoop:
+    """Supervised fine-tuning with a persistent optimizer (see the module docstring).
+
+    ``make_optimizer`` builds the optimizer over ``model``'s trainable parameters on the
+    first call of :meth:`run` (or on :meth:`load_from`), so a generator that never
+    trains never allocates optimizer state. The loop holds the module itself, not a closure
+    over the generator, so ``copy.deepcopy(generator)`` (the MC rollout's lagging policy)
+    gives a copy whose loop trains the copied weights.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model: nn.Module,
+        make_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer],
+        *,
+        epochs: int,
+        batch_size: int,
+        max_grad_norm: float,
+    ) -> None:
+        self.name = name
+        self.model = model
+        self._make_optimizer = make_optimizer
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.max_grad_norm = max_grad_norm
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    @classmethod
+    def from_config(
+        cls, name: str, model: nn.Module, config: Any,
+        optimizer: type[torch.optim.Optimizer] = torch.optim.AdamW,
+    ) -> SFTLoop:
+        """The loop from a generator config's ``lr``, ``weight_decay`` (0 when absent),
+        ``epochs``, ``batch_size`` and ``max_grad_norm`` keys."""
+        lr, weight_decay = config.lr, getattr(config, "weight_decay", 0.0)
+        return cls(name, model, lambda params: optimizer(params, lr=lr, weight_decay=weight_decay),
+                   epochs=config.epochs, batch_size=config.batch_size,
+                   max_grad_norm=config.max_grad_norm)
+
+    def _params(self) -> list[nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def _ensure_optimizer(self) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            self.optimizer = self._make_optimizer(self._params())
+        return self.optimizer
+
+    def run(self, samples: Sequence[Sample], batch_loss: BatchLoss) -> dict[str, float]:
+        """Train on ``samples``; ``batch_loss`` scores one minibatch (see :data:`BatchLoss`)."""
+        if not samples:
+            raise DataError(
+                f"{self.name}.sft got no samples: the task's generator_train() is empty. "
+                f"Check the task's data (or set loop.pretrain_generator=false)."
+            )
+        optimizer = self._ensure_optimizer()
+        params = self._params()
+        max_norm = self.max_grad_norm if self.max_grad_norm > 0 else None
+        loss_sum, tokens = 0.0, 0
+        for _ in range(self.epochs):
+            loss_sum, tokens = 0.0, 0
+            order = torch.randperm(len(samples)).tolist()
+            for start in range(0, len(order), self.batch_size):
+                batch = [samples[i] for i in order[start : start + self.batch_size]]
+                total, count = batch_loss(batch)
+                count = int(count)
+                loss = total / max(count, 1)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                guarded_step(optimizer, params, loss=loss, max_norm=max_norm,
+                             what=f"{self.name} sft")
+                loss_sum += float(total.detach())
+                tokens += count
+        return {
+            "sft/loss": loss_sum / max(tokens, 1),
+            "sft/examples": float(len(samples)),
+            "sft/epochs": float(self.epochs),
+        }
+
+    def save_into(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Add the optimizer's state to a generator's ``state_dict`` (once it exists)."""
+        if self.optimizer is not None:
+            state["sft_optimizer"] = self.optimizer.state_dict()
+        return state
+
+    def load_from(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`save_into` wrote (absent in a checkpoint taken before SFT)."""
+        if "sft_optimizer" in state:
+            self._ensure_optimizer().load_state_dict(dict(state["sft_optimizer"]))
+
+
+def check_minimums(block: str, config: Any, minimums: Mapping[str, float]) -> None:
+    """Raise a :class:`ConfigError` naming ``block.key`` when ``config.key < minimum``.
+
+    Factories call this at build time for sizes a library would reject only later, with a
+    traceback (``batch_size=0`` in ``range``, ``max_new_tokens=0`` in ``generate``). A
+    minimum of 0 with a float key means strictly positive (e.g. a learning rate).
+    """
+    for key, minimum in minimums.items():
+        value = getattr(config, key)
+        if isinstance(minimum, float) and minimum == 0.0:
+            if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+                raise ConfigError(f"{block}.{key} must be a positive number, got {value}")
+        elif value < minimum:
+            raise ConfigError(f"{block}.{key} must be ≥ {minimum}, got {value}")
+
+
+def frozen_reference(generator: G, **replace: Any) -> G:
+    """π_ref of ``generator``: a shallow copy whose ``model`` is a frozen deep copy.
+
+    Config, tokenizer and vocabulary are shared (read-only); ``replace`` sets other
+    attributes of the copy (e.g. ``value_head=None``: the reference only scores tokens). The
+    copy has no SFT loop and is its own reference. Generators cache the result in
+    ``_reference`` so it is taken once, when first asked for.
+    """
+    ref = copy.copy(generator)
+    ref.model = copy.deepcopy(generator.model).eval().requires_grad_(False)  # type: ignore[attr-defined]
+    ref._sft = None  # type: ignore[attr-defined]
+    for name, value in replace.items():
+        setattr(ref, name, value)
+    ref._reference = ref  # type: ignore[attr-defined]
+    return ref
