@@ -203,3 +203,23 @@ def test_flatten_scalars_and_mlflow_keys():
               "eval/hr@10": 0.5, "augment/new": 8, "note": "x"}
     assert scalars(record) == {"eval/hr@10": 0.5, "augment/new": 8.0}
     assert mlflow_key("valid/hr@10") == "valid/hr_10" and mlflow_key("a b/c-d.e:f") == "a b/c-d.e:f"
+
+
+def test_resume_continues_the_same_mlflow_run(pm, toy_recipe, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    recipe = toy_recipe("[mlflow]").read_text().replace("rounds: 2", "rounds: 1")
+    (tmp_path / "short.yaml").write_text(recipe)
+    first = run_recipe(tmp_path / "short.yaml", run_dir=tmp_path / "run")
+    run_id = (first.run_dir / "mlflow" / "run_id").read_text()
+    again = run_recipe(resume=first.run_dir, overrides=["loop.rounds=2"])
+    assert again.summary["resumed_from_round"] == 1
+    client = MlflowClient(tracking_uri=f"sqlite:///{first.run_dir / 'mlflow' / 'mlflow.db'}")
+    assert len(client.search_runs([client.get_run(run_id).info.experiment_id])) == 1
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["advx.resumed"] == "true"
+    assert run.data.params["loop.rounds"] == "1"  # MLflow keeps a parameter's first value
+    rounds = sorted(m.step for m in client.get_metric_history(run_id, "eval/p_real"))
+    assert rounds == [0, 1, 2]
+    steps = sorted(m.step for m in client.get_metric_history(run_id, "reward/total"))
+    assert steps == [1, 2, 3, 4, 5, 6]
