@@ -5,7 +5,8 @@ A reward function is any callable
     fn(prompts: list[str], completions: list[str], **kwargs) -> list[float]
 
 the signature TRL's ``GRPOTrainer(reward_funcs=...)`` calls, so TRL-style reward functions
-plug in unchanged. It is called once per rollout with one entry per sampled row:
+plug in unchanged (TRL's own factories too: ``path: trl.rewards:get_repetition_penalty_reward``
+with ``args: {ngram_size: 2}``). It is called once per rollout with one entry per sampled row:
 
 * ``prompts``: each row's prompt text (``Prompt.text``; "" for unconditional generation);
 * ``completions``: each row's decoded response;
@@ -62,11 +63,15 @@ class FunctionSpec:
             such as ``mypkg.rewards:Scorer.score`` works) or ``path/to/file.py:function``.
         weight: its weight in the sum (may be negative: a penalty).
         name: the logged term, ``reward/<name>``; empty: the function's name.
+        args: when given, ``path`` names a factory (TRL's ``get_repetition_penalty_reward``,
+            ``get_soft_overlong_punishment``, ...) called once with these keyword arguments
+            at build time; what it returns is the reward function.
     """
 
     path: str = ""
     weight: float = 1.0
     name: str = ""
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,14 +82,17 @@ class FunctionRewardConfig:
     Attributes:
         path: one function, ``module:function`` or ``file.py:function``.
         weight: that function's weight.
-        name: that function's logged term name; empty: the function's name.
-        functions: several functions, each ``{path, weight, name}``; the reward is the
+        term: that function's logged term name, ``reward/<term>``; empty: the function's name
+            (``name:`` is taken: it names the reward, ``function``).
+        args: keyword arguments for a factory named by ``path`` (see :class:`FunctionSpec`).
+        functions: several functions, each ``{path, weight, name, args}``; the reward is the
             weighted sum and each one is logged as its own term.
     """
 
     path: str = ""
     weight: float = 1.0
-    name: str = ""
+    term: str = ""
+    args: dict[str, Any] = field(default_factory=dict)
     functions: list[FunctionSpec] = field(default_factory=list)
 
 
@@ -235,8 +243,15 @@ def _specs(config: FunctionRewardConfig) -> list[tuple[str, FunctionSpec]]:
         raise ConfigError(
             "reward (function): give either path (one function) or functions (a list), not both"
         )
+    if config.functions and (config.args or config.term or config.weight != 1.0):
+        raise ConfigError(
+            "reward (function): with functions:, give weight, args and the term's name inside "
+            "each entry "
+            "(functions: [{path: ..., weight: ..., name: ..., args: {...}}])"
+        )
     if config.path:
-        return [("reward.path", FunctionSpec(config.path, config.weight, config.name))]
+        spec = FunctionSpec(config.path, config.weight, config.term, dict(config.args))
+        return [("reward.path", spec)]
     if config.functions:
         return [(f"reward.functions.{i}.path", spec) for i, spec in enumerate(config.functions)]
     raise ConfigError(
@@ -253,6 +268,18 @@ def build_function_reward(config: FunctionRewardConfig, ctx: BuildContext) -> Fu
         if not math.isfinite(spec.weight):
             raise ConfigError(f"{key.removesuffix('.path')}.weight must be finite")
         fn = load_function(spec.path, key)
+        if spec.args:
+            try:
+                fn = fn(**spec.args)
+            except Exception as exc:
+                raise ConfigError(
+                    f"{key}: calling {spec.path} with args {dict(spec.args)} raised {exc!r}"
+                ) from exc
+            if not callable(fn):
+                raise ConfigError(
+                    f"{key}: {spec.path}(**args) returned a {type(fn).__name__}, not a "
+                    "function; drop args: if the path names the reward function itself"
+                )
         name = spec.name or getattr(fn, "__name__", "") or spec.path.rpartition(":")[2]
         if name == "total":
             raise ConfigError(f"{key}: the term name 'total' is the summed reward's; set name:")

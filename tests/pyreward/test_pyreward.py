@@ -16,7 +16,7 @@ from advx.components import BuildContext, StepContext
 from advx.errors import ConfigError, NonFiniteError, PluginError
 from advx.plugins import get_registry
 from advx.rundir import RunDir
-from advx.runner import run_recipe
+from advx.runner import prepare_recipe, run_recipe
 from advx_pyreward import FunctionRewardConfig, FunctionSpec, build_function_reward
 from core_toys import TOY_RECIPE, VOCAB, ToyGenerator, ToyGeneratorConfig
 from omegaconf import OmegaConf
@@ -112,6 +112,29 @@ def test_a_toy_run_logs_each_term_and_the_weighted_total(pm, tmp_path):
         assert row["reward"] == pytest.approx(2 * frac - 1.0)
 
 
+def test_term_names_a_single_function_in_a_recipe(pm, tmp_path):
+    path = tmp_path / "toy.yaml"
+    path.write_text(TOY_RECIPE.replace(
+        "reward: {name: toy_disc, beta: 0.05}",
+        "reward: {name: function, path: 'toy_rewards:frac_a', term: share_a, weight: 2.0}"))
+    block = prepare_recipe(path, pm=pm).components["reward"]
+    rewards = block.spec.factory(block.config, _ctx(tmp_path))(_rollout(["a b"], [{}]))
+    assert list(rewards.terms) == ["share_a"] and rewards.total.tolist() == [1.0]
+
+
+def test_trl_reward_function_factories_plug_in_as_they_are(pm, tmp_path):
+    config = FunctionRewardConfig(functions=[
+        FunctionSpec(path="trl.rewards:get_repetition_penalty_reward",
+                     args={"ngram_size": 2, "max_penalty": -1.0}),
+        FunctionSpec(path="toy_rewards:frac_a", weight=0.5),
+    ])
+    reward = build_function_reward(config, _ctx(tmp_path))
+    # TRL's docstring example: ids [1, 2, 3, 4] → 0.0, [5, 5, 5, 5] → −1 · (1 − 1/3)
+    rewards = reward(_rollout(["b c d e", "e e e e"], [{}, {}]))
+    assert rewards.terms["repetition_penalty_reward"].tolist() == pytest.approx([0.0, -2 / 3])
+    assert rewards.total.tolist() == pytest.approx([0.0, -2 / 3])
+
+
 # ============================================================================ errors
 
 
@@ -143,6 +166,13 @@ def test_a_bad_return_is_a_clear_error_naming_the_function(pm, tmp_path, functio
     (FunctionRewardConfig(), "needs path: module:function, or functions"),
     (FunctionRewardConfig(path="toy_rewards:frac_a",
                           functions=[FunctionSpec(path="toy_rewards:n_tokens")]), "not both"),
+    (FunctionRewardConfig(weight=2.0, functions=[FunctionSpec(path="toy_rewards:frac_a")]),
+     "give weight, args and the term's name inside each entry"),
+    (FunctionRewardConfig(path="toy_rewards:frac_a", args={"x": 1}),
+     r"calling toy_rewards:frac_a with args \{'x': 1\} raised TypeError"),
+    (FunctionRewardConfig(path="toy_rewards:n_tokens", args={"prompts": [], "completions": [],
+                                                              "completion_ids": []}),
+     r"toy_rewards:n_tokens\(\*\*args\) returned a list, not a function"),
     (FunctionRewardConfig(functions=[FunctionSpec(path="toy_rewards:frac_a"),
                                      FunctionSpec(path=f"{FILE}:frac_a")]),
      "reward.functions.1.path: two reward functions are both named 'frac_a'"),
