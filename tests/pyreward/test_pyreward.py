@@ -4,12 +4,14 @@ one term each, clear errors, and use as the sequence reward inside ``mc_rollout`
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import advx_pyreward
 import numpy as np
 import pytest
 import torch
+import yaml
 from advx import Prompt, Rollout
 from advx.cli import app
 from advx.components import BuildContext, StepContext
@@ -23,6 +25,7 @@ from omegaconf import OmegaConf
 from typer.testing import CliRunner
 
 FILE = Path(__file__).resolve().parent / "toy_rewards.py"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "rewards.md"
 
 
 def _rollout(texts: list[str], metas: list[dict]) -> Rollout:
@@ -133,6 +136,20 @@ def test_trl_reward_function_factories_plug_in_as_they_are(pm, tmp_path):
     rewards = reward(_rollout(["b c d e", "e e e e"], [{}, {}]))
     assert rewards.terms["repetition_penalty_reward"].tolist() == pytest.approx([0.0, -2 / 3])
     assert rewards.total.tolist() == pytest.approx([0.0, -2 / 3])
+
+
+def test_the_five_line_example_of_the_docs_works(pm, tmp_path, monkeypatch):
+    """docs/rewards.md's first code block, saved as the file its first recipe line names."""
+    text = DOCS.read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    block = yaml.safe_load(re.search(r"```yaml\n(.*?)```", text, re.S).group(1))["reward"]
+    assert len(code.strip().splitlines()) + 1 == 5  # four of Python, one of recipe
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / code.splitlines()[0].removeprefix("# ").strip()).write_text(code)
+    spec = get_registry(pm).get("reward", block.pop("name"))
+    config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(spec.config_class), block))
+    rewards = spec.factory(config, _ctx(tmp_path))(_rollout(["a", "a b", "a b c d"], [{}] * 3))
+    assert rewards.terms["brevity"].tolist() == pytest.approx([1.0, 0.5, 0.25])
 
 
 # ============================================================================ errors
