@@ -231,12 +231,16 @@ class _CompletingGenerator(ToyGenerator):
         return picked
 
 
-def test_as_the_sequence_reward_wrapped_by_the_mc_rollout(pm, tmp_path):
+@pytest.mark.parametrize("wrapped", [
+    {"name": "function", "path": "toy_rewards:frac_a", "weight": 3.0},
+    {"name": "function", "functions": [{"path": "toy_rewards:frac_a", "weight": 2.0},
+                                       {"path": f"{FILE}:frac_a", "weight": 1.0, "name": "b"}]},
+])
+def test_as_the_sequence_reward_wrapped_by_the_mc_rollout(pm, tmp_path, wrapped):
     import toy_rewards
 
     spec = get_registry(pm).get("reward", "mc_rollout")
-    block = {"rollouts": 2, "per_token": "q",
-             "wrapped": {"name": "function", "path": "toy_rewards:frac_a", "weight": 3.0}}
+    block = {"rollouts": 2, "per_token": "q", "wrapped": wrapped}
     config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(spec.config_class), block))
     ctx = _ctx(tmp_path)
     mc = spec.factory(config, ctx)
@@ -250,4 +254,5 @@ def test_as_the_sequence_reward_wrapped_by_the_mc_rollout(pm, tmp_path):
     assert torch.allclose(rewards.per_token, want)
     assert rewards.terms["disc_prob"].tolist() == pytest.approx([0.0, 1.5])
     # the function saw the continuations (2 rollouts × 4 prefixes) and the full rows
+    # (toy_rewards.SEEN holds the calls of the module-path function; the file is another module)
     assert sum(len(call["completions"]) for call in toy_rewards.SEEN) == 2 * (3 + 1) + 2
