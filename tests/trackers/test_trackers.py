@@ -139,12 +139,12 @@ def test_mlflow_metrics_params_tags_and_tables_read_back(tracked):
 # ============================================================================ W&B
 
 
-def _wandb_records(run_dir: Path) -> list[dict[str, Any]]:
+def _wandb_records(run_dir: Path, index: int = 0, count: int = 1) -> list[dict[str, Any]]:
     """Every record of the offline run's ``.wandb`` log, through W&B's own reader."""
-    logs = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert len(logs) == 1, logs
+    logs = sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(logs) == count, logs
     cli = Path(sys.executable).with_name("wandb")
-    out = subprocess.run([str(cli), "leet", "inspect", "--json", str(logs[0])],
+    out = subprocess.run([str(cli), "leet", "inspect", "--json", str(logs[index])],
                          capture_output=True, text=True, check=True, timeout=120)
     return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
 
@@ -205,10 +205,10 @@ def test_flatten_scalars_and_mlflow_keys():
     assert mlflow_key("valid/hr@10") == "valid/hr_10" and mlflow_key("a b/c-d.e:f") == "a b/c-d.e:f"
 
 
-def test_resume_continues_the_same_mlflow_run(pm, toy_recipe, tmp_path):
+def test_resume_continues_the_same_mlflow_and_wandb_runs(pm, toy_recipe, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    recipe = toy_recipe("[mlflow]").read_text().replace("rounds: 2", "rounds: 1")
+    recipe = toy_recipe("[mlflow, wandb]").read_text().replace("rounds: 2", "rounds: 1")
     (tmp_path / "short.yaml").write_text(recipe)
     first = run_recipe(tmp_path / "short.yaml", run_dir=tmp_path / "run")
     run_id = (first.run_dir / "mlflow" / "run_id").read_text()
@@ -223,3 +223,11 @@ def test_resume_continues_the_same_mlflow_run(pm, toy_recipe, tmp_path):
     assert rounds == [0, 1, 2]
     steps = sorted(m.step for m in client.get_metric_history(run_id, "reward/total"))
     assert steps == [1, 2, 3, 4, 5, 6]
+    # W&B: a second offline log of the same run id, with the rounds the resumed run did
+    first_log, second_log = _wandb_records(first.run_dir, 0, 2), _wandb_records(first.run_dir, 1, 2)
+    ids = {next(r["run"]["run_id"] for r in log if r["type"] == "run")
+           for log in (first_log, second_log)}
+    assert ids == {(first.run_dir / "wandb_run_id").read_text()}
+    rounds = [r["history"]["item"]["round"] for r in second_log
+              if r["type"] == "history" and "eval/p_real" in r["history"]["item"]]
+    assert rounds == [2]
