@@ -644,9 +644,9 @@ class Experiment:
         record["time/round_s"] = time.perf_counter() - current.started
         self._check_blowups(record, evaluation or {})
         self.history.append(record)
-        self.emit(record)
-        if self.cfg.save_samples:
+        if self.cfg.save_samples:  # before the record: a logger may read the round's samples
             self.run_dir.write_samples(current.round, current.samples)
+        self.emit(record)
 
     def _check_blowups(self, record: Mapping[str, Any], evaluation: Mapping[str, Any]) -> None:
         """Warn (once per key) when an evaluation metric or a loss/NLL is not finite or

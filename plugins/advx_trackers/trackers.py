@@ -102,6 +102,7 @@ class _Tracker:
         self.want_samples = samples
         self.max_samples = max_samples
         self.started = False
+        self.step_keys: set[str] = set()  # keys seen in step records (see log())
 
     # ------------------------------------------------------------- what subclasses write
     def _start(self, recipe: dict[str, Any]) -> None:
@@ -127,12 +128,17 @@ class _Tracker:
         values = scalars(metrics)
         if metrics.get("kind", "step") == "round":
             round = int(metrics.get("round", 0))
+            # a round record repeats the step keys as the round's means; a tracker plots a
+            # tag against one x-axis, so those go under round_mean/ (x = round)
+            values = {(f"round_mean/{k}" if k in self.step_keys else k): v
+                      for k, v in values.items()}
             self._log_round(values, round, step)
             if self.want_samples:
                 rows, columns = self.samples(round)
                 if rows:
                     self._log_samples(rows, columns, round)
         else:
+            self.step_keys.update(values)
             self._log_step(values, step)
 
     def close(self) -> None:
