@@ -15,6 +15,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from advx import __version__
+from advx.compare.cli import compare_app
 from advx.errors import AdvxError
 from advx.plugins import get_plugin_manager, get_registry
 from advx.recipe import recipe_description
@@ -46,6 +47,7 @@ app = typer.Typer(
 )
 
 app.add_typer(sweep_app, name="sweep")
+app.add_typer(compare_app, name="compare")
 
 
 def _version(value: bool) -> None:
