@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -123,7 +124,7 @@ def load_compare(path: str | Path) -> CompareSpec:
     try:
         cfg = OmegaConf.load(path)
         raw = OmegaConf.to_container(cfg, resolve=True)
-    except (OmegaConfBaseException, ValueError, OSError) as exc:
+    except (OmegaConfBaseException, yaml.YAMLError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"{where}: cannot read it as YAML: {first}") from exc
     if not isinstance(cfg, DictConfig) or not isinstance(raw, dict):
