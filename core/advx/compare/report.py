@@ -156,6 +156,9 @@ def plot_curves(data: CompareData, path: Path) -> Path | None:
         low = [b[0] if math.isfinite(b[0]) else m for b, m in zip(bands, means, strict=True)]
         high = [b[1] if math.isfinite(b[1]) else m for b, m in zip(bands, means, strict=True)]
         ax.fill_between(rounds, low, high, alpha=0.2, color=line.get_color())
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel(data.spec.primary)
     ax.set_title(f"{data.spec.name}: mean and 95% CI over seeds")
