@@ -8,9 +8,10 @@ from the run's seed. Loaded into worker processes through the compare file's
 ``plugins: [compare_toy]`` (this folder is on PYTHONPATH in the tests).
 
 Test hooks: ``fail_seed`` makes the run of that seed raise; ``sleep_s`` slows each
-evaluation; ``marker`` names a folder where each evaluation touches a file (so a test knows
-a cell is running); ``barrier`` makes the first evaluation of each process wait until
-``barrier_parties`` processes arrived (so both workers of a test are known to take part).
+evaluation (of ``slow_seed`` only, unless it is -1); ``marker`` names a folder where each
+evaluation touches a file (so a test knows a cell is running); ``barrier`` makes the first
+evaluation of each process wait until ``barrier_parties`` processes arrived (so both workers
+of a test are known to take part).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class CompareToyTaskConfig:
     rounds: int = 3
     fail_seed: int = -1
     sleep_s: float = 0.0
+    slow_seed: int = -1
     marker: str = ""
     barrier: str = ""
     barrier_parties: int = 2
@@ -80,7 +82,8 @@ class CompareToyTask:
             Path(cfg.marker).mkdir(parents=True, exist_ok=True)
             (Path(cfg.marker) / f"seed{self.seed}-gain{components.reward.config.gain}"
              f"-round{round}").touch()
-        time.sleep(cfg.sleep_s)
+        if cfg.slow_seed in (-1, self.seed):
+            time.sleep(cfg.sleep_s)
         if self.seed == cfg.fail_seed:
             raise RuntimeError(f"toy task exploded for seed {self.seed}")
         gain = components.reward.config.gain

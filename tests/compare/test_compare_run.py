@@ -97,7 +97,7 @@ def _worker(toy: Path, path: Path, *extra: str) -> subprocess.Popen:
 
 
 def test_two_workers_on_one_sqlite_storage_never_run_a_cell_twice(toy):
-    path = write_compare(toy, seeds=4, overrides=[
+    path = write_compare(toy, seeds=3, overrides=[
         f"task.barrier={toy / 'barrier'}", f"task.marker={toy / 'marks'}", "task.sleep_s=0.05"])
     workers = [_worker(toy, path) for _ in range(2)]
     outputs = [w.communicate(timeout=240)[0] for w in workers]
@@ -116,7 +116,8 @@ def test_two_workers_on_one_sqlite_storage_never_run_a_cell_twice(toy):
 
 def test_resuming_after_a_kill_reruns_only_the_unfinished_cells(toy):
     marks = toy / "marks"
-    path = write_compare(toy, overrides=[f"task.marker={marks}", "task.sleep_s=0.4"])
+    path = write_compare(toy, overrides=[f"task.marker={marks}", "task.sleep_s=0.5",
+                                         "task.slow_seed=1"])
     worker = _worker(toy, path)
     deadline = time.monotonic() + 120
     # kill it while it runs the third cell (seed 1, condition low)
