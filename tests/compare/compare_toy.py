@@ -7,7 +7,8 @@ curve plus seed noise, so a cell is a real advx run that takes milliseconds.
 from the run's seed. Loaded into worker processes through the compare file's
 ``plugins: [compare_toy]`` (this folder is on PYTHONPATH in the tests).
 
-Test hooks: ``fail_seed`` makes the run of that seed raise; ``sleep_s`` slows each
+Test hooks: ``fail_seed`` makes the run of that seed raise (while the file ``fail_file``
+exists, when one is named); ``sleep_s`` slows each
 evaluation (of ``slow_seed`` only, unless it is -1); ``marker`` names a folder where each
 evaluation touches a file (so a test knows a cell is running); ``barrier`` makes the first
 evaluation of each process wait until ``barrier_parties`` processes arrived (so both workers
@@ -29,6 +30,7 @@ import numpy as np
 class CompareToyTaskConfig:
     rounds: int = 3
     fail_seed: int = -1
+    fail_file: str = ""
     sleep_s: float = 0.0
     slow_seed: int = -1
     marker: str = ""
@@ -84,7 +86,7 @@ class CompareToyTask:
              f"-round{round}").touch()
         if cfg.slow_seed in (-1, self.seed):
             time.sleep(cfg.sleep_s)
-        if self.seed == cfg.fail_seed:
+        if self.seed == cfg.fail_seed and (not cfg.fail_file or Path(cfg.fail_file).exists()):
             raise RuntimeError(f"toy task exploded for seed {self.seed}")
         gain = components.reward.config.gain
         return {"toy/score": score(gain, self.seed, round, cfg.rounds, cfg.noise),

@@ -57,7 +57,8 @@ def test_two_conditions_three_seeds_end_to_end_with_show(toy):
 
 
 def test_a_second_invocation_runs_nothing_and_a_failed_cell_is_retried_on_request(toy):
-    path = write_compare(toy, overrides=["task.fail_seed=1"])
+    (toy / "broken").touch()
+    path = write_compare(toy, overrides=["task.fail_seed=1", "task.fail_file=broken"])
     spec = load_compare(path)
     first = run_compare(spec)
     states = {(c.condition, c.seed): c.state for c in first.cells}
@@ -70,8 +71,8 @@ def test_a_second_invocation_runs_nothing_and_a_failed_cell_is_retried_on_reques
     assert [(c.state, c.trial.number) for c in again.cells] == [
         (c.state, c.trial.number) for c in first.cells]
 
-    fixed = write_compare(toy, overrides=["task.fail_seed=-1"])
-    retried = run_compare(load_compare(fixed), retry_failed=True)
+    (toy / "broken").unlink()  # the cause is fixed
+    retried = run_compare(spec, retry_failed=True)
     assert all(c.state == "done" for c in retried.cells)
     again_cells = {(c.condition, c.seed): c for c in retried.cells}
     assert again_cells[("low", 1)].attempts == 2
@@ -142,3 +143,21 @@ def test_resuming_after_a_kill_reruns_only_the_unfinished_cells(toy):
     assert set(rerun) == {"seed1-gain1.0", "seed1-gain2.0", "seed2-gain1.0", "seed2-gain2.0"}
     summary = json.loads((Path(after[("low", 1)].run_dir) / "summary.json").read_text())
     assert summary["status"] == "complete"
+
+
+def test_a_changed_condition_is_refused_but_new_seeds_and_conditions_are_added(toy):
+    run_compare(load_compare(write_compare(toy, seeds=2)))
+    changed = write_compare(toy, seeds=2, conditions={
+        "low": {"recipe": "toy.yaml"},
+        "high": {"recipe": "toy.yaml", "overrides": ["reward.gain=3.0"]}})
+    result = CliRunner().invoke(app, ["compare", str(changed)])
+    assert result.exit_code == 2
+    assert "conditions.high changed since its cells ran" in result.output
+
+    grown = write_compare(toy, seeds=3, conditions={
+        **{"low": {"recipe": "toy.yaml"},
+           "high": {"recipe": "toy.yaml", "overrides": ["reward.gain=2.0"]}},
+        "higher": {"recipe": "toy.yaml", "overrides": ["reward.gain=3.0"]}})
+    cells = run_compare(load_compare(grown)).cells
+    assert len(cells) == 9 and all(c.state == "done" for c in cells)
+    assert sum(c.trial.number < 4 for c in cells) == 4  # the first 4 cells were not rerun

@@ -148,10 +148,27 @@ def open_study(spec: CompareSpec, url: str) -> tuple[optuna.Study, optuna.storag
     # The direction is irrelevant (nothing is optimised); the value is the primary metric,
     # so that optuna-dashboard shows something useful.
     study = optuna.create_study(study_name=spec.name, storage=storage, load_if_exists=True)
-    old = study.user_attrs.get("compare")
-    if old is None:
+    recorded = study.user_attrs.get("conditions", {})
+    mine = {name: _definition(spec, c) for name, c in spec.conditions.items()}
+    for name, definition in mine.items():
+        if name in recorded and recorded[name] != definition:
+            raise ConfigError(
+                f"{spec.path}: conditions.{name} changed since its cells ran in study "
+                f"{spec.name!r} (then: {recorded[name]}, now: {definition}); the finished cells "
+                "would mix two definitions. Give the changed condition a new name, or the "
+                "compare a new name: (adding conditions or seeds is fine)"
+            )
+    if any(name not in recorded for name in mine):
+        study.set_user_attr("conditions", {**recorded, **mine})
         study.set_user_attr("compare", spec.to_dict())
     return study, storage
+
+
+def _definition(spec: CompareSpec, condition: Any) -> dict[str, Any]:
+    """What makes a condition's cells comparable across invocations and machines: its recipe
+    (relative to the compare file, so checkouts in different places agree) and overrides."""
+    recipe = os.path.relpath(condition.recipe, Path(spec.path).parent)
+    return {"recipe": recipe, "overrides": list(condition.overrides)}
 
 
 def load_cells(spec: CompareSpec, url: str) -> list[Cell]:
