@@ -161,3 +161,30 @@ def test_a_changed_condition_is_refused_but_new_seeds_and_conditions_are_added(t
     cells = run_compare(load_compare(grown)).cells
     assert len(cells) == 9 and all(c.state == "done" for c in cells)
     assert sum(c.trial.number < 4 for c in cells) == 4  # the first 4 cells were not rerun
+
+
+def test_an_interrupted_cell_with_a_checkpoint_is_resumed_in_its_folder(toy):
+    marks = toy / "marks"
+    path = write_compare(toy, seeds=2, overrides=[
+        f"task.marker={marks}", "task.sleep_s=0.5", "task.slow_seed=1", "loop.checkpoint=true"])
+    worker = _worker(toy, path)
+    deadline = time.monotonic() + 120
+    # round 2 is being evaluated: rounds 0 and 1 are checkpointed
+    while not (marks / "seed1-gain1.0-round2").exists():
+        assert time.monotonic() < deadline and worker.poll() is None, worker.communicate()[0]
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    killed = {(c.condition, c.seed): c for c in _cells(path)}[("low", 1)]
+    for mark in marks.iterdir():
+        mark.unlink()
+
+    cell = {(c.condition, c.seed): c for c in run_compare(load_compare(path)).cells}[("low", 1)]
+    assert cell.state == "done" and cell.attempts == 2
+    assert cell.run_dir == killed.run_dir and cell.trial.user_attrs["resumed"] is True
+    summary = json.loads((Path(cell.run_dir) / "summary.json").read_text())
+    assert summary["resumed_from_round"] >= 1
+    rerun = sorted(m.name for m in marks.iterdir() if m.name.startswith("seed1-gain1.0"))
+    assert "seed1-gain1.0-round0" not in rerun and "seed1-gain1.0-round3" in rerun
+    run = load_run(cell.run_dir)
+    assert [r["round"] for r in run.rounds] == [0, 1, 2, 3]
