@@ -55,7 +55,8 @@ class CompareToyReward:
 _ARRIVED = False
 
 
-def _barrier(folder: str, parties: int, timeout_s: float = 60.0) -> None:
+def _barrier(folder: str, parties: int, timeout_s: float = 200.0) -> None:
+    # Long: on a loaded 2-core machine the other worker may need a minute just to import.
     global _ARRIVED
     if _ARRIVED or not folder:
         return

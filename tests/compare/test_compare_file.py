@@ -95,3 +95,17 @@ def test_published_compare_files_validate(path, monkeypatch):
     spec = load_compare(path)
     assert spec.description and len(spec.conditions) >= 2 and spec.primary in spec.metrics
     check_conditions(spec)
+
+
+def test_spec_survives_the_trip_to_a_spawned_worker(toy):
+    """``--jobs N`` hands the spec to spawned workers as a plain dict."""
+    from advx.compare import CompareSpec
+
+    spec = load_compare(write_compare(toy, rounds=[0, 3], summary="best"))
+    assert CompareSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_help_lists_the_commands():
+    result = CliRunner().invoke(app, ["compare", "--help"])
+    assert result.exit_code == 0
+    assert "run" in result.output and "show" in result.output

@@ -101,18 +101,18 @@ def test_two_workers_on_one_sqlite_storage_never_run_a_cell_twice(toy):
     path = write_compare(toy, seeds=3, overrides=[
         f"task.barrier={toy / 'barrier'}", f"task.marker={toy / 'marks'}", "task.sleep_s=0.05"])
     workers = [_worker(toy, path) for _ in range(2)]
-    outputs = [w.communicate(timeout=240)[0] for w in workers]
+    outputs = [w.communicate(timeout=400)[0] for w in workers]
     for worker, output in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, output
     cells = _cells(path)
-    assert all(c.state == "done" and c.attempts == 1 for c in cells), [
-        (c.condition, c.seed, c.state, c.attempts) for c in cells]
+    assert all(c.state == "done" and c.attempts == 1 for c in cells), (
+        [(c.condition, c.seed, c.state, c.attempts) for c in cells], outputs)
     # exactly once, seen from the runs: one folder per cell, each evaluated once per round
     folders = sorted(p.parent for p in (toy / "runs/compares/toy_cmp").glob("*/*/recipe.yaml"))
     assert folders == sorted(Path(c.run_dir) for c in cells)
     assert len(list((toy / "marks").iterdir())) == len(cells) * 4
     pids = {c.trial.user_attrs["pid"] for c in cells}
-    assert len(pids) == 2  # both workers ran cells
+    assert len(pids) == 2, outputs  # both workers ran cells
 
 
 def test_resuming_after_a_kill_reruns_only_the_unfinished_cells(toy):
