@@ -8,8 +8,7 @@ import uuid
 
 import pytest
 from advx.compare import load_compare
-from advx.compare.cells import _claim, cells_of, open_study, storage_url, work
-from advx.sweep import make_storage
+from advx.compare.cells import _claim, cells_of, make_storage, open_study, storage_url, work
 from conftest import write_compare
 from optuna.trial import TrialState
 
