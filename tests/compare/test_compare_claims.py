@@ -9,7 +9,7 @@ import uuid
 import pytest
 from advx.compare import load_compare
 from advx.compare.cells import _claim, cells_of, make_storage, open_study, storage_url, work
-from conftest import write_compare
+from compare_helpers import write_compare
 from optuna.trial import TrialState
 
 PG_URL = os.environ.get("ADVX_TEST_POSTGRES_URL")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from advx.cli import app
 from advx.compare import check_conditions, load_compare
-from conftest import BASE_COMPARE, write_compare
+from compare_helpers import BASE_COMPARE, write_compare
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[2]

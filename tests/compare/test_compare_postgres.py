@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from advx.compare import load_cells, load_compare
-from conftest import write_compare
+from compare_helpers import write_compare
 
 pytestmark = pytest.mark.postgres
 

@@ -15,8 +15,8 @@ from advx.cli import app
 from advx.compare import load_cells, load_compare, run_compare
 from advx.compare.cells import default_runs_dir, storage_url
 from advx.results import load_run
+from compare_helpers import write_compare
 from compare_toy import score
-from conftest import write_compare
 from typer.testing import CliRunner
 
 
