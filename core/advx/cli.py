@@ -20,6 +20,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from advx import __version__
+from advx.compare.cli import compare_app
 from advx.errors import AdvxError
 from advx.plugins import get_plugin_manager, get_registry
 from advx.recipe import recipe_description
@@ -209,6 +210,7 @@ sweep_app = typer.Typer(
     "advx sweep show STUDY prints its trials, plots them and exports the best recipe.",
 )
 app.add_typer(sweep_app, name="sweep")
+app.add_typer(compare_app, name="compare")
 
 
 @sweep_app.command("run")

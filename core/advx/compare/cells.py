@@ -1,0 +1,491 @@
+"""Running a comparison: every (condition, seed) cell is one trial of an Optuna study.
+
+The study (named after the compare file) lives in the same kind of storage as sweeps: an
+embedded SQLite file next to the compare's runs by default, or one PostgreSQL database that
+workers on many machines point at. The storage only *records* cells; every cell is an
+ordinary run folder ``<runs-dir>/<condition>/seed-<S>/`` written by
+:func:`advx.runner.run_recipe`.
+
+A cell's life, as trial states::
+
+    enqueued (WAITING) --claimed by one worker--> RUNNING --> COMPLETE   (done)
+                                                          \\-> FAIL + error  (failed: rerun
+                                                                            with --retry-failed)
+                                                          \\-> FAIL, no error (interrupted:
+                                                                 Ctrl-C, killed, lost heartbeat;
+                                                                 rerun by the next invocation)
+
+Exactly once. A worker claims a WAITING trial with one conditional ``UPDATE ... WHERE state =
+'WAITING'`` and owns it only if that statement changed a row. (Optuna's own
+``Study.ask()`` reads the state and writes it in two statements; on SQLite, where
+``SELECT ... FOR UPDATE`` does not exist, two processes can both pop the same trial:
+optuna/optuna#4002, #4621.) Two workers starting together may both enqueue a cell; a worker
+that claims a trial of a cell that already has a COMPLETE trial, or a RUNNING one with a
+lower number, marks its own PRUNED (``superseded``) instead of running it. Workers claim in
+trial-number order, so the lower-numbered trial of a cell is always claimed first.
+
+A worker that dies leaves its cell RUNNING: Optuna's heartbeat (recorded every 30 s by a
+thread) lets any later worker fail it after the grace period, and a worker on the same host
+fails it at once when the owning process no longer exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import multiprocessing
+import os
+import socket
+import sys
+import threading
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
+from rich.markup import escape
+
+from advx.compare.spec import CompareSpec, check_conditions, import_plugins
+from advx.errors import AdvxError, ConfigError
+from advx.sweep.storage import make_storage
+
+__all__ = ["Cell", "CompareResult", "cells_of", "default_runs_dir", "load_cells", "open_study",
+           "run_compare", "storage_url", "work"]
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+def default_runs_dir(spec: CompareSpec, runs_root: Path = Path("runs")) -> Path:
+    """``runs/compares/<name>/``: the cells' folders and the default SQLite file."""
+    return Path(runs_root) / "compares" / spec.name
+
+
+def storage_url(spec: CompareSpec, storage: str | None, runs_dir: Path) -> str:
+    """``--storage``, else the file's ``storage:``, else ``sqlite:///<runs-dir>/compare.db``."""
+    return storage or spec.storage or f"sqlite:///{(Path(runs_dir) / 'compare.db').resolve()}"
+
+
+# --------------------------------------------------------------------------- cells
+
+
+@dataclass
+class Cell:
+    """One (condition, seed) and what the storage says about it.
+
+    state: new | waiting | running | done | failed | interrupted.
+    """
+
+    condition: str
+    seed: int
+    state: str = "new"
+    trial: FrozenTrial | None = None
+    attempts: int = 0
+
+    @property
+    def error(self) -> str:
+        return str(self.trial.user_attrs.get("error", "")) if self.trial else ""
+
+    @property
+    def run_dir(self) -> str | None:
+        return self.trial.user_attrs.get("run_dir") if self.trial else None
+
+    @property
+    def metrics(self) -> dict[str, float | None]:
+        return dict(self.trial.user_attrs.get("metrics", {})) if self.trial else {}
+
+    @property
+    def rounds(self) -> list[dict[str, Any]]:
+        return list(self.trial.user_attrs.get("rounds", [])) if self.trial else []
+
+
+def _key(trial: FrozenTrial) -> tuple[str, int] | None:
+    condition, seed = trial.user_attrs.get("condition"), trial.user_attrs.get("seed")
+    if condition is None or seed is None or trial.user_attrs.get("superseded"):
+        return None
+    return str(condition), int(seed)
+
+
+def cells_of(spec: CompareSpec, trials: Sequence[FrozenTrial]) -> list[Cell]:
+    """The state of every cell of ``spec`` (trials of cells no longer in the file are
+    ignored), in the spec's order."""
+    by_cell: dict[tuple[str, int], list[FrozenTrial]] = defaultdict(list)
+    for trial in sorted(trials, key=lambda t: t.number):
+        key = _key(trial)
+        if key is not None:
+            by_cell[key].append(trial)
+    cells = []
+    for condition, seed in spec.cells:
+        mine = by_cell.get((condition, seed), [])
+        cell = Cell(condition, seed, attempts=len(mine))
+        for state, label in ((TrialState.COMPLETE, "done"), (TrialState.RUNNING, "running"),
+                             (TrialState.WAITING, "waiting")):
+            found = [t for t in mine if t.state == state]
+            if found:
+                cell.state, cell.trial = label, found[0]
+                break
+        else:
+            if mine:
+                cell.trial = mine[-1]
+                cell.state = "failed" if cell.trial.user_attrs.get("error") else "interrupted"
+        cells.append(cell)
+    return cells
+
+
+# --------------------------------------------------------------------------- the study
+
+
+def open_study(spec: CompareSpec, url: str) -> tuple[optuna.Study, optuna.storages.RDBStorage]:
+    """Create the compare's study or load it (same name, same storage): a rerun continues."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = make_storage(url)
+    # The direction is irrelevant (nothing is optimised); the value is the primary metric,
+    # so that optuna-dashboard shows something useful.
+    study = optuna.create_study(study_name=spec.name, storage=storage, load_if_exists=True)
+    recorded = study.user_attrs.get("conditions", {})
+    mine = {name: _definition(spec, c) for name, c in spec.conditions.items()}
+    for name, definition in mine.items():
+        if name in recorded and recorded[name] != definition:
+            raise ConfigError(
+                f"{spec.path}: conditions.{name} changed since its cells ran in study "
+                f"{spec.name!r} (then: {recorded[name]}, now: {definition}); the finished cells "
+                "would mix two definitions. Give the changed condition a new name, or the "
+                "compare a new name: (adding conditions or seeds is fine)"
+            )
+    if any(name not in recorded for name in mine):
+        study.set_user_attr("conditions", {**recorded, **mine})
+        study.set_user_attr("compare", spec.to_dict())
+    return study, storage
+
+
+def _definition(spec: CompareSpec, condition: Any) -> dict[str, Any]:
+    """What makes a condition's cells comparable across invocations and machines: its recipe
+    (relative to the compare file, so checkouts in different places agree) and overrides."""
+    recipe = os.path.relpath(condition.recipe, Path(spec.path).parent)
+    return {"recipe": recipe, "overrides": list(condition.overrides)}
+
+
+def load_cells(spec: CompareSpec, url: str) -> list[Cell]:
+    """The cells as the storage records them now (for ``show`` and the tests)."""
+    storage = make_storage(url)
+    try:
+        study_id = storage.get_study_id_from_name(spec.name)
+    except KeyError:
+        return cells_of(spec, [])
+    return cells_of(spec, storage.get_all_trials(study_id, deepcopy=False))
+
+
+def _trials(study: optuna.Study, storage: optuna.storages.RDBStorage,
+            states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
+    """The study's trials read from the database itself (not through Optuna's cache, which
+    does not see the claims :func:`_claim` writes with plain SQL)."""
+    return storage.get_all_trials(study._study_id, deepcopy=False, states=states)
+
+
+def _enqueue(study: optuna.Study, storage: optuna.storages.RDBStorage, spec: CompareSpec,
+             retry_failed: bool) -> int:
+    """A WAITING trial for every cell that is new, interrupted, or failed and to be retried."""
+    wanted = {"new", "interrupted", *(("failed",) if retry_failed else ())}
+    added = 0
+    for cell in cells_of(spec, _trials(study, storage)):
+        if cell.state in wanted:
+            study.enqueue_trial({}, user_attrs={
+                "condition": cell.condition, "seed": cell.seed, "attempt": cell.attempts + 1,
+                "previous_run_dir": cell.run_dir,
+            })
+            added += 1
+    return added
+
+
+def _claim(storage: optuna.storages.RDBStorage, trial_id: int) -> bool:
+    """Atomically move a WAITING trial to RUNNING; True only for the one caller that did."""
+    import sqlalchemy
+    from optuna.storages._rdb.models import TrialModel  # Optuna's schema, stable since 2.x
+
+    for attempt in range(20):
+        try:
+            with storage.engine.begin() as connection:
+                result = connection.execute(
+                    sqlalchemy.update(TrialModel)
+                    .where(TrialModel.trial_id == trial_id,
+                           TrialModel.state == TrialState.WAITING)
+                    .values(state=TrialState.RUNNING, datetime_start=datetime.now())
+                )
+            return result.rowcount == 1
+        except sqlalchemy.exc.OperationalError:  # SQLite busy beyond its timeout: try again
+            time.sleep(0.2 * (attempt + 1))
+    return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def _recover(study: optuna.Study, storage: optuna.storages.RDBStorage) -> int:
+    """Fail RUNNING cells whose worker is gone: on this host, a dead process (at once);
+    anywhere, a heartbeat older than the grace period (Optuna's ``fail_stale_trials``)."""
+    host, failed = socket.gethostname(), 0
+    for trial in _trials(study, storage, (TrialState.RUNNING,)):
+        pid = trial.user_attrs.get("pid")
+        if trial.user_attrs.get("host") == host and isinstance(pid, int) and pid != os.getpid() \
+                and not _pid_alive(pid):
+            try:
+                storage.set_trial_user_attr(trial._trial_id, "interrupted",
+                                            f"worker {host}:{pid} is gone")
+                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                failed += 1
+            except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+                pass  # another worker got there first
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    return failed
+
+
+class _Heartbeat:
+    """Records the trial's heartbeat every ``interval`` seconds while a cell runs."""
+
+    def __init__(self, storage: optuna.storages.RDBStorage, trial_id: int) -> None:
+        self.storage, self.trial_id = storage, trial_id
+        self.interval = storage.get_heartbeat_interval() or 30
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True, name="advx-heartbeat")
+
+    def _beat(self) -> None:
+        while not self.stop.is_set():
+            # A transient database error must not kill the cell.
+            with contextlib.suppress(Exception):
+                self.storage.record_heartbeat(self.trial_id)
+            self.stop.wait(self.interval)
+
+    def __enter__(self) -> _Heartbeat:
+        self.storage.record_heartbeat(self.trial_id)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+# --------------------------------------------------------------------------- one cell
+
+
+class _StopCompare(ConfigError):
+    """The primary metric was never produced by the first cell: a typo, not bad luck."""
+
+
+def _cell_run_dir(runs_dir: Path, condition: str, seed: int, attempt: int) -> Path:
+    base = Path(runs_dir) / condition / f"seed-{seed}"
+    path = base if attempt <= 1 else base.with_name(f"seed-{seed}.{attempt}")
+    while path.exists() and ((path / "metrics.jsonl").exists() or (path / "checkpoints").exists()):
+        attempt += 1
+        path = base.with_name(f"seed-{seed}.{attempt}")
+    return path.resolve()
+
+
+def _resumable(previous: str | None) -> Path | None:
+    """The previous attempt's folder, when it holds a checkpoint to continue from."""
+    if not previous:
+        return None
+    from advx.rundir import RunDir
+
+    path = Path(previous)
+    if (path / "recipe.yaml").is_file() and RunDir(path).last_checkpoint() is not None:
+        return path
+    return None
+
+
+def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.RDBStorage,
+              trial: FrozenTrial, runs_dir: Path, plugins: Sequence[Any]) -> str:
+    """Run one claimed cell; record its outcome; return the cell's new state."""
+    from advx import __version__
+    from advx.results import FINISHED_OK, load_run
+    from advx.runner import run_recipe
+
+    tid = trial._trial_id
+    condition = spec.conditions[trial.user_attrs["condition"]]
+    seed = int(trial.user_attrs["seed"])
+    attempt = int(trial.user_attrs.get("attempt", 1))
+    resume = _resumable(trial.user_attrs.get("previous_run_dir"))
+    run_dir = resume or _cell_run_dir(runs_dir, condition.name, seed, attempt)
+    overrides = condition.cell_overrides(seed)
+    for key, value in {"run_dir": str(run_dir), "host": socket.gethostname(), "pid": os.getpid(),
+                       "overrides": overrides, "recipe": condition.recipe,
+                       "resumed": resume is not None, "advx": __version__}.items():
+        storage.set_trial_user_attr(tid, key, value)
+    label = f"{condition.name} seed {seed}"
+    console.print(f"cell [bold]{escape(label)}[/bold]: "
+                  f"{'resuming' if resume else 'running'} in {run_dir}", highlight=False)
+    started = time.perf_counter()
+    try:
+        with _Heartbeat(storage, tid):
+            if resume is not None:
+                result = run_recipe(resume=resume, plugins=plugins)
+            else:
+                result = run_recipe(condition.recipe, overrides, run_dir=run_dir,
+                                    plugins=plugins)
+    except (KeyboardInterrupt, SystemExit):
+        storage.set_trial_user_attr(tid, "interrupted", "stopped by the user")
+        storage.set_trial_state_values(tid, TrialState.FAIL)
+        raise
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}".strip()[:2000]
+        storage.set_trial_user_attr(tid, "error", message)
+        storage.set_trial_state_values(tid, TrialState.FAIL)
+        console.print(f"cell [bold]{escape(label)}[/bold] failed: {escape(message)}",
+                      highlight=False)
+        return "failed"
+    run = load_run(result.run_dir)
+    metrics = {m: run.value(m, spec.summary) for m in spec.metrics}
+    rounds = [{"round": int(r.get("round", 0)), **{m: v for m in spec.metrics
+                                                    if (v := _finite(r.get(m))) is not None}}
+              for r in run.evaluated_rounds()]
+    storage.set_trial_user_attr(tid, "metrics", metrics)
+    storage.set_trial_user_attr(tid, "rounds", [r for r in rounds if len(r) > 1])
+    storage.set_trial_user_attr(tid, "status", run.status)
+    storage.set_trial_user_attr(tid, "wall_s", time.perf_counter() - started)
+    primary = metrics.get(spec.primary)
+    problem = None
+    if run.status not in FINISHED_OK:
+        problem = f"the run ended with status {run.status!r} (see {result.run_dir})"
+    elif primary is None:
+        logged = sorted({k for r in run.rounds for k in r if "/" in k and not
+                         k.startswith("time/")})
+        problem = (f"primary metric {spec.primary!r} is missing or not finite in the run's "
+                   f"summary.json {spec.summary!r} record; the run logged: "
+                   f"{', '.join(logged) or 'nothing'}")
+    if problem:
+        storage.set_trial_user_attr(tid, "error", problem)
+        storage.set_trial_state_values(tid, TrialState.FAIL)
+        console.print(f"cell [bold]{escape(label)}[/bold] failed: {escape(problem)}",
+                      highlight=False)
+        if primary is None and run.status in FINISHED_OK and not _trials(
+                study, storage, (TrialState.COMPLETE,)):
+            raise _StopCompare(f"{spec.path}: primary: {problem}")
+        return "failed"
+    storage.set_trial_state_values(tid, TrialState.COMPLETE, values=[primary])
+    console.print(f"cell [bold]{escape(label)}[/bold] done: {spec.primary}={primary:.4g}",
+                  highlight=False)
+    return "done"
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _superseded(study: optuna.Study, storage: optuna.storages.RDBStorage,
+                trial: FrozenTrial) -> bool:
+    """Does another trial of the same cell already run or hold its result?"""
+    key = _key(trial)
+    for other in _trials(study, storage):
+        if other.number == trial.number or _key(other) != key:
+            continue
+        if other.state == TrialState.COMPLETE or (
+                other.state == TrialState.RUNNING and other.number < trial.number):
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def work(spec: CompareSpec, url: str, runs_dir: Path, retry_failed: bool = False,
+         plugins: Sequence[Any] = ()) -> int:
+    """One worker: enqueue what is missing, then claim and run cells until none waits.
+    Returns the number of cells this worker ran."""
+    plugins = [*import_plugins(spec.plugins, f"{spec.path}: plugins"), *plugins]
+    study, storage = open_study(spec, url)
+    _recover(study, storage)
+    _enqueue(study, storage, spec, retry_failed)
+    ran = 0
+    while True:
+        waiting = _trials(study, storage, (TrialState.WAITING,))
+        claimed = next((t for t in sorted(waiting, key=lambda t: t.number)
+                        if _key(t) is not None and _claim(storage, t._trial_id)), None)
+        if claimed is None:
+            return ran
+        claimed = storage.get_trial(claimed._trial_id)
+        if _key(claimed)[0] not in spec.conditions or _superseded(study, storage, claimed):
+            storage.set_trial_user_attr(claimed._trial_id, "superseded", True)
+            storage.set_trial_state_values(claimed._trial_id, TrialState.PRUNED)
+            continue
+        storage.set_trial_user_attr(claimed._trial_id, "pid", os.getpid())
+        storage.set_trial_user_attr(claimed._trial_id, "host", socket.gethostname())
+        _run_cell(spec, study, storage, claimed, runs_dir, plugins)
+        ran += 1
+
+
+def _worker_entry(spec_dict: dict[str, Any], url: str, runs_dir: str) -> None:
+    """Entry of a spawned worker process (``--jobs N``)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        work(CompareSpec.from_dict(spec_dict), url, Path(runs_dir))
+    except AdvxError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(exc.exit_code)
+
+
+@dataclass
+class CompareResult:
+    """What a ``compare`` invocation left: the storage URL, the runs folder and every cell."""
+
+    name: str
+    storage: str
+    runs_dir: Path
+    cells: list[Cell] = field(default_factory=list)
+
+    def count(self, state: str) -> int:
+        return sum(c.state == state for c in self.cells)
+
+
+def run_compare(spec: CompareSpec, storage: str | None = None, jobs: int = 1,
+                runs_dir: Path | None = None, retry_failed: bool = False,
+                plugins: Sequence[Any] = ()) -> CompareResult:
+    """Check every condition, open the study, then run the cells with ``jobs`` local worker
+    processes (in this process for one). Returns when no cell is waiting any more.
+
+    ``plugins``: extra in-process plugin objects (this process only; spawned workers import
+    the compare file's ``plugins:`` modules instead).
+    """
+    if jobs < 1:
+        raise ConfigError(f"--jobs: expected a positive integer, got {jobs}")
+    check_conditions(spec, plugins)
+    runs_dir = Path(runs_dir) if runs_dir else default_runs_dir(spec)
+    url = storage_url(spec, storage, runs_dir)
+    study, rdb = open_study(spec, url)
+    _recover(study, rdb)
+    added = _enqueue(study, rdb, spec, retry_failed)
+    cells = cells_of(spec, _trials(study, rdb))
+    done = sum(c.state == "done" for c in cells)
+    console.print(f"compare [bold]{spec.name}[/bold]: {len(cells)} cells, {done} done, "
+                  f"{added} to run, {jobs} job(s); runs in {runs_dir}", highlight=False)
+    if jobs == 1:
+        work(spec, url, runs_dir, plugins=plugins)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=_worker_entry, name=f"advx-compare-{i}",
+                             args=(spec.to_dict(), url, str(runs_dir))) for i in range(jobs)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+        failed = [p.exitcode for p in procs if p.exitcode]
+        if failed:
+            raise ConfigError(f"{len(failed)} of {jobs} compare workers stopped with an error "
+                              f"(exit codes {failed}); see their messages above")
+    return CompareResult(spec.name, url, runs_dir, load_cells(spec, url))

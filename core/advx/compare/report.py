@@ -1,0 +1,202 @@
+"""``advx compare show``: the statistics of the finished cells as markdown, and two plots.
+
+Only cells that finished (``done``) count; ``n`` next to every figure says how many seeds are
+behind it, so a report made while cells still run is honest about what it rests on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from advx.compare.cells import Cell
+from advx.compare.spec import CompareSpec
+from advx.stats import describe, mean_ci, paired
+
+__all__ = ["CompareData", "collect", "markdown", "plot_curves", "plot_paired"]
+
+
+@dataclass
+class CompareData:
+    """The finished cells' numbers: ``values[condition][metric][seed]`` (final/best record)
+    and ``curves[condition][seed][round]`` of the primary metric."""
+
+    spec: CompareSpec
+    cells: list[Cell]
+    values: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
+    curves: dict[str, dict[int, dict[int, float]]] = field(default_factory=dict)
+
+
+def collect(spec: CompareSpec, cells: Sequence[Cell]) -> CompareData:
+    data = CompareData(spec, list(cells))
+    for condition in spec.conditions:
+        data.values[condition] = {m: {} for m in spec.metrics}
+        data.curves[condition] = {}
+    for cell in cells:
+        if cell.state != "done":
+            continue
+        for metric, value in cell.metrics.items():
+            if metric in data.values[cell.condition] and _finite(value):
+                data.values[cell.condition][metric][cell.seed] = float(value)
+        curve = {int(r["round"]): float(r[spec.primary]) for r in cell.rounds
+                 if _finite(r.get(spec.primary))}
+        if curve:
+            data.curves[cell.condition][cell.seed] = curve
+    return data
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def _f(value: float) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.4g}"
+
+
+def _p(value: float) -> str:
+    return "–" if not math.isfinite(value) else (f"{value:.3f}" if value >= 0.001 else "<0.001")
+
+
+def _mean_sd(values: Sequence[float]) -> str:
+    s = describe(values)
+    if s.n == 0:
+        return "– (0)"
+    return f"{_f(s.mean)} ± {_f(s.sd)} ({s.n})"
+
+
+def markdown(data: CompareData) -> str:
+    """The report as markdown, printable into docs as it is."""
+    spec, lines = data.spec, []
+    lines.append(f"## {spec.name}" + (f": {spec.description}" if spec.description else ""))
+    lines.append("")
+    states: dict[str, int] = {}
+    for cell in data.cells:
+        states[cell.state] = states.get(cell.state, 0) + 1
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    lines.append(f"{len(data.cells)} cells ({len(spec.conditions)} conditions × "
+                 f"{len(spec.seeds)} seeds): {counts}. Values from each run's summary.json "
+                 f"`{spec.summary}` record; figures are mean ± sd (n seeds).")
+    lines.append("")
+    metric_head = " | ".join(f"`{m}`" for m in spec.metrics)
+    lines.append(f"| condition | {metric_head} |")
+    lines.append("|---|" + "---|" * len(spec.metrics))
+    for condition in spec.conditions:
+        label = f"{condition} (baseline)" if condition == spec.baseline else condition
+        cells = " | ".join(_mean_sd(list(data.values[condition][m].values()))
+                           for m in spec.metrics)
+        lines.append(f"| {label} | {cells} |")
+    lines.append("")
+    others = [c for c in spec.conditions if c != spec.baseline]
+    lines.append(f"Paired difference to `{spec.baseline}` (condition − baseline, per seed, over "
+                 "the seeds both finished): mean, 95% bootstrap CI (BCa), paired t test and "
+                 "Wilcoxon signed-rank test (two-sided p).")
+    lines.append("")
+    lines.append("| condition | metric | n | mean diff | 95% CI | t p | Wilcoxon p |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for condition in others:
+        for metric in spec.metrics:
+            r = paired(data.values[condition][metric], data.values[spec.baseline][metric])
+            ci = f"[{_f(r.ci_low)}, {_f(r.ci_high)}]" if math.isfinite(r.ci_low) else "–"
+            lines.append(f"| {condition} | `{metric}` | {r.n} | {_f(r.mean_diff)} | {ci} | "
+                         f"{_p(r.t_p)} | {_p(r.w_p)} |")
+    lines.append("")
+    rounds = _rounds(data)
+    if rounds:
+        lines.append(f"`{spec.primary}` per round, mean ± sd (n seeds):")
+        lines.append("")
+        lines.append("| round | " + " | ".join(spec.conditions) + " |")
+        lines.append("|---|" + "---|" * len(spec.conditions))
+        for round in rounds:
+            row = [_mean_sd([curve[round] for curve in data.curves[c].values() if round in curve])
+                   for c in spec.conditions]
+            lines.append(f"| {round} | " + " | ".join(row) + " |")
+        lines.append("")
+    failed = [c for c in data.cells if c.state in ("failed", "interrupted")]
+    if failed:
+        lines.append("Cells not finished:")
+        lines.append("")
+        for cell in failed:
+            why = cell.error
+            if not why and cell.trial is not None:
+                why = str(cell.trial.user_attrs.get("interrupted", ""))
+            lines.append(f"- {cell.condition} seed {cell.seed}: {cell.state}"
+                         + (f" ({why})" if why else ""))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _rounds(data: CompareData) -> list[int]:
+    seen = sorted({r for curves in data.curves.values() for c in curves.values() for r in c})
+    if data.spec.rounds is not None:
+        return [r for r in data.spec.rounds if r in seen]
+    return seen
+
+
+def plot_curves(data: CompareData, path: Path) -> Path | None:
+    """The primary metric over rounds per condition: mean line and 95% t-interval band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not any(data.curves.values()):
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for condition, curves in data.curves.items():
+        rounds = sorted({r for c in curves.values() for r in c})
+        if not rounds:
+            continue
+        per_round = [[c[r] for c in curves.values() if r in c] for r in rounds]
+        means = [describe(v).mean for v in per_round]
+        bands = [mean_ci(v) for v in per_round]
+        line, = ax.plot(rounds, means, marker="o", label=f"{condition} (n={len(curves)})")
+        low = [b[0] if math.isfinite(b[0]) else m for b, m in zip(bands, means, strict=True)]
+        high = [b[1] if math.isfinite(b[1]) else m for b, m in zip(bands, means, strict=True)]
+        ax.fill_between(rounds, low, high, alpha=0.2, color=line.get_color())
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("round")
+    ax.set_ylabel(data.spec.primary)
+    ax.set_title(f"{data.spec.name}: mean and 95% CI over seeds")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_paired(data: CompareData, path: Path) -> Path | None:
+    """Per seed, a line from its baseline value to its value under each other condition."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    spec = data.spec
+    others = [c for c in spec.conditions if c != spec.baseline]
+    base = data.values[spec.baseline][spec.primary]
+    if not base or not others:
+        return None
+    fig, axes = plt.subplots(1, len(others), figsize=(3.2 * len(others) + 1, 4.0), squeeze=False)
+    for ax, condition in zip(axes[0], others, strict=True):
+        values = data.values[condition][spec.primary]
+        seeds = sorted(set(values) & set(base))
+        for seed in seeds:
+            ax.plot([0, 1], [base[seed], values[seed]], marker="o", color="0.4", alpha=0.7)
+            ax.annotate(str(seed), (1, values[seed]), textcoords="offset points",
+                        xytext=(4, 0), fontsize=7)
+        ax.set_xticks([0, 1], [spec.baseline, condition])
+        ax.set_xlim(-0.3, 1.3)
+        ax.set_title(f"n={len(seeds)} paired seeds", fontsize=9)
+        ax.set_ylabel(spec.primary)
+    fig.suptitle(f"{spec.name}: {spec.primary} per seed")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,296 @@
+"""The compare file: named conditions (a recipe plus overrides each) × seeds, and what to report.
+
+    name: seqgan_oracle_cpu            # the study and folder name (default: the file's stem)
+    description: MLE vs SeqGAN on the synthetic oracle, CPU scale
+    conditions:                        # name -> {recipe, overrides}; names become folder names
+      mle:    {recipe: recipes/mle_oracle.yaml}
+      seqgan: {recipe: recipes/seqgan_oracle_cpu.yaml, overrides: [loop.rounds=20]}
+    overrides: [loop.eval_every=5]     # applied to every condition first (list or mapping)
+    seeds: 5                           # 0..4, or an explicit list [0, 1, 7]
+    metrics: [oracle/nll, test/nll]    # what to report
+    primary: oracle/nll                # the metric of the curves and the per-round table
+    baseline: mle                      # the condition every other one is paired against
+    summary: final                     # which summary.json record gives a cell's value
+    rounds: null                       # rounds of the per-round table (default: all)
+    storage: null                      # default sqlite:///<runs-dir>/compare.db
+    plugins: []                        # extra plugin modules loaded into every cell
+    shared_start: null                 # reserved: not yet supported
+
+Everything is checked before any cell runs: every key (with a did-you-mean), every recipe
+file, every condition's recipe with its overrides against the installed components (without
+building a model), the baseline and the primary metric.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from advx.errors import ConfigError, did_you_mean
+
+__all__ = ["COMPARE_KEYS", "CompareSpec", "Condition", "check_conditions", "load_compare"]
+
+COMPARE_KEYS = {
+    "name": "the study and folder name (default: the file's stem)",
+    "description": "one line saying what is compared",
+    "conditions": "mapping name -> {recipe: FILE, overrides: [key=value, ...]}",
+    "overrides": "overrides applied to every condition, before its own",
+    "seeds": "a list of seeds, or N meaning 0..N-1",
+    "metrics": "list of metric names to report",
+    "primary": "the metric of the curves and per-round table (default: metrics[0])",
+    "baseline": "the condition the others are paired against (default: the first)",
+    "summary": "final | best: which summary.json record gives a cell's value",
+    "rounds": "list of rounds for the per-round table (default: every evaluated round)",
+    "storage": "Optuna storage URL (default sqlite:///<runs-dir>/compare.db)",
+    "plugins": "extra plugin modules imported into every cell",
+    "shared_start": "reserved for branching every condition of a seed from one checkpoint",
+}
+CONDITION_KEYS = {
+    "recipe": "the recipe file (relative to the working directory or the compare file)",
+    "overrides": "key=value overrides (a list, or a mapping {loop.rounds: 2})",
+}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One arm of the comparison: a recipe file and its overrides (the shared ones first)."""
+
+    name: str
+    recipe: str
+    overrides: list[str] = field(default_factory=list)
+
+    def cell_overrides(self, seed: int) -> list[str]:
+        """A cell's overrides: the condition's, then the seed (which always wins)."""
+        return [*self.overrides, f"seed={seed}"]
+
+
+@dataclass(frozen=True)
+class CompareSpec:
+    name: str
+    path: str
+    conditions: dict[str, Condition]
+    seeds: list[int]
+    metrics: list[str]
+    primary: str
+    baseline: str
+    description: str = ""
+    summary: str = "final"
+    rounds: list[int] | None = None
+    storage: str | None = None
+    plugins: list[str] = field(default_factory=list)
+
+    @property
+    def cells(self) -> list[tuple[str, int]]:
+        """Every (condition, seed), seed-major: a partial study has whole seeds first, so
+        paired differences become available as early as possible."""
+        return [(c, s) for s in self.seeds for c in self.conditions]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CompareSpec:
+        values = dict(data)
+        values["conditions"] = {k: Condition(**v) for k, v in values["conditions"].items()}
+        return cls(**values)
+
+
+def load_compare(path: str | Path) -> CompareSpec:
+    """Read and check a compare file (keys, types, files; not yet the recipes: see
+    :func:`check_conditions`). One ConfigError naming the file and key per mistake."""
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        named = Path("compares") / f"{path}.yaml"
+        if not path.suffix and named.is_file():
+            path, where = named, str(named)
+        else:
+            raise ConfigError(f"compare file not found: {path} (see compares/*.yaml)")
+    try:
+        cfg = OmegaConf.load(path)
+        raw = OmegaConf.to_container(cfg, resolve=True)
+    except (OmegaConfBaseException, yaml.YAMLError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{where}: cannot read it as YAML: {first}") from exc
+    if not isinstance(cfg, DictConfig) or not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of compare keys "
+                          f"({', '.join(COMPARE_KEYS)})")
+    for key in raw:
+        if key not in COMPARE_KEYS:
+            hint = did_you_mean(str(key), COMPARE_KEYS)
+            raise ConfigError(f"{where}: unknown key {key!r}.{hint} Allowed: "
+                              f"{', '.join(COMPARE_KEYS)}")
+    if raw.get("shared_start") is not None:
+        raise ConfigError(
+            f"{where}: shared_start: not yet supported (branching every condition of a seed "
+            "from one pre-trained checkpoint needs `advx run --from`, which is not there yet); "
+            "remove the key, so that each cell pre-trains on its own"
+        )
+
+    name = raw.get("name") or path.stem
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(f"{where}: name: {name!r} may only hold letters, digits, '-', '_' and "
+                          "'.' (it names the study and its folder)")
+    description = raw.get("description") or ""
+    if not isinstance(description, str):
+        raise ConfigError(f"{where}: description: expected one line of text, got {description!r}")
+
+    shared = _overrides(raw.get("overrides"), f"{where}: overrides")
+    conditions = _conditions(raw.get("conditions"), shared, path, where)
+    seeds = _seeds(raw.get("seeds"), where)
+    metrics = _strings(raw.get("metrics"), f"{where}: metrics", "[oracle/nll, test/nll]")
+    primary = raw.get("primary") or metrics[0]
+    if primary not in metrics:
+        raise ConfigError(f"{where}: primary: {primary!r} is not one of metrics "
+                          f"{metrics}.{did_you_mean(str(primary), metrics)} Add it to metrics "
+                          "or name one of them")
+    baseline = raw.get("baseline") or next(iter(conditions))
+    if baseline not in conditions:
+        raise ConfigError(f"{where}: baseline: {baseline!r} is not a condition "
+                          f"({', '.join(conditions)}).{did_you_mean(str(baseline), conditions)}")
+    summary = raw.get("summary") or "final"
+    if summary not in ("final", "best"):
+        raise ConfigError(f"{where}: summary: expected 'final' or 'best', got {summary!r}")
+    rounds = raw.get("rounds")
+    if rounds is not None and (not isinstance(rounds, list) or not all(
+            isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in rounds)):
+        raise ConfigError(f"{where}: rounds: expected a list of round numbers like [0, 5, 10], "
+                          f"got {rounds!r}")
+    storage = raw.get("storage")
+    if storage is not None and not isinstance(storage, str):
+        raise ConfigError(f"{where}: storage: expected a database URL, got {storage!r}")
+    plugins = _strings(raw.get("plugins") or [], f"{where}: plugins", "[my_plugin_module]",
+                       allow_empty=True)
+    return CompareSpec(
+        name=name, path=str(path.resolve()), conditions=conditions, seeds=seeds,
+        metrics=metrics, primary=primary, baseline=baseline, description=description,
+        summary=summary, rounds=rounds, storage=storage, plugins=plugins,
+    )
+
+
+def _overrides(raw: Any, where: str) -> list[str]:
+    if raw is None:
+        return []
+    if isinstance(raw, dict):
+        return [f"{k}={_yaml_value(v)}" for k, v in _flatten(raw).items()]
+    if isinstance(raw, list) and all(isinstance(i, str) and "=" in i for i in raw):
+        return list(raw)
+    raise ConfigError(f"{where}: expected a list of 'key=value' strings or a mapping "
+                      f"{{loop.rounds: 2}}, got {raw!r}")
+
+
+def _flatten(raw: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _yaml_value(value: Any) -> str:
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _conditions(raw: Any, shared: list[str], path: Path, where: str) -> dict[str, Condition]:
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{where}: conditions: expected a mapping of at least two named "
+                          "conditions, e.g. {mle: {recipe: recipes/mle_oracle.yaml}, "
+                          "seqgan: {recipe: recipes/seqgan_oracle.yaml}}")
+    if len(raw) < 2:
+        raise ConfigError(f"{where}: conditions: a comparison needs at least two conditions, "
+                          f"got only {next(iter(raw))!r}")
+    conditions = {}
+    for name, block in raw.items():
+        at = f"{where}: conditions.{name}"
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigError(f"{at}: the name may only hold letters, digits, '-', '_' and '.' "
+                              "(it names the cells' folders)")
+        if not isinstance(block, dict):
+            raise ConfigError(f"{at}: expected {{recipe: FILE, overrides: [...]}}, got {block!r}")
+        for key in block:
+            if key not in CONDITION_KEYS:
+                raise ConfigError(f"{at}: unknown key {key!r}."
+                                  f"{did_you_mean(str(key), CONDITION_KEYS)} Allowed: "
+                                  f"{', '.join(CONDITION_KEYS)}")
+        recipe = block.get("recipe")
+        if not isinstance(recipe, str) or not recipe:
+            raise ConfigError(f"{at}.recipe: missing; name the condition's recipe file")
+        conditions[name] = Condition(
+            name=name, recipe=str(_recipe_path(recipe, path, f"{at}.recipe")),
+            overrides=[*shared, *_overrides(block.get("overrides"), f"{at}.overrides")],
+        )
+    return conditions
+
+
+def _recipe_path(recipe: str, path: Path, at: str) -> Path:
+    candidates = [Path(recipe)]
+    if not Path(recipe).is_absolute():
+        candidates.append(path.parent / recipe)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    tried = " and ".join(str(c) for c in candidates)
+    raise ConfigError(f"{at}: recipe file not found (tried {tried})")
+
+
+def _seeds(raw: Any, where: str) -> list[int]:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        if raw < 2:
+            raise ConfigError(f"{where}: seeds: a comparison needs at least 2 seeds, got {raw}")
+        return list(range(raw))
+    if isinstance(raw, (list, ListConfig)) and raw and all(
+            isinstance(s, int) and not isinstance(s, bool) for s in raw):
+        if len(set(raw)) != len(raw):
+            raise ConfigError(f"{where}: seeds: {raw} repeats a seed; each seed is one cell")
+        return list(raw)
+    raise ConfigError(f"{where}: seeds: expected a list of integers [0, 1, 2] or a count N "
+                      f"(meaning 0..N-1), got {raw!r}")
+
+
+def _strings(raw: Any, at: str, example: str, allow_empty: bool = False) -> list[str]:
+    if isinstance(raw, str):
+        raw = [raw]
+    if isinstance(raw, list) and (raw or allow_empty) and all(
+            isinstance(s, str) and s for s in raw):
+        return list(raw)
+    raise ConfigError(f"{at}: expected a list of names like {example}, got {raw!r}")
+
+
+def import_plugins(modules: Sequence[str], where: str = "plugins") -> list[Any]:
+    """The compare file's ``plugins:`` modules, imported (each is a pluggy plugin object)."""
+    plugins = []
+    for name in modules:
+        try:
+            plugins.append(importlib.import_module(name))
+        except ImportError as exc:
+            raise ConfigError(f"{where}: cannot import {name!r}: {exc}") from exc
+    return plugins
+
+
+def check_conditions(spec: CompareSpec, plugins: Sequence[Any] = ()) -> None:
+    """Load and validate every condition's recipe with its overrides (and the first seed)
+    against the installed components plus the file's plugins, without building anything."""
+    from advx.runner import prepare_recipe, run_plugins
+
+    extra = [*import_plugins(spec.plugins, f"{spec.path}: plugins"), *plugins]
+    with run_plugins(extra) as pm:
+        for condition in spec.conditions.values():
+            try:
+                prepare_recipe(condition.recipe, condition.cell_overrides(spec.seeds[0]), pm)
+            except ConfigError as exc:
+                raise ConfigError(f"{spec.path}: conditions.{condition.name} "
+                                  f"({condition.recipe}): {exc}") from exc

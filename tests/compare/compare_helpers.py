@@ -1,0 +1,42 @@
+"""Shared data of the compare tests: the toy recipe and a compare-file writer (a module of
+its own, not conftest: several test folders have a conftest module)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+TOY_RECIPE = {
+    "name": "compare_toy",
+    "seed": 0,
+    "task": {"name": "compare_toy", "rounds": "${loop.rounds}"},
+    "reward": {"name": "compare_toy", "gain": 1.0},
+    "loop": {
+        "rounds": 3, "rl_steps": 0, "pretrain_generator": False, "pretrain_classifier": False,
+        "augment": False, "classify": False, "use_reference": False, "checkpoint": False,
+        "save_samples": False,
+    },
+}
+
+BASE_COMPARE = {
+    "description": "toy: gain 1 vs gain 2",
+    "conditions": {
+        "low": {"recipe": "toy.yaml"},
+        "high": {"recipe": "toy.yaml", "overrides": ["reward.gain=2.0"]},
+    },
+    "seeds": 3,
+    "metrics": ["toy/score", "toy/gain"],
+    "primary": "toy/score",
+    "baseline": "low",
+    "plugins": ["compare_toy"],
+}
+
+
+def write_compare(folder: Path, name: str = "toy_cmp", **changes) -> Path:
+    """A compare file: BASE_COMPARE with top-level keys replaced (None deletes a key)."""
+    data = {"name": name, **BASE_COMPARE, **changes}
+    data = {k: v for k, v in data.items() if v is not None}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path

@@ -1,0 +1,190 @@
+"""``advx compare`` end to end on the toy: cells are real runs, recorded once, resumable."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from advx.cli import app
+from advx.compare import load_cells, load_compare, run_compare
+from advx.compare.cells import default_runs_dir, storage_url
+from advx.results import load_run
+from compare_helpers import write_compare
+from compare_toy import score
+from typer.testing import CliRunner
+
+
+def _cells(path: Path):
+    spec = load_compare(path)
+    return load_cells(spec, storage_url(spec, None, default_runs_dir(spec)))
+
+
+def test_two_conditions_three_seeds_end_to_end_with_show(toy):
+    path = write_compare(toy)
+    result = CliRunner().invoke(app, ["compare", str(path)])
+    assert result.exit_code == 0, result.output
+    cells = _cells(path)
+    assert [(c.condition, c.seed, c.state) for c in cells] == [
+        (c, s, "done") for s in range(3) for c in ("low", "high")]
+    for cell in cells:
+        # each cell is an ordinary run folder, with the seed and condition applied
+        run = load_run(cell.run_dir)
+        assert Path(cell.run_dir) == (toy / "runs/compares/toy_cmp" / cell.condition
+                                      / f"seed-{cell.seed}").resolve()
+        assert run.seed == cell.seed and run.status == "complete"
+        gain = 2.0 if cell.condition == "high" else 1.0
+        assert cell.metrics["toy/score"] == pytest.approx(score(gain, cell.seed, 3, 3))
+        assert [r["round"] for r in cell.rounds] == [0, 1, 2, 3]
+
+    shown = CliRunner().invoke(app, ["compare", "show", str(path), "--out", "report"])
+    assert shown.exit_code == 0, shown.output
+    report = (toy / "report" / "report.md").read_text()
+    assert report.strip() in shown.output
+    # high - low per seed is exactly gain difference * 4/4 = 1.0 (same noise per seed)
+    row = next(line for line in report.splitlines() if line.startswith("| high | `toy/score`"))
+    assert row.split("|")[3].strip() == "3" and row.split("|")[4].strip() == "1"
+    assert "| low (baseline) |" in report
+    assert "| 3 | " in report  # the per-round table reaches round 3
+    for png in ("curves.png", "paired.png"):
+        data = (toy / "report" / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_a_second_invocation_runs_nothing_and_a_failed_cell_is_retried_on_request(toy):
+    (toy / "broken").touch()
+    path = write_compare(toy, overrides=["task.fail_seed=1", "task.fail_file=broken"])
+    spec = load_compare(path)
+    first = run_compare(spec)
+    states = {(c.condition, c.seed): c.state for c in first.cells}
+    assert states[("low", 1)] == states[("high", 1)] == "failed"
+    assert sum(s == "done" for s in states.values()) == 4
+    failed = next(c for c in first.cells if c.state == "failed")
+    assert "toy task exploded for seed 1" in failed.error
+
+    again = run_compare(spec)  # failed cells stay failed; nothing is rerun
+    assert [(c.state, c.trial.number) for c in again.cells] == [
+        (c.state, c.trial.number) for c in first.cells]
+
+    (toy / "broken").unlink()  # the cause is fixed
+    retried = run_compare(spec, retry_failed=True)
+    assert all(c.state == "done" for c in retried.cells)
+    again_cells = {(c.condition, c.seed): c for c in retried.cells}
+    assert again_cells[("low", 1)].attempts == 2
+    assert again_cells[("low", 1)].run_dir.endswith("seed-1.2")
+    assert again_cells[("low", 0)].attempts == 1
+
+
+def test_show_while_cells_are_missing_reports_what_finished(toy):
+    path = write_compare(toy, overrides=["task.fail_seed=2"])
+    run_compare(load_compare(path))
+    shown = CliRunner().invoke(app, ["compare", "show", str(path), "--no-plots"])
+    assert shown.exit_code == 0, shown.output
+    assert "4 done, 2 failed" in shown.output
+    assert "| high | `toy/score` | 2 |" in shown.output
+    assert "high seed 2: failed (RuntimeError: toy task exploded for seed 2)" in shown.output
+
+
+def _worker(toy: Path, path: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "advx.compare", "run", str(path), *extra],
+                            cwd=toy, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def test_two_workers_on_one_sqlite_storage_never_run_a_cell_twice(toy):
+    path = write_compare(toy, seeds=3, overrides=[
+        f"task.barrier={toy / 'barrier'}", f"task.marker={toy / 'marks'}", "task.sleep_s=0.05"])
+    workers = [_worker(toy, path) for _ in range(2)]
+    outputs = [w.communicate(timeout=400)[0] for w in workers]
+    for worker, output in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, output
+    cells = _cells(path)
+    assert all(c.state == "done" and c.attempts == 1 for c in cells), (
+        [(c.condition, c.seed, c.state, c.attempts) for c in cells], outputs)
+    # exactly once, seen from the runs: one folder per cell, each evaluated once per round
+    folders = sorted(p.parent for p in (toy / "runs/compares/toy_cmp").glob("*/*/recipe.yaml"))
+    assert folders == sorted(Path(c.run_dir) for c in cells)
+    assert len(list((toy / "marks").iterdir())) == len(cells) * 4
+    pids = {c.trial.user_attrs["pid"] for c in cells}
+    assert len(pids) == 2, outputs  # both workers ran cells
+
+
+def test_resuming_after_a_kill_reruns_only_the_unfinished_cells(toy):
+    marks = toy / "marks"
+    path = write_compare(toy, overrides=[f"task.marker={marks}", "task.sleep_s=0.5",
+                                         "task.slow_seed=1"])
+    worker = _worker(toy, path)
+    deadline = time.monotonic() + 120
+    # kill it while it runs the third cell (seed 1, condition low)
+    while not (marks / "seed1-gain1.0-round0").exists():
+        assert time.monotonic() < deadline and worker.poll() is None, worker.communicate()[0]
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    before = {(c.condition, c.seed): c for c in _cells(path)}
+    assert before[("low", 0)].state == before[("high", 0)].state == "done"
+    assert before[("low", 1)].state == "running"  # the dead worker's claim
+
+    for mark in marks.iterdir():
+        mark.unlink()
+    result = run_compare(load_compare(path))
+    after = {(c.condition, c.seed): c for c in result.cells}
+    assert all(c.state == "done" for c in after.values())
+    for key in (("low", 0), ("high", 0)):  # finished cells: same trial, not rerun
+        assert after[key].trial.number == before[key].trial.number
+    assert after[("low", 1)].attempts == 2
+    rerun = sorted(m.name.split("-round")[0] for m in marks.iterdir())
+    assert set(rerun) == {"seed1-gain1.0", "seed1-gain2.0", "seed2-gain1.0", "seed2-gain2.0"}
+    summary = json.loads((Path(after[("low", 1)].run_dir) / "summary.json").read_text())
+    assert summary["status"] == "complete"
+
+
+def test_a_changed_condition_is_refused_but_new_seeds_and_conditions_are_added(toy):
+    run_compare(load_compare(write_compare(toy, seeds=2)))
+    changed = write_compare(toy, seeds=2, conditions={
+        "low": {"recipe": "toy.yaml"},
+        "high": {"recipe": "toy.yaml", "overrides": ["reward.gain=3.0"]}})
+    result = CliRunner().invoke(app, ["compare", str(changed)])
+    assert result.exit_code == 2
+    assert "conditions.high changed since its cells ran" in result.output
+
+    grown = write_compare(toy, seeds=3, conditions={
+        **{"low": {"recipe": "toy.yaml"},
+           "high": {"recipe": "toy.yaml", "overrides": ["reward.gain=2.0"]}},
+        "higher": {"recipe": "toy.yaml", "overrides": ["reward.gain=3.0"]}})
+    cells = run_compare(load_compare(grown)).cells
+    assert len(cells) == 9 and all(c.state == "done" for c in cells)
+    assert sum(c.trial.number < 4 for c in cells) == 4  # the first 4 cells were not rerun
+
+
+def test_an_interrupted_cell_with_a_checkpoint_is_resumed_in_its_folder(toy):
+    marks = toy / "marks"
+    path = write_compare(toy, seeds=2, overrides=[
+        f"task.marker={marks}", "task.sleep_s=0.5", "task.slow_seed=1", "loop.checkpoint=true"])
+    worker = _worker(toy, path)
+    deadline = time.monotonic() + 120
+    # round 2 is being evaluated: rounds 0 and 1 are checkpointed
+    while not (marks / "seed1-gain1.0-round2").exists():
+        assert time.monotonic() < deadline and worker.poll() is None, worker.communicate()[0]
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    killed = {(c.condition, c.seed): c for c in _cells(path)}[("low", 1)]
+    for mark in marks.iterdir():
+        mark.unlink()
+
+    cell = {(c.condition, c.seed): c for c in run_compare(load_compare(path)).cells}[("low", 1)]
+    assert cell.state == "done" and cell.attempts == 2
+    assert cell.run_dir == killed.run_dir and cell.trial.user_attrs["resumed"] is True
+    summary = json.loads((Path(cell.run_dir) / "summary.json").read_text())
+    assert summary["resumed_from_round"] >= 1
+    rerun = sorted(m.name for m in marks.iterdir() if m.name.startswith("seed1-gain1.0"))
+    assert "seed1-gain1.0-round0" not in rerun and "seed1-gain1.0-round3" in rerun
+    run = load_run(cell.run_dir)
+    assert [r["round"] for r in run.rounds] == [0, 1, 2, 3]
