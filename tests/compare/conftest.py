@@ -22,7 +22,7 @@ from compare_helpers import TOY_RECIPE  # noqa: E402
 def toy(tmp_path, monkeypatch):
     """Work in ``tmp_path`` with ``toy.yaml`` there and only the toy plugin loaded."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("ADVX_LOAD_PLUGINS", "")  # no entry point: built-ins stay unloaded
+    monkeypatch.setenv("ADVX_LOAD_PLUGINS", "loggers")  # only the console/CSV loggers
     # Worker subprocesses import this checkout's advx and the toy plugin.
     core = Path(advx.__file__).resolve().parents[1]
     monkeypatch.setenv("PYTHONPATH", f"{HERE}:{core}:{core.parent / 'plugins'}:{Path.cwd()}")
