@@ -11,6 +11,7 @@ from pathlib import Path
 import advx
 import pytest
 from advx import hookspecs
+from advx.components import BASE_PROTOCOLS, CAPABILITIES, missing_members
 from advx.plugins import get_registry
 from advx.run_info import RunInfo
 from advx.runner import run_recipe
@@ -92,6 +93,32 @@ def test_hook_meta_test_rejects_an_empty_test():
     assert not _exercises(empty, "advx_on_run_end")
     assert not _exercises(named_only, "advx_on_run_end")
     assert _exercises(real, "advx_on_run_end")
+
+
+def _doc_row(doc: str, name: str) -> str:
+    """The markdown table row of ``doc`` that starts with ``| `name` |``."""
+    text = (ROOT / "docs" / doc).read_text()
+    rows = [line for line in text.splitlines() if line.startswith(f"| `{name}` |")]
+    assert rows, f"docs/{doc} has no table row for `{name}`"
+    return rows[0]
+
+
+@pytest.mark.parametrize(
+    ("protocol", "doc"),
+    [*((p, "writing-plugins.md") for p in BASE_PROTOCOLS.values()),
+     *((p, "writing-plugins.md") for p in CAPABILITIES)],
+    ids=lambda value: getattr(value, "__name__", value),
+)
+def test_every_protocol_and_capability_is_documented_with_its_members(protocol, doc):
+    row = _doc_row(doc, protocol.__name__)
+    for member in missing_members(object(), protocol):  # an object has none of them
+        assert f"`{member}" in row, f"docs/{doc}: `{protocol.__name__}` row lacks `{member}`"
+
+
+@pytest.mark.parametrize("protocol", CAPABILITIES, ids=lambda p: p.__name__)
+def test_architecture_names_every_capability(protocol):
+    contract = (ROOT / "docs" / "architecture.md").read_text()
+    assert f"`{protocol.__name__}`" in contract
 
 
 def test_hookspecs_all_lists_every_hook():
