@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 from advx.components import BuildContext, HasValueHead, StepContext, require
-from advx.errors import ConfigError
+from advx.errors import ConfigError, NonFiniteError
 from advx.numerics import guarded_step
 from advx.rollout import Rewards, Rollout, masked_mean
 from torch import Tensor
@@ -259,7 +259,19 @@ class PPO:
         }
 
     def update(self, rollout: Rollout, rewards: Rewards, ctx: StepContext) -> dict[str, float]:
-        """GAE on the rollout's rewards and old values, then clipped-PPO minibatch epochs."""
+        """GAE on the rollout's rewards and old values, then clipped-PPO minibatch epochs.
+
+        A non-finite loss or gradient stops the update (``NonFiniteError``) and leaves the
+        running reward statistics as they were, so a skipped update does not poison the next.
+        """
+        saved = self.return_stats.state_dict()
+        try:
+            return self._update(rollout, rewards, ctx)
+        except NonFiniteError:
+            self.return_stats.load_state_dict(saved)
+            raise
+
+    def _update(self, rollout: Rollout, rewards: Rewards, ctx: StepContext) -> dict[str, float]:
         cfg = self.config
         mask = rollout.response_mask.to(torch.float32)
         has_critic = rollout.values is not None

@@ -71,7 +71,9 @@ def test_without_critic_ppo_trains_any_generator(tmp_path):
 
 def test_non_finite_reward_never_reaches_the_weights(tmp_path):
     policy = Unigram()
-    ppo = _build(policy, tmp_path, vf_coef=0.0, reward_norm="none", whiten_advantages=False)
+    ppo = _build(policy, tmp_path, vf_coef=0.0, whiten_advantages=False)
+    ppo.return_stats.update(torch.tensor([0.5, 1.5]))
+    stats = ppo.return_stats.state_dict()
     rollout = policy.sample(4)
     reward = torch.tensor([1.0, float("nan"), 0.0, 1.0])
     step = StepContext(task=None, generator=policy, classifier=None, reference=None,
@@ -81,3 +83,4 @@ def test_non_finite_reward_never_reaches_the_weights(tmp_path):
         ppo.update(rollout, Rewards.at_end(reward, rollout), step)
     assert torch.equal(policy.logits.detach(), weights)
     assert policy.logits.grad is None  # zeroed, not left for a later step
+    assert ppo.return_stats.state_dict() == stats  # the running reward norm is untouched
