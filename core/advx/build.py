@@ -29,7 +29,14 @@ from advx.errors import ConfigError, PluginError
 from advx.plugins import Registry
 from advx.recipe import COMPONENT_KINDS, ComponentBlock, Recipe
 
-__all__ = ["build_block", "build_components", "check_component", "resolve_device"]
+__all__ = [
+    "build_block",
+    "build_components",
+    "check_component",
+    "check_task",
+    "resolve_device",
+    "running_phases",
+]
 
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
@@ -56,10 +63,14 @@ def resolve_device(device: str) -> str:
 
 
 def check_component(block: ComponentBlock, component: Any) -> None:
-    """PluginError unless ``component`` satisfies its kind's base protocol."""
+    """PluginError unless ``component`` satisfies its kind's base protocol. A task is checked
+    per phase instead (:func:`check_task`): the loop calls its methods only in the phases the
+    recipe runs."""
     where = f"{block.kind} {block.spec.name!r} (plugin {block.spec.plugin!r})"
     if component is None:
         raise PluginError(f"the factory of {where} returned None")
+    if block.kind == "task":
+        return
     protocol = BASE_PROTOCOLS[block.kind]
     missing = missing_members(component, protocol)
     if missing:
@@ -69,6 +80,57 @@ def check_component(block: ComponentBlock, component: Any) -> None:
             f"{where} built a {type(component).__name__} that lacks {methods}, which the "
             f"{protocol.__name__} protocol requires of every {block.kind} "
             "(see docs/writing-plugins.md#components)"
+        )
+
+
+_TASK_NEEDS: dict[str, tuple[str, ...]] = {
+    "pretrain_generator": ("generator_train",),
+    "pretrain_classifier": ("classifier_train",),
+    "augment": ("augment_prompts", "synthetic_samples"),  # the SupportsAugmentation capability
+    "classify": ("classifier_train",),
+    "improve": ("rl_prompts",),
+    "evaluate": ("evaluate",),
+}
+"""The task methods each loop phase calls."""
+
+
+def running_phases(recipe: Recipe) -> list[str]:
+    """The loop phases ``recipe`` will run: switched on, with every component they need.
+
+    Mirrors the loop's own plan (``advx.loop``): a phase whose component block is absent is
+    skipped there, so its task methods are not required here."""
+    loop, present = recipe.loop, {"task", *recipe.components}
+    rounds_or_pretrain_d = loop.rounds > 0 or loop.pretrain_d_steps > 0
+    wanted = {
+        "pretrain_generator": (loop.pretrain_generator, {"generator"}),
+        "pretrain_classifier": (loop.pretrain_classifier, {"classifier"}),
+        "augment": (loop.augment and rounds_or_pretrain_d, {"generator"}),
+        "classify": (loop.classify and rounds_or_pretrain_d, {"classifier"}),
+        "improve": (loop.rl_steps > 0 and loop.rounds > 0,
+                    {"generator", "reward", "optimizer"}),
+        "evaluate": (loop.evaluate, set()),
+    }
+    return [phase for phase, (on, needs) in wanted.items() if on and needs <= present]
+
+
+def check_task(task: Any, phases: list[str], role: str) -> None:
+    """PluginError naming the task methods the running ``phases`` call but ``task`` lacks."""
+    missing: dict[str, list[str]] = {}
+    for phase in phases:
+        for method in _TASK_NEEDS[phase]:
+            if not callable(getattr(task, method, None)):
+                missing.setdefault(method, []).append(phase)
+    if "augment_prompts" in missing or "synthetic_samples" in missing:
+        require(task, SupportsAugmentation, role=role,
+                needed_by="the loop's augment phase (loop.augment: true; set "
+                          "loop.augment=false if the task cannot make classifier data)")
+    if missing:
+        lacks = "; ".join(f"{method}() (the {', '.join(used)} phase)"
+                          for method, used in missing.items())
+        raise PluginError(
+            f"{role} ({type(task).__name__}) lacks {lacks}, which the loop calls in the phases "
+            "this recipe runs (Task protocol, see docs/writing-plugins.md#components). "
+            "Implement them, or switch those phases off under loop:"
         )
 
 
@@ -93,12 +155,6 @@ def build_block(ctx: BuildContext, kind: str, block: Mapping[str, Any] | Compone
     return _build(block, ctx)
 
 
-def _augment_runs(recipe: Recipe, ctx: BuildContext) -> bool:
-    loop = recipe.loop
-    return bool(loop.augment and (loop.rounds > 0 or loop.pretrain_d_steps > 0)
-                and ctx.generator is not None)
-
-
 def build_components(
     recipe: Recipe, run_dir: Path, registry: Registry | None = None
 ) -> tuple[Components, BuildContext]:
@@ -119,10 +175,8 @@ def build_components(
             setattr(ctx, kind, built[kind])
         else:  # BuildContext has no field for these; loggers may still want them
             ctx.extras[kind] = built[kind]
-        if kind == "generator" and ctx.task is not None and _augment_runs(recipe, ctx):
-            require(ctx.task, SupportsAugmentation, role=ctx.describe("task"),
-                    needed_by="the loop's augment phase (loop.augment: true; set "
-                              "loop.augment=false if the task cannot make classifier data)")
+        if kind == "task" and built[kind] is not None:  # fail before the slow builds
+            check_task(built[kind], running_phases(recipe), ctx.describe("task"))
     loggers = [_build(block, ctx) for block in recipe.loggers]
     components = Components(
         task=built["task"],

@@ -169,8 +169,13 @@ class Optimizer(Protocol):
 class Task(Protocol):
     """Datasets, splits, prompts and the evaluation of one line of work.
 
-    The augment phase's ``augment_prompts``/``synthetic_samples`` are the capability
-    :class:`SupportsAugmentation`, required only of tasks whose recipe runs that phase."""
+    The loop calls each method only in the phases that need it (``generator_train`` in the
+    generator's pre-training, ``classifier_train`` in the classifier's and in classify,
+    ``rl_prompts`` in improve, ``evaluate`` in evaluate), so the build step requires of a task
+    exactly the methods of the phases its recipe runs (``advx.build.check_task``): a task for
+    an evaluation-only recipe needs only ``evaluate``. The augment phase's
+    ``augment_prompts``/``synthetic_samples`` are the capability :class:`SupportsAugmentation`,
+    required likewise only when that phase runs."""
 
     def generator_train(self) -> Sequence[Sample]:
         """SFT / MLE pre-training pairs for the generator."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import advx
 import pytest
-from advx.build import build_components, resolve_device
+from advx.build import build_components, check_task, resolve_device
 from advx.components import (
     BASE_PROTOCOLS,
     CAPABILITIES,
@@ -148,6 +148,44 @@ def test_augment_capability_is_required_only_when_the_phase_runs(pm, toy_recipe,
     result = run_recipe(toy_recipe, ["task.name=plain_task", "loop.augment=false",
                                      "loop.rounds=1"], runs_root=tmp_path)
     assert result.summary["status"] == "complete"
+
+
+class _NoRLTask(ToyTask):
+    rl_prompts = None
+
+
+class _EvalOnlyTask:
+    def __init__(self, config, ctx) -> None:
+        pass
+
+    def evaluate(self, components, stage):
+        return {"eval/x": 1.0}
+
+
+class _TaskPlugin:
+    @advx.hookimpl
+    def advx_register_tasks(self, register):
+        register("no_rl", _NoRLTask, ToyTaskConfig)
+        register("eval_only", _EvalOnlyTask, ToyTaskConfig)
+
+
+def test_task_methods_are_required_per_running_phase(pm, toy_recipe, tmp_path):
+    pm.register(_TaskPlugin(), name="tasks")
+    registry = get_registry(pm)
+    recipe = validate_recipe(load_recipe(toy_recipe, ["task.name=no_rl"]), registry)
+    with pytest.raises(PluginError, match=r"task 'no_rl' \(_NoRLTask\) lacks rl_prompts\(\) "
+                                          r"\(the improve phase\)"):
+        build_components(recipe, tmp_path)
+    no_rl = validate_recipe(load_recipe(toy_recipe, ["task.name=no_rl", "loop.rl_steps=0"]),
+                            registry)
+    build_components(no_rl, tmp_path)  # no improvement step: rl_prompts is never called
+    # a task for an evaluation-only recipe (no generator, no classifier) needs only evaluate
+    eval_only = validate_recipe(load_recipe(toy_recipe, [
+        "task.name=eval_only", "generator=null", "classifier=null", "reward=null",
+        "optimizer=null"]), registry)
+    build_components(eval_only, tmp_path)
+    with pytest.raises(PluginError, match="lacks classifier_train"):
+        check_task(_EvalOnlyTask(None, None), ["pretrain_classifier"], "task 'eval_only'")
 
 
 # ------------------------------------------------------------------- ctx.build
