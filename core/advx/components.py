@@ -28,8 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 from torch import Tensor
 
-from advx.errors import PluginError
-from advx.rollout import Prompt, Rewards, Rollout, Sample
+from advx.rollout import Prompt, Rewards, Rollout, Sample, SequenceNLL
 
 if TYPE_CHECKING:
     from advx.plugins import Registry
@@ -85,8 +84,11 @@ class Generator(Protocol):
         generator's configured epochs; returns final metrics (e.g. ``sft/loss``)."""
         ...
 
-    def nll(self, samples: Sequence[Sample]) -> Tensor:
-        """``[N]`` per-example negative log-likelihood (summed over target tokens), with grad."""
+    def nll(self, samples: Sequence[Sample], temperature: float = 1.0) -> SequenceNLL:
+        """Teacher-forced NLL of each ``sample.text`` given ``sample.prompt``: ``total [N]``
+        summed over its tokens (with grad) and ``tokens [N]`` counted in the generator's own
+        tokenizer (EOS included). ``temperature`` scores the tempered policy softmax(logits/τ),
+        as NLL-test at a sampling temperature needs; 1.0 is the policy itself."""
         ...
 
     def sample(self, prompts: Sequence[Prompt], n: int = 1, temperature: float = 1.0) -> Rollout:
@@ -345,6 +347,8 @@ def require(component: object, protocol: type, *, role: str, needed_by: str) -> 
         role: the component, as ``BuildContext.describe`` writes it (``"generator 'lstm'"``).
         needed_by: who calls the methods and why (``"reward 'mc_rollout'"``).
     """
+    from advx.errors import PluginError  # imported here: keeps this module's imports minimal
+
     missing = missing_members(component, protocol)
     if not missing:
         return
