@@ -30,9 +30,6 @@ from torch import Tensor
 
 from advx.rollout import Prompt, Rewards, Rollout, Sample, SequenceNLL
 
-if TYPE_CHECKING:
-    from advx.plugins import Registry
-
 __all__ = [
     "BASE_PROTOCOLS",
     "CAPABILITIES",
@@ -211,6 +208,10 @@ class Logger(Protocol):
     def log(self, metrics: Mapping[str, float], step: int) -> None: ...
 
     def close(self) -> None: ...
+
+
+if TYPE_CHECKING:  # only for BuildContext.registry's annotation
+    from advx.plugins import Registry
 
 
 # ------------------------------------------------------------------------- capabilities
