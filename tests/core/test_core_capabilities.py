@@ -247,3 +247,25 @@ def test_unknown_device_is_a_config_error(device):
 def test_valid_devices_resolve():
     assert resolve_device("cpu") == "cpu"
     assert resolve_device("auto") in ("cpu", "cuda")
+
+
+# ------------------------------------------------------------------- no probing
+
+
+ROOT = Path(__file__).resolve().parents[2]
+CONSUMERS = ["plugins/advx_ppo", "plugins/advx_grpo", "plugins/advx_recsys",
+             "plugins/advx_seqgan/mc_rollout.py"]
+
+
+def test_consumers_declare_capabilities_instead_of_probing():
+    """What one component needs of another is a declared capability checked at build time,
+    never found out with ``hasattr``/``getattr``."""
+    import ast
+
+    for entry in CONSUMERS:
+        path = ROOT / entry
+        for file in [path] if path.is_file() else sorted(path.rglob("*.py")):
+            for node in ast.walk(ast.parse(file.read_text())):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                    assert node.func.id not in ("hasattr", "getattr"), (
+                        f"{file.relative_to(ROOT)}:{node.lineno} probes with {node.func.id}()")
