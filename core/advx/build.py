@@ -79,7 +79,7 @@ def check_component(block: ComponentBlock, component: Any) -> None:
         raise PluginError(
             f"{where} built a {type(component).__name__} that lacks {methods}, which the "
             f"{protocol.__name__} protocol requires of every {block.kind} "
-            "(see docs/writing-plugins.md#components)"
+            "(see docs/writing-plugins.md#the-component-protocols)"
         )
 
 
@@ -129,7 +129,8 @@ def check_task(task: Any, phases: list[str], role: str) -> None:
                           for method, used in missing.items())
         raise PluginError(
             f"{role} ({type(task).__name__}) lacks {lacks}, which the loop calls in the phases "
-            "this recipe runs (Task protocol, see docs/writing-plugins.md#components). "
+            "this recipe runs (Task protocol, see "
+            "docs/writing-plugins.md#the-component-protocols). "
             "Implement them, or switch those phases off under loop:"
         )
 
