@@ -38,7 +38,13 @@ from advx.errors import ConfigError
 from advx.rollout import Rewards, Rollout, Sample, masked_mean
 from torch import Tensor
 
-from advx_grpo.grpo import GRPOConfig, GRPOOptimizer, group_advantages, per_token_grpo_loss
+from advx_grpo.grpo import (
+    GRPOConfig,
+    GRPOOptimizer,
+    check_grpo_config,
+    group_advantages,
+    per_token_grpo_loss,
+)
 
 __all__ = ["AdaGRPOConfig", "AdaGRPOOptimizer", "Diagnostics", "build_adagrpo", "gate"]
 
@@ -233,8 +239,7 @@ def build_adagrpo(config: AdaGRPOConfig, ctx: BuildContext) -> AdaGRPOOptimizer:
     ):
         if value not in allowed:
             raise ConfigError(f"optimizer.{key} must be one of {', '.join(allowed)}, got {value!r}")
-    if ctx.generator is None:
-        raise ConfigError("optimizer adagrpo needs a generator")
+    check_grpo_config(config, ctx, "adagrpo")
     if ctx.classifier is None:
         raise ConfigError("optimizer adagrpo needs a classifier that scores items "
                           "(classifier.name: ranker)")

@@ -45,6 +45,7 @@ __all__ = [
     "GRPOOptimizer",
     "aggregate",
     "build_grpo",
+    "check_grpo_config",
     "clipped_surrogate",
     "group_advantages",
     "k3_kl",
@@ -252,12 +253,17 @@ def _zero_std_share(rewards: Tensor, group_ids: Tensor) -> float:
     return sum(flat) / max(len(flat), 1)
 
 
-def build_grpo(config: GRPOConfig, ctx: BuildContext) -> GRPOOptimizer:
+def check_grpo_config(config: GRPOConfig, ctx: BuildContext, name: str = "grpo") -> None:
+    """The build-time checks GRPO and AdaGRPO share: a generator, known string choices."""
     if ctx.generator is None:
-        raise ConfigError("optimizer grpo needs a generator")
+        raise ConfigError(f"optimizer {name} needs a generator")
     aggregate(torch.zeros(1, 1), torch.ones(1, 1), config.loss_type)  # validates loss_type
     if config.scale_rewards not in ("group", "batch", "none"):
         raise ConfigError(
             f"optimizer.scale_rewards must be group, batch or none, got {config.scale_rewards!r}"
         )
+
+
+def build_grpo(config: GRPOConfig, ctx: BuildContext) -> GRPOOptimizer:
+    check_grpo_config(config, ctx)
     return GRPOOptimizer(config, ctx.generator, ctx.seed)
