@@ -147,3 +147,16 @@ def test_grpo_step_is_guarded(tmp_path):
         opt.update(rollout, rewards, _step(1, 1, generator))
     after = list(generator.parameters())
     assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_ranker_fit_stops_on_a_non_finite_loss(tmp_path):
+    from adagrpo_kit import write_beauty_fixture
+    from advx_recsys import NextItemConfig, build_next_item
+
+    folder = write_beauty_fixture(tmp_path / "data")
+    task = build_next_item(NextItemConfig(path=str(folder / "seq.txt"), item_tokens="id"),
+                           _ctx(tmp_path))
+    ranker = build_ranker(RankerConfig(d_model=8, n_heads=2, n_layers=1, epochs=3,
+                                       lr=1e30, dropout=0.0), _ctx(tmp_path, task=task))
+    with pytest.raises(NonFiniteError, match=r"ranker (loss|gradient norm)"):
+        ranker.fit(task.classifier_train())
