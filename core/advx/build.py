@@ -3,54 +3,181 @@
 Order: task → generator → classifier → reward → optimizer → loggers. Each factory gets its
 typed config and a :class:`BuildContext` that holds the components built before it, so a
 generator can train its tokenizer on ``ctx.task.texts()`` and an optimizer can step
-``ctx.generator.parameters()``.
+``ctx.generator.parameters()``. Every built component is checked against its kind's protocol
+(:data:`advx.components.BASE_PROTOCOLS`); consumers check the capabilities they need in their
+own factories (:func:`advx.components.require`).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from advx.components import BuildContext, Components
-from advx.errors import ConfigError
+from advx.components import (
+    BASE_PROTOCOLS,
+    BuildContext,
+    Components,
+    SupportsAugmentation,
+    missing_members,
+    require,
+)
+from advx.errors import ConfigError, PluginError
+from advx.plugins import Registry
 from advx.recipe import COMPONENT_KINDS, ComponentBlock, Recipe
 
-__all__ = ["build_components", "resolve_device"]
+__all__ = [
+    "build_block",
+    "build_components",
+    "check_component",
+    "check_task",
+    "resolve_device",
+    "running_phases",
+]
+
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when available, else ``cpu``; an unavailable CUDA is a ConfigError."""
+    """``auto`` → ``cuda`` when available, else ``cpu``; anything but ``auto``, ``cpu``,
+    ``cuda``, ``cuda:N`` or ``mps``, or an accelerator absent here, is a ConfigError."""
+    if not _DEVICE.fullmatch(device):
+        raise ConfigError(f"device: expected auto, cpu, cuda, cuda:N or mps, got {device!r}")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device: {device!r} asked for, but CUDA is not available here; "
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: {device!r} asked for, but CUDA is not available here; "
+                              "use device=cpu or device=auto")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"device: {device!r} asked for, but this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s) (cuda:0 ...)")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device: 'mps' asked for, but MPS is not available here; "
                           "use device=cpu or device=auto")
     return device
 
 
+def check_component(block: ComponentBlock, component: Any) -> None:
+    """PluginError unless ``component`` satisfies its kind's base protocol. A task is checked
+    per phase instead (:func:`check_task`): the loop calls its methods only in the phases the
+    recipe runs."""
+    where = f"{block.kind} {block.spec.name!r} (plugin {block.spec.plugin!r})"
+    if component is None:
+        raise PluginError(f"the factory of {where} returned None")
+    if block.kind == "task":
+        return
+    protocol = BASE_PROTOCOLS[block.kind]
+    missing = missing_members(component, protocol)
+    if missing:
+        methods = ", ".join(f"{m}()" if m != "__call__" else "__call__(rollout, ctx)"
+                            for m in missing)
+        raise PluginError(
+            f"{where} built a {type(component).__name__} that lacks {methods}, which the "
+            f"{protocol.__name__} protocol requires of every {block.kind} "
+            "(see docs/writing-plugins.md#the-component-protocols)"
+        )
+
+
+_TASK_NEEDS: dict[str, tuple[str, ...]] = {
+    "pretrain_generator": ("generator_train",),
+    "pretrain_classifier": ("classifier_train",),
+    "augment": ("augment_prompts", "synthetic_samples"),  # the SupportsAugmentation capability
+    "classify": ("classifier_train",),
+    "improve": ("rl_prompts",),
+    "evaluate": ("evaluate",),
+}
+"""The task methods each loop phase calls."""
+
+
+def running_phases(recipe: Recipe) -> list[str]:
+    """The loop phases ``recipe`` will run: switched on, with every component they need.
+
+    Mirrors the loop's own plan (``advx.loop``): a phase whose component block is absent is
+    skipped there, so its task methods are not required here."""
+    loop, present = recipe.loop, {"task", *recipe.components}
+    rounds_or_pretrain_d = loop.rounds > 0 or loop.pretrain_d_steps > 0
+    wanted = {
+        "pretrain_generator": (loop.pretrain_generator, {"generator"}),
+        "pretrain_classifier": (loop.pretrain_classifier, {"classifier"}),
+        "augment": (loop.augment and rounds_or_pretrain_d, {"generator"}),
+        "classify": (loop.classify and rounds_or_pretrain_d, {"classifier"}),
+        "improve": (loop.rl_steps > 0 and loop.rounds > 0,
+                    {"generator", "reward", "optimizer"}),
+        "evaluate": (loop.evaluate, set()),
+    }
+    return [phase for phase, (on, needs) in wanted.items() if on and needs <= present]
+
+
+def check_task(task: Any, phases: list[str], role: str) -> None:
+    """PluginError naming the task methods the running ``phases`` call but ``task`` lacks."""
+    missing: dict[str, list[str]] = {}
+    for phase in phases:
+        for method in _TASK_NEEDS[phase]:
+            if not callable(getattr(task, method, None)):
+                missing.setdefault(method, []).append(phase)
+    if "augment_prompts" in missing or "synthetic_samples" in missing:
+        require(task, SupportsAugmentation, role=role,
+                needed_by="the loop's augment phase (loop.augment: true; set "
+                          "loop.augment=false if the task cannot make classifier data)")
+    if missing:
+        lacks = "; ".join(f"{method}() (the {', '.join(used)} phase)"
+                          for method, used in missing.items())
+        raise PluginError(
+            f"{role} ({type(task).__name__}) lacks {lacks}, which the loop calls in the phases "
+            "this recipe runs (Task protocol, see "
+            "docs/writing-plugins.md#the-component-protocols). "
+            "Implement them, or switch those phases off under loop:"
+        )
+
+
 def _build(block: ComponentBlock, ctx: BuildContext) -> Any:
     component = block.spec.factory(block.config, ctx)
-    if component is None:
-        raise ConfigError(
-            f"the factory of {block.kind} {block.spec.name!r} (plugin {block.spec.plugin!r}) "
-            "returned None"
-        )
+    check_component(block, component)
     return component
 
 
-def build_components(recipe: Recipe, run_dir: Path) -> tuple[Components, BuildContext]:
-    """Build every present block of ``recipe`` in contract order; absent blocks stay None."""
-    ctx = BuildContext(run_dir=run_dir, seed=recipe.seed, device=resolve_device(recipe.device))
+def build_block(ctx: BuildContext, kind: str, block: Mapping[str, Any] | ComponentBlock,
+                *, path: str | None = None) -> Any:
+    """Validate ``block`` against ``ctx.registry`` (as a recipe block at ``path``), build it
+    with ``ctx`` and check its protocol. What :meth:`BuildContext.build` calls."""
+    if not isinstance(block, ComponentBlock):
+        from advx.recipe import _component  # the one place recipe blocks are validated
+
+        if ctx.registry is None:  # built outside build_components: the installed plugins
+            from advx.plugins import get_registry
+
+            ctx.registry = get_registry()
+        block = _component(dict(block), kind, path or kind, ctx.registry)
+    return _build(block, ctx)
+
+
+def build_components(
+    recipe: Recipe, run_dir: Path, registry: Registry | None = None
+) -> tuple[Components, BuildContext]:
+    """Build every present block of ``recipe`` in contract order; absent blocks stay None.
+
+    ``registry``: the one the recipe was validated against; wrapping components build their
+    inner component from it through ``ctx.build`` (default: the installed plugins').
+    """
+    ctx = BuildContext(run_dir=run_dir, seed=recipe.seed, device=resolve_device(recipe.device),
+                       registry=registry)
     built: dict[str, Any] = {}
     for kind in COMPONENT_KINDS:
         block = recipe.components.get(kind)
+        if block is not None:
+            ctx.names[kind] = block.spec.name
         built[kind] = None if block is None else _build(block, ctx)
         if kind in ("task", "generator", "classifier"):
             setattr(ctx, kind, built[kind])
         else:  # BuildContext has no field for these; loggers may still want them
             ctx.extras[kind] = built[kind]
+        if kind == "task" and built[kind] is not None:  # fail before the slow builds
+            check_task(built[kind], running_phases(recipe), ctx.describe("task"))
     loggers = [_build(block, ctx) for block in recipe.loggers]
     components = Components(
         task=built["task"],

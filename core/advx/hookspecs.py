@@ -9,6 +9,10 @@ Registration hooks are called once, when the plugin manager loads; each receives
 * ``config_class``: a dataclass; omegaconf validates the recipe block against it, so an
   unknown key or a wrong type is reported with its dotted path.
 
+What a factory returns is checked against its kind's protocol in :mod:`advx.components`
+(``PluginError`` naming the missing methods); a factory that needs more of another component
+(a capability such as ``SupportsCompletion``) declares it with ``advx.components.require``.
+
 Lifecycle hooks are called during a run, for loggers and callbacks. An exception raised
 in one stops the run (this is how a sweep prunes a trial).
 """

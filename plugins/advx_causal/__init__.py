@@ -10,5 +10,5 @@ __all__ = ["CausalConfig", "CausalGenerator", "build_causal"]
 
 
 @advx.hookimpl
-def advx_register_generators(register) -> None:
+def advx_register_generators(register: advx.hookspecs.Register) -> None:
     register("causal", build_causal, CausalConfig)

@@ -61,7 +61,8 @@ class ClsLossReward:
     def __call__(self, rollout: Rollout, ctx: StepContext) -> Rewards:
         alpha, beta = self.config.alpha, self.config.beta
         mask = rollout.response_mask.to(torch.float32)
-        logprobs = rollout.logprobs.float() * mask
+        # where(), not a product: a generator may leave -inf at padding, and -inf · 0 is NaN
+        logprobs = _masked(rollout.logprobs, mask)
 
         # KL_t at every generated token (padding stays 0).
         kl_t = torch.zeros_like(logprobs)
@@ -71,7 +72,7 @@ class ClsLossReward:
                     "reward cls_loss with beta > 0 needs the reference log-probs: set "
                     "loop.use_reference: true (or reward.beta: 0)."
                 )
-            kl_t = (logprobs - rollout.ref_logprobs.float()) * mask
+            kl_t = logprobs - _masked(rollout.ref_logprobs, mask)
         per_token = -beta * kl_t
 
         # Sequence terms, paid at EOS only.
@@ -94,6 +95,11 @@ class ClsLossReward:
                 "total": per_token.sum(-1),
             },
         )
+
+
+def _masked(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``logprobs`` as float32 on generated tokens, exactly 0 at padding."""
+    return torch.where(mask.bool(), logprobs.float(), torch.zeros((), device=logprobs.device))
 
 
 def build_cls_loss(config: ClsLossConfig, ctx: object) -> ClsLossReward:

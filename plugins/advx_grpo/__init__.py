@@ -19,6 +19,6 @@ __all__ = [
 
 
 @advx.hookimpl
-def advx_register_optimizers(register) -> None:
+def advx_register_optimizers(register: advx.hookspecs.Register) -> None:
     register("grpo", build_grpo, GRPOConfig)
     register("adagrpo", build_adagrpo, AdaGRPOConfig)

@@ -20,22 +20,31 @@ Samples failing either diagnostic get pure NLL. ``gate: always`` is the fixed NL
 mixture and ``gate: never`` is NLL only (the same rollouts are drawn and the diagnostics
 logged, so all three are compared at equal data and steps). Every step logs the gate's open
 rate and both diagnostics (``adagrpo/…``).
+
+The diagnostics need two declared capabilities, checked when the optimizer is built: the task
+is an :class:`advx.components.ItemCatalogue` (``item_of``: which item a text names) and the
+classifier an :class:`advx.components.ItemScorer` (``score``: the ranker's raw scores).
+Constructor, optimizer state and the guarded step are :class:`GRPOOptimizer`'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
 
 import torch
-from advx.components import BuildContext, StepContext
+from advx.components import BuildContext, ItemCatalogue, ItemScorer, StepContext, require
 from advx.errors import ConfigError
 from advx.rollout import Rewards, Rollout, Sample, masked_mean
 from torch import Tensor
 
-from advx_grpo.grpo import GRPOConfig, group_advantages, per_token_grpo_loss
+from advx_grpo.grpo import (
+    GRPOConfig,
+    GRPOOptimizer,
+    check_grpo_config,
+    group_advantages,
+    per_token_grpo_loss,
+)
 
 __all__ = ["AdaGRPOConfig", "AdaGRPOOptimizer", "Diagnostics", "build_adagrpo", "gate"]
 
@@ -113,7 +122,7 @@ def _group_mean(values: Tensor, inverse: Tensor, n: int) -> Tensor:
 
 
 def discriminability(
-    ranker: Any, task: Any, rollout: Rollout, inverse: Tensor, first: list[int]
+    ranker: ItemScorer, task: ItemCatalogue, rollout: Rollout, inverse: Tensor, first: list[int]
 ) -> tuple[Tensor, Tensor]:
     """``[N]`` share of valid negatives the ground truth outscores, and the mean margin."""
     n = len(first)
@@ -141,13 +150,11 @@ def discriminability(
     return share, margin
 
 
-class AdaGRPOOptimizer:
+class AdaGRPOOptimizer(GRPOOptimizer):
     """NLL + λ · gate · GRPO (see the module docstring)."""
 
-    def __init__(self, config: AdaGRPOConfig, generator: Any) -> None:
-        self.config = config
-        self.eps_high = config.epsilon_high or config.epsilon
-        self.optimizer = torch.optim.AdamW(generator.parameters(), lr=config.lr)
+    name = "adagrpo"
+    config: AdaGRPOConfig
 
     def _diagnostics(self, ctx: StepContext, rollout: Rollout, inverse: Tensor,
                      first: list[int], nll: Tensor, entropy: Tensor) -> Diagnostics:
@@ -168,8 +175,6 @@ class AdaGRPOOptimizer:
 
     def update(self, rollout: Rollout, rewards: Rewards, ctx: StepContext) -> dict[str, float]:
         cfg = self.config
-        if ctx.classifier is None or not hasattr(ctx.classifier, "score"):
-            raise ConfigError("optimizer adagrpo needs classifier.name: ranker (its score())")
         if cfg.beta > 0 and rollout.ref_logprobs is None:
             raise ConfigError("optimizer.beta > 0 needs loop.use_reference: true")
         generator = ctx.generator
@@ -182,7 +187,7 @@ class AdaGRPOOptimizer:
         ]
         metrics: dict[str, float] = {}
         for _ in range(cfg.epochs):
-            nll = generator.nll(anchors)  # [N], with grad
+            nll = generator.nll(anchors).total  # [N], with grad
             grad = nullcontext() if cfg.gate != "never" else torch.no_grad()
             with grad:
                 out = generator.policy_outputs(rollout)
@@ -199,10 +204,7 @@ class AdaGRPOOptimizer:
             if cfg.gate != "never":
                 loss_i = loss_i + cfg.grpo_weight * g * grpo_i
             loss = loss_i.mean()
-            self.optimizer.zero_grad()
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(generator.parameters(), cfg.max_grad_norm)
-            self.optimizer.step()
+            norm = self.step(generator, loss)
             metrics = {
                 "loss/total": float(loss.detach()),
                 "loss/nll": float(nll.detach().mean()),
@@ -210,7 +212,7 @@ class AdaGRPOOptimizer:
                 "loss/grpo_gated": float((g * grpo_i.detach()).mean()),
                 "grpo/kl": float(masked_mean(kl.detach(), rollout.response_mask))
                 if kl is not None else 0.0,
-                "grpo/grad_norm": float(norm),
+                "grpo/grad_norm": norm,
                 "adagrpo/gate_open_rate": float(open_.float().mean()),
                 "adagrpo/difficulty_pass_rate": float(hard.float().mean()),
                 "adagrpo/discriminability_pass_rate": float(discriminable.float().mean()),
@@ -222,14 +224,6 @@ class AdaGRPOOptimizer:
                 "adagrpo/no_negatives_rate": float(diag.disc_share.isnan().float().mean()),
             }
         return metrics
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        for group in self.optimizer.param_groups:  # the recipe's lr wins over the checkpoint's
-            group["lr"] = self.config.lr
 
 
 def _nanmean(values: Tensor) -> float:
@@ -245,6 +239,11 @@ def build_adagrpo(config: AdaGRPOConfig, ctx: BuildContext) -> AdaGRPOOptimizer:
     ):
         if value not in allowed:
             raise ConfigError(f"optimizer.{key} must be one of {', '.join(allowed)}, got {value!r}")
-    if ctx.generator is None:
-        raise ConfigError("optimizer adagrpo needs a generator")
-    return AdaGRPOOptimizer(config, ctx.generator)
+    check_grpo_config(config, ctx, "adagrpo")
+    if ctx.classifier is None:
+        raise ConfigError("optimizer adagrpo needs a classifier that scores items "
+                          "(classifier.name: ranker)")
+    needed_by = "optimizer 'adagrpo' (its gate's diagnostics)"
+    require(ctx.task, ItemCatalogue, role=ctx.describe("task"), needed_by=needed_by)
+    require(ctx.classifier, ItemScorer, role=ctx.describe("classifier"), needed_by=needed_by)
+    return AdaGRPOOptimizer(config, ctx.generator, ctx.seed)

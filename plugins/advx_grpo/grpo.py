@@ -10,7 +10,9 @@ with sequence rewards r_i. Then, with ρ_{i,t} = π_θ(o_{i,t}|q,o_{i,<t}) / π_
 
 ``loss_type`` picks the aggregation exactly as TRL's GRPOTrainer names them: ``grpo`` (mean
 over each sequence's tokens, then over sequences), ``bnpo`` (mean over all tokens of the
-minibatch), ``dapo`` (sum over tokens / tokens of the whole rollout, TRL's default),
+minibatch), ``dapo`` (sum over tokens / tokens of the batch one optimizer step sees, TRL's
+default: TRL's ``num_items_in_batch``; advx steps once per minibatch with no gradient
+accumulation, so that is the minibatch's token count and ``dapo`` coincides with ``bnpo``),
 ``dr_grpo`` (sum over tokens / (B · max_new_tokens)). ``bias_correction_kl`` multiplies the k3
 term by ρ (TRL's ``use_bias_correction_kl``, on by default there): the rollout was drawn from
 π_old, not π_θ, so the KL estimate is importance-weighted. ``scale_rewards``: ``group``
@@ -18,7 +20,10 @@ term by ρ (TRL's ``use_bias_correction_kl``, on by default there): the rollout 
 Standard deviation is the unbiased one, as TRL's (``torch.std``).
 
 Works for any generator with ``policy_outputs`` (seq2seq and causal alike): the policy is
-touched only through teacher-forced log-probs of the rollout's tokens.
+touched only through teacher-forced log-probs of the rollout's tokens. Minibatches: each epoch
+draws its own permutation of the rollout's rows from a generator seeded by (seed, round,
+step), so the order differs across epochs, steps and rounds and a resumed run repeats it;
+the reported metrics are means over every minibatch step of the update.
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from advx.components import BuildContext, StepContext
 from advx.errors import ConfigError
+from advx.numerics import guarded_step
 from advx.rollout import Rewards, Rollout, masked_mean
 from torch import Tensor
 
@@ -38,6 +45,7 @@ __all__ = [
     "GRPOOptimizer",
     "aggregate",
     "build_grpo",
+    "check_grpo_config",
     "clipped_surrogate",
     "group_advantages",
     "k3_kl",
@@ -117,7 +125,8 @@ def aggregate(per_token: Tensor, mask: Tensor, loss_type: str, max_len: int = 0,
               num_items: Tensor | float | None = None) -> Tensor:
     """Reduce ``[B, T]`` token losses to a scalar the way TRL's ``loss_type`` does.
 
-    ``num_items``: tokens of the whole rollout (``dapo``'s normaliser; default this batch's).
+    ``num_items``: ``dapo``'s normaliser, the tokens of the batch one optimizer step sees
+    (default: this batch's, which is what :class:`GRPOOptimizer` steps on).
     """
     mask = mask.to(per_token.dtype)
     if loss_type == "grpo":
@@ -155,10 +164,14 @@ def per_token_grpo_loss(
 
 
 class GRPOOptimizer:
-    """GRPO on any advx generator (see the module docstring)."""
+    """GRPO on any advx generator (see the module docstring). AdaGRPO subclasses it."""
 
-    def __init__(self, config: GRPOConfig, generator: Any) -> None:
+    name = "grpo"
+    """Names the optimizer in non-finite-value errors."""
+
+    def __init__(self, config: GRPOConfig, generator: Any, seed: int = 0) -> None:
         self.config = config
+        self.seed = seed
         self.eps_high = config.epsilon_high or config.epsilon
         self.optimizer = torch.optim.AdamW(generator.parameters(), lr=config.lr)
 
@@ -186,11 +199,23 @@ class GRPOOptimizer:
         return loss, info
 
     def step(self, generator: Any, loss: Tensor) -> float:
+        """Backward, clip, check for non-finite values, step; the pre-clip gradient norm."""
         self.optimizer.zero_grad()
         loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(generator.parameters(), self.config.max_grad_norm)
-        self.optimizer.step()
-        return float(norm)
+        return guarded_step(self.optimizer, generator.parameters(), loss=loss,
+                            max_norm=self.config.max_grad_norm, what=self.name)
+
+    def minibatch_orders(self, batch_size: int, round: int, step: int) -> list[Tensor]:
+        """One row order per epoch: a permutation drawn from a generator seeded by
+        (seed, round, step) when minibatching, else the rows in order."""
+        size = self.config.minibatch_size or batch_size
+        if size >= batch_size:
+            return [torch.arange(batch_size)] * self.config.epochs
+        entropy = [self.seed % 2**63, max(round, 0), max(step, 0)]
+        seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
+        generator = torch.Generator().manual_seed(seed)
+        return [torch.randperm(batch_size, generator=generator)
+                for _ in range(self.config.epochs)]
 
     def update(self, rollout: Rollout, rewards: Rewards, ctx: StepContext) -> dict[str, float]:
         cfg = self.config
@@ -198,17 +223,16 @@ class GRPOOptimizer:
             raise ConfigError("optimizer.beta > 0 needs loop.use_reference: true (π_ref log-probs)")
         advantages = group_advantages(rewards.total, rollout.group_ids, cfg.scale_rewards)
         size = cfg.minibatch_size or rollout.batch_size
-        metrics: dict[str, float] = {}
-        for _ in range(cfg.epochs):
-            order = torch.randperm(rollout.batch_size, generator=torch.Generator().manual_seed(
-                ctx.step)) if size < rollout.batch_size else torch.arange(rollout.batch_size)
+        history: dict[str, list[float]] = {}
+        for order in self.minibatch_orders(rollout.batch_size, ctx.round, ctx.step):
             for start in range(0, rollout.batch_size, size):
                 rows = order[start : start + size]
-                loss, info = self.loss(ctx.generator, rollout.select(rows), advantages[rows],
-                                       num_items=rollout.response_mask.sum())
+                loss, info = self.loss(ctx.generator, rollout.select(rows), advantages[rows])
                 info["grpo/grad_norm"] = self.step(ctx.generator, loss)
                 info["grpo/loss"] = float(loss.detach())
-                metrics = info
+                for key, value in info.items():
+                    history.setdefault(key, []).append(value)
+        metrics = {key: float(np.mean(values)) for key, values in history.items()}
         metrics["grpo/advantage_abs"] = float(advantages.abs().mean())
         metrics["grpo/zero_std_groups"] = _zero_std_share(rewards.total, rollout.group_ids)
         return metrics
@@ -229,12 +253,17 @@ def _zero_std_share(rewards: Tensor, group_ids: Tensor) -> float:
     return sum(flat) / max(len(flat), 1)
 
 
-def build_grpo(config: GRPOConfig, ctx: BuildContext) -> GRPOOptimizer:
+def check_grpo_config(config: GRPOConfig, ctx: BuildContext, name: str = "grpo") -> None:
+    """The build-time checks GRPO and AdaGRPO share: a generator, known string choices."""
     if ctx.generator is None:
-        raise ConfigError("optimizer grpo needs a generator")
+        raise ConfigError(f"optimizer {name} needs a generator")
     aggregate(torch.zeros(1, 1), torch.ones(1, 1), config.loss_type)  # validates loss_type
     if config.scale_rewards not in ("group", "batch", "none"):
         raise ConfigError(
             f"optimizer.scale_rewards must be group, batch or none, got {config.scale_rewards!r}"
         )
-    return GRPOOptimizer(config, ctx.generator)
+
+
+def build_grpo(config: GRPOConfig, ctx: BuildContext) -> GRPOOptimizer:
+    check_grpo_config(config, ctx)
+    return GRPOOptimizer(config, ctx.generator, ctx.seed)

@@ -119,6 +119,6 @@ def build_csv(config: CsvLoggerConfig, ctx: BuildContext) -> CsvLogger:
 
 
 @advx.hookimpl
-def advx_register_loggers(register) -> None:
+def advx_register_loggers(register: advx.hookspecs.Register) -> None:
     register("console", build_console, ConsoleLoggerConfig)
     register("csv", build_csv, CsvLoggerConfig)

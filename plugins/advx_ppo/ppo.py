@@ -1,10 +1,12 @@
 """Proximal Policy Optimization for token-level policies, written for encoder-decoder models.
 
 TRL 1.x no longer ships a PPO trainer and never supported seq2seq policies, so the update is
-written here (cleanRL style: one file, the loss lines mirror the equations). Only the
-``Generator`` protocol is used (``policy_outputs`` and ``parameters``), so any generator works:
-FLAN-T5, a causal LM, an LSTM. TRL's model-agnostic helpers do the log-softmax and entropy
-inside the generators.
+written here (cleanRL style: one file, the loss lines mirror the equations). The policy is
+touched through the ``Generator`` protocol (``policy_outputs`` and ``parameters``); the critic
+needs the :class:`advx.components.HasValueHead` capability (seq2seq has it), checked when the
+optimizer is built. Any generator works with ``vf_coef: 0`` (no critic: V_old = 0, so the
+advantages are the whitened returns). TRL's model-agnostic helpers do the log-softmax and
+entropy inside the generators.
 
 Per rollout (B sequences, T tokens, mask m_t = 1 on generated tokens, EOS included):
 
@@ -40,8 +42,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from advx.components import BuildContext, StepContext
-from advx.errors import ConfigError
+from advx.components import BuildContext, HasValueHead, StepContext, require
+from advx.errors import ConfigError, NonFiniteError
+from advx.numerics import guarded_step
 from advx.rollout import Rewards, Rollout, masked_mean
 from torch import Tensor
 
@@ -69,7 +72,8 @@ class PPOConfig:
         minibatch_size: rows per minibatch (0 = the whole rollout in one minibatch).
         clip: ε of the clipped surrogate.
         value_clip: ε_V of the clipped value loss (0 = unclipped value loss).
-        vf_coef: c_V, weight of the value loss.
+        vf_coef: c_V, weight of the value loss; > 0 needs a generator with a value head
+            (``HasValueHead``), 0 trains without a critic.
         ent_coef: c_H, weight of the entropy bonus.
         gamma, lam: discount γ and GAE λ.
         whiten_advantages: normalise advantages over the rollout's tokens.
@@ -242,9 +246,9 @@ class PPO:
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
-        self.optimizer.step()
+        max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else None
+        grad_norm = guarded_step(self.optimizer, self.params, loss=loss, max_norm=max_norm,
+                                 what="ppo")
         return {
             "loss/policy": pg_loss.item(),
             "loss/value": vf_loss.item(),
@@ -255,7 +259,19 @@ class PPO:
         }
 
     def update(self, rollout: Rollout, rewards: Rewards, ctx: StepContext) -> dict[str, float]:
-        """GAE on the rollout's rewards and old values, then clipped-PPO minibatch epochs."""
+        """GAE on the rollout's rewards and old values, then clipped-PPO minibatch epochs.
+
+        A non-finite loss or gradient stops the update (``NonFiniteError``) and leaves the
+        running reward statistics as they were, so a skipped update does not poison the next.
+        """
+        saved = self.return_stats.state_dict()
+        try:
+            return self._update(rollout, rewards, ctx)
+        except NonFiniteError:
+            self.return_stats.load_state_dict(saved)
+            raise
+
+    def _update(self, rollout: Rollout, rewards: Rewards, ctx: StepContext) -> dict[str, float]:
         cfg = self.config
         mask = rollout.response_mask.to(torch.float32)
         has_critic = rollout.values is not None
@@ -322,5 +338,10 @@ def build_ppo(config: PPOConfig, ctx: BuildContext) -> PPO:
         raise ConfigError(
             f"optimizer ppo: epochs must be >= 1 and clip > 0 (got {config.epochs}, {config.clip})."
         )
-    value_parameters = getattr(ctx.generator, "value_parameters", lambda: [])()
+    if config.vf_coef > 0:
+        require(ctx.generator, HasValueHead, role=ctx.describe("generator"),
+                needed_by="optimizer 'ppo' with vf_coef > 0 (the critic; set "
+                          "optimizer.vf_coef=0 to train without one)")
+    has_head = isinstance(ctx.generator, HasValueHead)  # declared capability, optional at c_V=0
+    value_parameters = ctx.generator.value_parameters() if has_head else ()
     return PPO(config, ctx.generator.parameters(), value_parameters)

@@ -28,15 +28,15 @@ __all__ = [
 
 
 @advx.hookimpl
-def advx_register_tasks(register) -> None:
+def advx_register_tasks(register: advx.hookspecs.Register) -> None:
     register("next_item", build_next_item, NextItemConfig)
 
 
 @advx.hookimpl
-def advx_register_classifiers(register) -> None:
+def advx_register_classifiers(register: advx.hookspecs.Register) -> None:
     register("ranker", build_ranker, RankerConfig)
 
 
 @advx.hookimpl
-def advx_register_rewards(register) -> None:
+def advx_register_rewards(register: advx.hookspecs.Register) -> None:
     register("ranker_score", build_ranker_score, RankerScoreConfig)

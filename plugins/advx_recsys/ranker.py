@@ -9,8 +9,10 @@ cross-entropy pushing label-0 samples down when any are given. It holds out
 ``valid_fraction`` of its samples to report its own HR@10 and keep the best epoch.
 
 Classifier protocol: ``predict_proba`` → ``[N, 2]`` with p(relevant) = σ(score);
-``loss`` → per-example BCE against ``sample.label``. ``score(histories, items)`` is the raw
-scorer the reward and the AdaGRPO gate use.
+``loss`` → per-example BCE against ``sample.label``. ``score(histories, items)`` and
+``score_all(histories)`` make it an :class:`advx.components.ItemScorer`, the raw scorer the
+``ranker_score`` reward and the AdaGRPO gate use. It reads the catalogue of an
+:class:`advx.components.ItemCatalogue` task (checked when it is built).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from advx.components import BuildContext
+from advx.components import BuildContext, ItemCatalogue, require
 from advx.errors import ConfigError, DataError
+from advx.numerics import guarded_step
 from advx.rollout import Sample
 from torch import Tensor, nn
 
@@ -84,7 +87,8 @@ class SASRecEncoder(nn.Module):
 class SASRecRanker:
     """The ranker classifier (see the module docstring)."""
 
-    def __init__(self, config: RankerConfig, task: Any, device: str = "cpu", seed: int = 0):
+    def __init__(self, config: RankerConfig, task: ItemCatalogue, device: str = "cpu",
+                 seed: int = 0):
         self.config = config
         self.task = task
         self.device = device
@@ -192,7 +196,7 @@ class SASRecRanker:
                 loss = self._batch_loss(H[rows], items[rows], Y[rows])
                 opt.zero_grad()
                 loss.backward()
-                opt.step()
+                guarded_step(opt, self.net.parameters(), loss=loss, what="ranker")
                 total += float(loss.detach()) * len(rows)
             last_loss = total / max(len(train), 1)
             if len(valid_pos):
@@ -214,11 +218,11 @@ class SASRecRanker:
 
 def build_ranker(config: RankerConfig, ctx: BuildContext) -> SASRecRanker:
     task = ctx.task
-    if task is None or not hasattr(task, "index") or not hasattr(task, "item_of"):
-        raise ConfigError(
-            "classifier ranker needs an item-recommendation task (task.name: next_item) "
-            "exposing `items`, `index` and `item_of`"
-        )
+    if task is None:
+        raise ConfigError("classifier ranker needs an item-recommendation task "
+                          "(task.name: next_item)")
+    require(task, ItemCatalogue, role=ctx.describe("task"),
+            needed_by="classifier 'ranker' (it embeds the task's catalogue)")
     if config.d_model % config.n_heads:
         raise ConfigError("classifier.d_model must be divisible by classifier.n_heads")
     torch.manual_seed(ctx.seed)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from advx.components import BuildContext, StepContext
+from advx.components import BuildContext, ItemCatalogue, ItemScorer, StepContext, require
 from advx.errors import ConfigError
 from advx.rollout import Rewards, Rollout
 
@@ -42,7 +42,10 @@ class RankerScoreConfig:
 
 
 class RankerScoreReward:
-    def __init__(self, config: RankerScoreConfig, task: Any, ranker: Any) -> None:
+    """The ``ranker_score`` reward: an :class:`ItemScorer` classifier's opinion of the item an
+    :class:`ItemCatalogue` task reads in each generated text."""
+
+    def __init__(self, config: RankerScoreConfig, task: ItemCatalogue, ranker: ItemScorer) -> None:
         self.config = config
         self.task = task
         self.ranker = ranker
@@ -99,6 +102,10 @@ def build_ranker_score(config: RankerScoreConfig, ctx: BuildContext) -> RankerSc
         raise ConfigError(
             f"reward.transform must be percentile, sigmoid or raw, got {config.transform!r}"
         )
-    if ctx.classifier is None or not hasattr(ctx.classifier, "score"):
-        raise ConfigError("reward ranker_score needs classifier.name: ranker")
+    if ctx.classifier is None or ctx.task is None:
+        raise ConfigError("reward ranker_score needs a task and a classifier that scores items "
+                          "(task.name: next_item, classifier.name: ranker)")
+    needed_by = "reward 'ranker_score'"
+    require(ctx.task, ItemCatalogue, role=ctx.describe("task"), needed_by=needed_by)
+    require(ctx.classifier, ItemScorer, role=ctx.describe("classifier"), needed_by=needed_by)
     return RankerScoreReward(config, ctx.task, ctx.classifier)

@@ -9,8 +9,9 @@ ranker, the ``ranker_score`` reward and the ``adagrpo`` optimizer):
 * ``split``: ``train`` / ``valid`` / ``test``.
 
 Evaluation (``valid/…`` and ``test/…``): top-``topk`` responses per user by beam search over
-the policy (``generator.beam_search(prompts, k)`` when the generator has it, else the ``2k``
-most likely of sampled responses), then HR@5, HR@10, NDCG@10 and ``hallucination``: the share
+the policy (``generator.beam_search(prompts, k)`` when the generator has the
+:class:`advx.components.SupportsBeamSearch` capability, else the ``2k`` most likely of sampled
+responses), then HR@5, HR@10, NDCG@10 and ``hallucination``: the share
 of returned sequences that map to no item (``hallucination@1``: of the top-1 only).
 """
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from advx.components import BuildContext, Components, Generator
+from advx.components import BuildContext, Components, Generator, SupportsBeamSearch
 from advx.errors import ConfigError, DataError
 from advx.rollout import Prompt, Rollout, Sample
 
@@ -106,9 +107,8 @@ def ranking_metrics(
 
 def top_k_texts(generator: Generator, prompts: Sequence[Prompt], k: int) -> list[list[str]]:
     """Beam search when the generator offers it, else the most likely distinct samples."""
-    beam = getattr(generator, "beam_search", None)
-    if callable(beam):
-        return [[text for text, _ in row] for row in beam(prompts, k)]
+    if isinstance(generator, SupportsBeamSearch):  # an optional, declared capability
+        return [[text for text, _ in row] for row in generator.beam_search(prompts, k)]
     rollout: Rollout = generator.sample(prompts, n=2 * k, temperature=1.0)
     scores = (rollout.logprobs * rollout.response_mask).sum(-1).tolist()
     out: list[list[str]] = [[] for _ in prompts]
@@ -175,12 +175,6 @@ class NextItemTask:
     def classifier_train(self) -> list[Sample]:
         """Logged training interactions (label 1): the ranker never sees valid/test targets."""
         return [self.sample(e, label=1) for e in self.split.train]
-
-    def augment_prompts(self, round: int) -> list[Prompt]:
-        return []
-
-    def synthetic_samples(self, rollout: Rollout) -> list[Sample]:
-        return []
 
     def rl_prompts(self, batch_size: int, rng: np.random.Generator) -> list[Prompt]:
         if not self.split.train:

@@ -9,5 +9,5 @@ from advx_reinforce.reinforce import ReinforceConfig, build_reinforce
 
 
 @advx.hookimpl
-def advx_register_optimizers(register) -> None:
+def advx_register_optimizers(register: advx.hookspecs.Register) -> None:
     register("reinforce", build_reinforce, ReinforceConfig)

@@ -18,15 +18,15 @@ from advx_seqgan.mc_rollout import MCRolloutConfig, build_mc_rollout
 
 
 @advx.hookimpl
-def advx_register_generators(register) -> None:
+def advx_register_generators(register: advx.hookspecs.Register) -> None:
     register("lstm", build_lstm, LSTMConfig)
 
 
 @advx.hookimpl
-def advx_register_classifiers(register) -> None:
+def advx_register_classifiers(register: advx.hookspecs.Register) -> None:
     register("cnn_discriminator", build_cnn_discriminator, CNNConfig)
 
 
 @advx.hookimpl
-def advx_register_rewards(register) -> None:
+def advx_register_rewards(register: advx.hookspecs.Register) -> None:
     register("mc_rollout", build_mc_rollout, MCRolloutConfig)

@@ -1,4 +1,4 @@
-"""REGS: the Monte-Carlo rollout reward of SeqGAN (seed §5.2-5.3).
+"""The Monte-Carlo rollout reward of SeqGAN (Yu et al., 2017, "SeqGAN", section 4).
 
 For a sequence y_1..y_T and a sequence-level reward D (by default the classifier's P(real)):
 
@@ -10,7 +10,8 @@ G_β is a rollout policy that lags the generator: after every generator update
 
 Batched: all N × (T − 1) continuations of a batch are ONE ``generator.complete`` call with
 M = B·N·(T−1) rows, and one call of the wrapped reward; no Python loop over rollouts or
-positions (see ``benchmarks/mc_rollout.py``).
+positions (see ``benchmarks/mc_rollout.py``). The generator must therefore have the
+:class:`advx.components.SupportsCompletion` capability, checked when the reward is built.
 
 Output, ``per_token`` (key ``per_token``):
 * ``telescoped`` (default): r_t = Q_t − Q_{t+1} (and r_T = Q_T), so the reward-to-go
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from advx.components import BuildContext, Generator, StepContext
+from advx.components import BuildContext, Generator, StepContext, SupportsCompletion, require
 from advx.errors import ConfigError
 from advx.rollout import Rewards, Rollout, masked_mean
 from torch import Tensor
@@ -161,24 +162,15 @@ class MCRolloutReward:
 
 
 def _wrapped_reward(block: Mapping[str, Any], ctx: BuildContext) -> SequenceReward:
-    """Build the registered reward named in ``wrapped`` and read its ``Rewards.total``."""
-    from advx.plugins import get_registry
-    from omegaconf import OmegaConf
-
-    block = dict(block)
-    name = block.pop("name", None)
-    if not name:
-        raise ConfigError("reward.wrapped needs a 'name:' (a registered reward)")
-    spec = get_registry().get("reward", str(name))
-    schema = OmegaConf.structured(spec.config_class)
-    try:
-        config = OmegaConf.to_object(OmegaConf.merge(schema, block))
-    except Exception as exc:
-        raise ConfigError(f"reward.wrapped ({name}): {exc}") from exc
-    inner = spec.factory(config, ctx)
+    """Build the registered reward named in ``wrapped`` (through the build context, so from
+    the registry the recipe was validated against) and read its ``Rewards.total``."""
+    inner = ctx.build("reward", block, path="reward.wrapped")
     return lambda rollout, step_ctx: inner(rollout, step_ctx).total
 
 
 def build_mc_rollout(config: MCRolloutConfig, ctx: BuildContext) -> MCRolloutReward:
+    if ctx.generator is not None:
+        require(ctx.generator, SupportsCompletion, role=ctx.describe("generator"),
+                needed_by="reward 'mc_rollout' (it samples continuations of every prefix)")
     wrapped = _wrapped_reward(config.wrapped, ctx) if config.wrapped else None
     return MCRolloutReward(config, wrapped)

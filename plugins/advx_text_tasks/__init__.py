@@ -19,6 +19,6 @@ from advx_text_tasks.tasks import (
 
 
 @advx.hookimpl
-def advx_register_tasks(register) -> None:
+def advx_register_tasks(register: advx.hookspecs.Register) -> None:
     register("oracle_lm", build_oracle_lm, OracleLMConfig)
     register("text_corpus", build_text_corpus, TextCorpusConfig)

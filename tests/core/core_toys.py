@@ -147,9 +147,6 @@ class ToyGenerator:
             group_ids=torch.arange(len(prompts)).repeat_interleave(n),
         )
 
-    def complete(self, rollout: Rollout, rows: torch.Tensor, prefix_lengths: torch.Tensor):
-        raise NotImplementedError  # not used by the loop
-
     def policy_outputs(self, rollout: Rollout) -> PolicyOutputs:
         _called("generator.policy_outputs")
         logp = self._logp()

@@ -83,3 +83,17 @@ def test_missing_reference_is_a_config_error():
 def test_alpha_out_of_range():
     with pytest.raises(ConfigError, match="alpha"):
         ClsLossReward(ClsLossConfig(alpha=1.5))
+
+
+def test_infinite_log_probs_at_padding_never_make_nan():
+    """A generator may leave -inf (a masked-out logit) on padding; -inf · 0 would be NaN."""
+    rollout = _rollout()
+    padding = rollout.response_mask == 0
+    expected = ClsLossReward(ClsLossConfig(alpha=0.5, beta=0.1))(rollout, _ctx())
+    rollout.logprobs = rollout.logprobs.masked_fill(padding, float("-inf"))
+    rollout.ref_logprobs = rollout.ref_logprobs.masked_fill(padding, float("-inf"))
+    rewards = ClsLossReward(ClsLossConfig(alpha=0.5, beta=0.1))(rollout, _ctx())
+    assert torch.isfinite(rewards.per_token).all()
+    for name, term in rewards.terms.items():
+        assert torch.isfinite(term).all(), name
+        torch.testing.assert_close(term, expected.terms[name])

@@ -126,3 +126,62 @@ def test_bad_config_is_a_config_error():
 
     with pytest.raises(ConfigError, match="per_token"):
         MCRolloutReward(MCRolloutConfig(per_token="sum"))
+
+
+# ------------------------------------------------------------------- build-time contract
+
+
+class _NoCompletion:
+    """A generator without ``complete`` (what the MC reward needs)."""
+
+    def parameters(self):
+        return []
+
+
+def test_generator_without_completion_fails_when_the_reward_is_built(tmp_path):
+    from advx.components import BuildContext
+    from advx.errors import PluginError
+    from advx_seqgan.mc_rollout import build_mc_rollout
+
+    ctx = BuildContext(run_dir=tmp_path, seed=0, device="cpu", generator=_NoCompletion())
+    ctx.names["generator"] = "plain"
+    with pytest.raises(PluginError) as err:
+        build_mc_rollout(MCRolloutConfig(), ctx)
+    message = str(err.value)
+    assert "generator 'plain' (_NoCompletion) lacks complete()" in message
+    assert "reward 'mc_rollout'" in message and "SupportsCompletion" in message
+
+
+def test_wrapped_reward_is_built_from_the_context_registry(tmp_path, tiny_lstm):
+    """The inner reward comes from ``ctx.registry`` (here one the process-wide plugin manager
+    does not know), validated like a recipe block."""
+    from dataclasses import dataclass
+
+    from advx.components import BuildContext
+    from advx.errors import ConfigError
+    from advx.plugins import ComponentSpec, Registry
+    from advx_seqgan.mc_rollout import build_mc_rollout
+
+    @dataclass
+    class SmallCfg:
+        scale: float = 1.0
+
+    class Small:
+        def __init__(self, config, ctx):
+            self.scale = config.scale
+
+        def __call__(self, rollout, ctx):
+            return Rewards.at_end(self.scale * share_of_small(rollout, ctx), rollout)
+
+    registry = Registry()
+    registry.add(ComponentSpec("reward", "share_of_small", Small, SmallCfg, "t", "t"))
+    ctx = BuildContext(run_dir=tmp_path, seed=0, device="cpu", generator=tiny_lstm,
+                       registry=registry)
+    reward = build_mc_rollout(
+        MCRolloutConfig(rollouts=2, wrapped={"name": "share_of_small", "scale": 2.0}), ctx
+    )
+    rollout = tiny_lstm.sample([EMPTY] * 3)
+    reward(rollout, step_ctx(tiny_lstm))
+    assert torch.allclose(reward.last_q[:, -1], 2.0 * share_of_small(rollout, None))
+    with pytest.raises(ConfigError, match=r"reward\.wrapped\.scal"):
+        build_mc_rollout(MCRolloutConfig(wrapped={"name": "share_of_small", "scal": 2}), ctx)

@@ -38,5 +38,5 @@ def build_constant(config: ConstantRewardConfig, ctx: BuildContext) -> ConstantR
 
 
 @advx.hookimpl
-def advx_register_rewards(register) -> None:
+def advx_register_rewards(register: advx.hookspecs.Register) -> None:
     register("constant", build_constant, ConstantRewardConfig)
