@@ -177,6 +177,6 @@ def _write_recipe(rundir: RunDir, spec: Recipe) -> None:
 
 def _experiment(spec: Recipe, rundir: RunDir, pm: pluggy.PluginManager) -> Experiment:
     seed_everything(spec.seed)
-    components, _ = build_components(spec, rundir.path)
+    components, _ = build_components(spec, rundir.path, registry=get_registry(pm))
     info = RunInfo(name=spec.name, run_dir=rundir.path, recipe=spec.resolved, seed=spec.seed)
     return Experiment(components, spec.loop, rundir, info, pm.hook)
