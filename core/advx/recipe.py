@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import importlib
+import json
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,9 +49,13 @@ __all__ = [
     "ComponentBlock",
     "Recipe",
     "apply_overrides",
+    "import_plugins",
     "load_recipe",
+    "override",
+    "overrides_from",
     "plain_value",
     "recipe_description",
+    "recipe_file",
     "validate_recipe",
     "validate_run_name",
 ]
@@ -440,3 +446,63 @@ def _value_at(values: Any, dotted: str) -> Any:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+# ----------------------------------------------------- files that point at recipes
+# A sweep file and a compare file both name recipes, fixed overrides and extra plugin
+# modules; these helpers read those three things the same way for both.
+
+
+def recipe_file(recipe: str, relative_to: Path, at: str) -> Path:
+    """The recipe ``recipe`` names, as given or relative to the folder of the file
+    ``relative_to`` that names it; ConfigError at ``at`` listing what was tried."""
+    candidates = [Path(recipe)]
+    if not Path(recipe).is_absolute():
+        candidates.append(relative_to.parent / recipe)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    tried = " and ".join(str(c) for c in candidates)
+    raise ConfigError(f"{at}: file not found (tried {tried})")
+
+
+def override(key: str, value: Any) -> str:
+    """``key=value`` with the value written as YAML flow (JSON is valid YAML)."""
+    return f"{key}={json.dumps(value)}"
+
+
+def _dotted(raw: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{loop: {rounds: 2}}`` and ``{loop.rounds: 2}`` both become ``{"loop.rounds": 2}``."""
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_dotted(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def overrides_from(raw: Any, at: str) -> list[str]:
+    """Fixed overrides given as a mapping ``{reward.alpha: 0.5}`` or a list of
+    ``'key=value'`` strings (None: none)."""
+    if raw is None:
+        return []
+    if isinstance(raw, Mapping):
+        return [override(k, v) for k, v in _dotted(raw).items()]
+    if isinstance(raw, (list, ListConfig)) and all(
+            isinstance(item, str) and "=" in item for item in raw):
+        return list(raw)
+    raise ConfigError(f"{at}: expected a mapping {{reward.alpha: 0.5}} or a list of "
+                      f"'key=value' strings, got {raw!r}")
+
+
+def import_plugins(modules: Sequence[str], at: str = "plugins") -> list[Any]:
+    """Extra plugin modules a sweep or compare file names, imported (each a pluggy plugin)."""
+    plugins = []
+    for name in modules:
+        try:
+            plugins.append(importlib.import_module(name))
+        except ImportError as exc:
+            raise ConfigError(f"{at}: cannot import {name!r}: {exc}") from exc
+    return plugins

@@ -13,7 +13,8 @@ with the baseline b one of
 With ``mc_rollout``'s telescoped rewards, G_t = Q(y_1:t) and baseline ``none`` is exactly
 SeqGAN's update.
 
-Teacher forcing (Li et al., EMNLP 2017, "Adversarial Learning for Neural Dialogue Generation"; ``teacher_forcing: k``): k real sequences from
+Teacher forcing (Li et al., EMNLP 2017, "Adversarial Learning for Neural Dialogue
+Generation"; ``teacher_forcing: k``): k real sequences from
 ``task.generator_train()`` join every update with return ``teacher_forcing_reward`` (1.0, the
 highest a discriminator gives) on every token, minus the batch-mean baseline, so the
 generator sees what a high reward looks like.

@@ -131,7 +131,8 @@ def test_on_nonfinite_skip_counts_and_continues(pm, toy_recipe, tmp_path, caplog
 
 
 def test_on_nonfinite_rejects_unknown_values(pm, toy_recipe, tmp_path):
-    with pytest.raises(advx.ConfigError, match=r"loop.on_nonfinite: 'ignore' is not one of stop, skip"):
+    with pytest.raises(advx.ConfigError,
+                       match=r"loop.on_nonfinite: 'ignore' is not one of stop, skip"):
         _run(toy_recipe, tmp_path, "loop.on_nonfinite=ignore")
     with pytest.raises(advx.ConfigError, match=r"loop.checkpoint_every: expected an integer"):
         _run(toy_recipe, tmp_path, "loop.checkpoint_every=0")

@@ -2,7 +2,8 @@
 
 :mod:`advx.compare.spec` reads and checks the compare file, :mod:`advx.compare.cells` runs
 the cells through an Optuna storage, :mod:`advx.compare.report` makes the tables and plots
-(with :mod:`advx.stats`), :mod:`advx.compare.cli` holds the commands. See docs/compare.md.
+(with :mod:`advx.stats`); the commands live in :mod:`advx.cli` with the others.
+See docs/compare.md.
 """
 
 from __future__ import annotations

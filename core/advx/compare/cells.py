@@ -52,8 +52,9 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.markup import escape
 
-from advx.compare.spec import CompareSpec, check_conditions, import_plugins
+from advx.compare.spec import CompareSpec, check_conditions
 from advx.errors import AdvxError, ConfigError
+from advx.recipe import import_plugins
 from advx.sweep.storage import make_storage
 
 __all__ = ["Cell", "CompareResult", "cells_of", "default_runs_dir", "load_cells", "open_study",

@@ -23,7 +23,6 @@ building a model), the baseline and the primary metric.
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,6 +34,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from advx.errors import ConfigError, did_you_mean
+from advx.recipe import import_plugins, overrides_from, recipe_file
 
 __all__ = ["COMPARE_KEYS", "CompareSpec", "Condition", "check_conditions", "load_compare"]
 
@@ -144,7 +144,7 @@ def load_compare(path: str | Path) -> CompareSpec:
     if not isinstance(description, str):
         raise ConfigError(f"{where}: description: expected one line of text, got {description!r}")
 
-    shared = _overrides(raw.get("overrides"), f"{where}: overrides")
+    shared = overrides_from(raw.get("overrides"), f"{where}: overrides")
     conditions = _conditions(raw.get("conditions"), shared, path, where)
     seeds = _seeds(raw.get("seeds"), where)
     metrics = _strings(raw.get("metrics"), f"{where}: metrics", "[oracle/nll, test/nll]")
@@ -177,34 +177,6 @@ def load_compare(path: str | Path) -> CompareSpec:
     )
 
 
-def _overrides(raw: Any, where: str) -> list[str]:
-    if raw is None:
-        return []
-    if isinstance(raw, dict):
-        return [f"{k}={_yaml_value(v)}" for k, v in _flatten(raw).items()]
-    if isinstance(raw, list) and all(isinstance(i, str) and "=" in i for i in raw):
-        return list(raw)
-    raise ConfigError(f"{where}: expected a list of 'key=value' strings or a mapping "
-                      f"{{loop.rounds: 2}}, got {raw!r}")
-
-
-def _flatten(raw: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in raw.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, dotted + "."))
-        else:
-            flat[dotted] = value
-    return flat
-
-
-def _yaml_value(value: Any) -> str:
-    import json
-
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 def _conditions(raw: Any, shared: list[str], path: Path, where: str) -> dict[str, Condition]:
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"{where}: conditions: expected a mapping of at least two named "
@@ -230,21 +202,10 @@ def _conditions(raw: Any, shared: list[str], path: Path, where: str) -> dict[str
         if not isinstance(recipe, str) or not recipe:
             raise ConfigError(f"{at}.recipe: missing; name the condition's recipe file")
         conditions[name] = Condition(
-            name=name, recipe=str(_recipe_path(recipe, path, f"{at}.recipe")),
-            overrides=[*shared, *_overrides(block.get("overrides"), f"{at}.overrides")],
+            name=name, recipe=str(recipe_file(recipe, path, f"{at}.recipe")),
+            overrides=[*shared, *overrides_from(block.get("overrides"), f"{at}.overrides")],
         )
     return conditions
-
-
-def _recipe_path(recipe: str, path: Path, at: str) -> Path:
-    candidates = [Path(recipe)]
-    if not Path(recipe).is_absolute():
-        candidates.append(path.parent / recipe)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.resolve()
-    tried = " and ".join(str(c) for c in candidates)
-    raise ConfigError(f"{at}: recipe file not found (tried {tried})")
 
 
 def _seeds(raw: Any, where: str) -> list[int]:
@@ -268,17 +229,6 @@ def _strings(raw: Any, at: str, example: str, allow_empty: bool = False) -> list
             isinstance(s, str) and s for s in raw):
         return list(raw)
     raise ConfigError(f"{at}: expected a list of names like {example}, got {raw!r}")
-
-
-def import_plugins(modules: Sequence[str], where: str = "plugins") -> list[Any]:
-    """The compare file's ``plugins:`` modules, imported (each is a pluggy plugin object)."""
-    plugins = []
-    for name in modules:
-        try:
-            plugins.append(importlib.import_module(name))
-        except ImportError as exc:
-            raise ConfigError(f"{where}: cannot import {name!r}: {exc}") from exc
-    return plugins
 
 
 def check_conditions(spec: CompareSpec, plugins: Sequence[Any] = ()) -> None:

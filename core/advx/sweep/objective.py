@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import socket
@@ -17,6 +16,7 @@ from optuna.trial import TrialState
 
 from advx.errors import ConfigError
 from advx.hookspecs import hookimpl
+from advx.recipe import import_plugins
 from advx.sweep.space import suggest_overrides
 from advx.sweep.study import metric_message
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from advx.sweep.spec import SweepSpec
 
 __all__ = [
-    "MetricNotProduced", "Objective", "RoundReporter", "TrialFailed", "import_plugins",
+    "MetricNotProduced", "Objective", "RoundReporter", "TrialFailed",
     "load_recipe_for",
 ]
 
@@ -169,15 +169,5 @@ def load_recipe_for(spec: SweepSpec, overrides: Sequence[str]) -> DictConfig:
     from advx.recipe import load_recipe
 
     return load_recipe(spec.recipe, [*spec.overrides, *overrides])
-
-
-def import_plugins(modules: Sequence[str]) -> list[Any]:
-    plugins = []
-    for name in modules:
-        try:
-            plugins.append(importlib.import_module(name))
-        except ImportError as exc:
-            raise ConfigError(f"plugins: cannot import {name!r}: {exc}") from exc
-    return plugins
 
 

@@ -8,7 +8,6 @@ Key names of the *recipe* (the search space's dotted keys) are not checked here 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import yaml
 
 from advx.errors import ConfigError, did_you_mean
+from advx.recipe import override, overrides_from, recipe_file
 
 __all__ = [
     "PARAM_TYPES", "SWEEP_KEYS", "ObjectiveSpec", "ParamSpec", "SweepSpec", "load_sweep",
@@ -124,12 +124,12 @@ def load_sweep(path: str | Path) -> SweepSpec:
         if raw.get(key) in (None, "", {}):
             raise ConfigError(f"{file_label(path)}: {key}: required")
 
-    recipe = _resolve_recipe_path(str(raw["recipe"]), path)
+    recipe = recipe_file(str(raw["recipe"]), path, f"{file_label(path)}: recipe")
     spec = SweepSpec(
         name=str(raw.get("name") or path.stem),
         description=str(raw.get("description") or ""),
         recipe=recipe,
-        overrides=_parse_overrides(raw.get("overrides"), path),
+        overrides=overrides_from(raw.get("overrides"), f"{file_label(path)}: overrides"),
         space=_parse_space(raw["space"], path),
         objective=_parse_objective(raw["objective"], path),
         sampler=_parse_named(raw.get("sampler"), "sampler", "tpe", path),
@@ -149,47 +149,6 @@ def load_sweep(path: str | Path) -> SweepSpec:
     make_sampler(spec)  # bad sampler/pruner names or kwargs fail here, not in a worker
     make_pruner(spec)
     return spec
-
-
-def _resolve_recipe_path(recipe: str, sweep_path: Path) -> Path:
-    candidates = [Path(recipe)]
-    if not Path(recipe).is_absolute():
-        candidates.append(sweep_path.parent / recipe)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.resolve()
-    tried = " and ".join(str(c) for c in candidates)
-    raise ConfigError(f"{file_label(sweep_path)}: recipe: file not found (tried {tried})")
-
-
-def _parse_overrides(raw: Any, path: Path) -> list[str]:
-    if raw is None:
-        return []
-    if isinstance(raw, dict):
-        return [override(k, v) for k, v in _flatten(raw).items()]
-    if isinstance(raw, list) and all(isinstance(item, str) and "=" in item for item in raw):
-        return list(raw)
-    raise ConfigError(
-        f"{file_label(path)}: overrides: expected a mapping {{reward.alpha: 0.5}} or a list of "
-        f"'key=value' strings, got {raw!r}"
-    )
-
-
-def _flatten(raw: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{loop: {rounds: 2}}`` and ``{loop.rounds: 2}`` both become ``{"loop.rounds": 2}``."""
-    flat: dict[str, Any] = {}
-    for key, value in raw.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, dotted + "."))
-        else:
-            flat[dotted] = value
-    return flat
-
-
-def override(key: str, value: Any) -> str:
-    """``key=value`` with the value written as YAML flow (JSON is valid YAML)."""
-    return f"{key}={json.dumps(value)}"
 
 
 def _parse_space(raw: Any, path: Path) -> dict[str, ParamSpec]:

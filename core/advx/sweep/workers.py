@@ -24,7 +24,8 @@ from rich.console import Console
 from rich.text import Text
 
 from advx.errors import AdvxError, ConfigError
-from advx.sweep.objective import Objective, TrialFailed, import_plugins
+from advx.recipe import import_plugins
+from advx.sweep.objective import Objective, TrialFailed
 from advx.sweep.space import check_space
 from advx.sweep.spec import SweepSpec
 from advx.sweep.storage import make_storage, resolve_storage_url, safe_url
