@@ -20,21 +20,13 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from advx import __version__
-from advx.errors import AdvxError
+from advx.errors import AdvxError, print_error
 from advx.plugins import get_plugin_manager, get_registry
 from advx.recipe import recipe_description
 
 __all__ = ["app", "compare_app", "main", "print_error", "sweep_app"]
 
 RUNS = Path("runs")
-
-
-def print_error(exc: AdvxError | str) -> None:
-    """``error: <message>`` on stderr, the message as plain text (a ``[/x]`` in a path or
-    value is printed as is, never interpreted as rich markup)."""
-    Console(stderr=True, soft_wrap=True, highlight=False).print(
-        Text.assemble(("error:", "bold red"), " ", str(exc))
-    )
 
 
 class AdvxGroup(TyperGroup):

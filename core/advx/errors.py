@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "AdvxError", "ConfigError", "DataError", "NonFiniteError", "PluginError", "UnknownKeyError",
-    "did_you_mean",
+    "did_you_mean", "print_error",
 ]
 
 
@@ -68,3 +68,15 @@ class NonFiniteError(AdvxError):
         hint = self.hint or ("lower the learning rate or the reward weights, or set "
                              "loop.on_nonfinite=skip to drop such updates")
         return f"{self.what} is {self.value}{where}; the update was not applied. Fix: {hint}"
+
+
+def print_error(exc: AdvxError | str) -> None:
+    """``error: <message>`` on stderr, the message as plain text (a ``[/x]`` in a path or
+    value is printed as is, never interpreted as rich markup). The CLI and the sweep and
+    compare worker processes report a user error through this one function."""
+    from rich.console import Console
+    from rich.text import Text
+
+    Console(stderr=True, soft_wrap=True, highlight=False).print(
+        Text.assemble(("error:", "bold red"), " ", str(exc))
+    )

@@ -27,7 +27,8 @@ BAD = [
      "conditions.a/b: the name may only hold"),
     ({"conditions": {"low": {"recipe": "toy.yaml", "overrides": "reward.gain"},
                      "high": {"recipe": "toy.yaml"}}},
-     "conditions.low.overrides: expected a mapping {reward.alpha: 0.5} or a list of 'key=value' strings"),
+     "conditions.low.overrides: expected a mapping {reward.alpha: 0.5} or a list of "
+     "'key=value' strings"),
     ({"baseline": "hihg"}, "baseline: 'hihg' is not a condition (low, high). Did you mean 'high'?"),
     ({"primary": "toy/scor"}, "primary: 'toy/scor' is not one of metrics"),
     ({"metrics": []}, "metrics: expected a list of names"),

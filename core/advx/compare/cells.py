@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import multiprocessing
 import os
 import socket
 import sys
@@ -53,9 +52,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from advx.compare.spec import CompareSpec, check_conditions
-from advx.errors import AdvxError, ConfigError
+from advx.errors import AdvxError, ConfigError, print_error
 from advx.recipe import import_plugins
 from advx.sweep.storage import make_storage
+from advx.sweep.workers import spawn_workers
 
 __all__ = ["Cell", "CompareResult", "cells_of", "default_runs_dir", "load_cells", "open_study",
            "run_compare", "storage_url", "work"]
@@ -437,7 +437,7 @@ def _worker_entry(spec_dict: dict[str, Any], url: str, runs_dir: str) -> None:
     try:
         work(CompareSpec.from_dict(spec_dict), url, Path(runs_dir))
     except AdvxError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        print_error(exc)
         sys.exit(exc.exit_code)
 
 
@@ -473,20 +473,11 @@ def run_compare(spec: CompareSpec, storage: str | None = None, jobs: int = 1,
     added = _enqueue(study, rdb, spec, retry_failed)
     cells = cells_of(spec, _trials(study, rdb))
     done = sum(c.state == "done" for c in cells)
-    console.print(f"compare [bold]{spec.name}[/bold]: {len(cells)} cells, {done} done, "
-                  f"{added} to run, {jobs} job(s); runs in {runs_dir}", highlight=False)
+    console.print(f"compare {spec.name}: {len(cells)} cells, {done} done, "
+                  f"{added} to run, {jobs} job(s); runs in {runs_dir}", highlight=False,
+                  markup=False)
     if jobs == 1:
         work(spec, url, runs_dir, plugins=plugins)
     else:
-        ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_worker_entry, name=f"advx-compare-{i}",
-                             args=(spec.to_dict(), url, str(runs_dir))) for i in range(jobs)]
-        for proc in procs:
-            proc.start()
-        for proc in procs:
-            proc.join()
-        failed = [p.exitcode for p in procs if p.exitcode]
-        if failed:
-            raise ConfigError(f"{len(failed)} of {jobs} compare workers stopped with an error "
-                              f"(exit codes {failed}); see their messages above")
+        spawn_workers(_worker_entry, [(spec.to_dict(), url, str(runs_dir))] * jobs, "compare")
     return CompareResult(spec.name, url, runs_dir, load_cells(spec, url))

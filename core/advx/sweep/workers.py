@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.text import Text
 
-from advx.errors import AdvxError, ConfigError
+from advx.errors import AdvxError, ConfigError, print_error
 from advx.recipe import import_plugins
 from advx.sweep.objective import Objective, TrialFailed
 from advx.sweep.space import check_space
@@ -122,7 +122,7 @@ def _worker_entry(spec_dict: dict[str, Any], storage_url: str, n_trials: int,
     try:
         work(SweepSpec.from_dict(spec_dict), storage_url, n_trials, Path(runs_root), index=index)
     except AdvxError as exc:
-        console.print(Text.assemble(("error:", "bold red"), " ", str(exc)))
+        print_error(exc)
         sys.exit(exc.exit_code)
 
 
@@ -172,24 +172,32 @@ def run_sweep(
     if workers == 1:
         work(spec, url, n_trials, runs_root, plugins)
     else:
-        ctx = multiprocessing.get_context("spawn")
-        procs = [
-            ctx.Process(target=_worker_entry, name=f"advx-sweep-{i}",
-                        args=(spec.to_dict(), url, n_trials, str(runs_root), i))
-            for i in range(workers)
-        ]
-        for proc in procs:
-            proc.start()
-        for proc in procs:
-            proc.join()
-        failed = [p.exitcode for p in procs if p.exitcode]
-        if failed:
-            raise ConfigError(f"{len(failed)} of {workers} sweep workers stopped with an error "
-                              f"(exit codes {failed}); see their messages above")
+        spawn_workers(_worker_entry, [(spec.to_dict(), url, n_trials, str(runs_root), i)
+                                      for i in range(workers)], "sweep")
     study = optuna.load_study(study_name=spec.name, storage=make_storage(url))
     trials = study.get_trials(deepcopy=False)
     best = _best_trial(study)
     return SweepResult(spec.name, url, trials, best)
+
+
+def spawn_workers(target: Callable[..., None], args: Sequence[tuple[Any, ...]],
+                  what: str) -> None:
+    """Start one spawned process per ``args`` tuple running ``target(*args)``, wait for all;
+    a ConfigError when any exits non-zero (each has printed its own message).
+
+    Spawned, not forked: a fork would copy torch's thread pools and open storage connections.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=target, name=f"advx-{what}-{i}", args=a)
+             for i, a in enumerate(args)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    failed = [p.exitcode for p in procs if p.exitcode]
+    if failed:
+        raise ConfigError(f"{len(failed)} of {len(procs)} {what} workers stopped with an error "
+                          f"(exit codes {failed}); see their messages above")
 
 
 def check_not_all_failed(result: SweepResult) -> None:
