@@ -198,7 +198,12 @@ _BEST_OPT = typer.Option("--best", help="Same as --round best.")
 
 
 def _round(round: str | None, best: bool) -> Any:
+    """The checkpoint round of --round/--best; also silences Hugging Face's loading bars."""
     from advx.use import parse_round
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
 
     if best and round not in (None, "best"):
         raise AdvxError("--best and --round N exclude each other")
