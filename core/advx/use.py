@@ -25,7 +25,7 @@ import json
 import shutil
 import string
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,7 +35,7 @@ import torch
 
 from advx.components import Components, StepContext
 from advx.errors import ConfigError, DataError
-from advx.loop import Experiment, _flatten, evaluation_rng
+from advx.loop import Experiment, changed_keys, evaluation_rng
 from advx.recipe import Recipe
 from advx.rollout import Prompt, Sample
 from advx.run_info import RunInfo
@@ -232,7 +232,7 @@ def open_run(run_dir: str | Path, round: RoundArg = None, overrides: Sequence[st
         trained = parts["loop"].get("recipe")
         if trained is not None:
             overridden = set(_override_keys(overrides))
-            changed = [c for c in _changed(trained, spec.resolved)
+            changed = [c for c in changed_keys(trained, spec.resolved)
                        if c[0] not in overridden and eval_override_problem(c[0]) is not None]
             if changed:
                 key, old, new = changed[0]
@@ -246,13 +246,6 @@ def open_run(run_dir: str | Path, round: RoundArg = None, overrides: Sequence[st
         raise
     return OpenedRun(recipe=spec, components=experiment.c, round=at, run_dir=rundir.path,
                      experiment=experiment, scratch=scratch)
-
-
-def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
-    old, new = _flatten(jsonable(before)), _flatten(jsonable(after))
-    skip = ("description", "loggers", "name")
-    return [(k, old[k], new[k]) for k in old
-            if k in new and old[k] != new[k] and not k.startswith(skip)]
 
 
 def build_at(spec: Recipe, rundir: RunDir, pm: Any) -> tuple[Experiment, Path]:
