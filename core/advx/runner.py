@@ -3,6 +3,9 @@
     from advx.runner import run_recipe
     result = run_recipe("recipes/ppo_cls_loss.yaml", ["reward.alpha=0.5"])
     result.run_dir, result.summary["best"]
+
+    from advx.runner import open_run        # a run's checkpoint as built components
+    with open_run(result.run_dir, round="best") as opened: ...
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from advx.plugins import get_plugin_manager, get_registry
 from advx.recipe import Recipe, load_recipe, validate_recipe
 from advx.run_info import RunInfo
 from advx.rundir import RunDir
+from advx.use import OpenedRun, open_run
 
-__all__ = ["RunResult", "Terminated", "prepare_recipe", "run_plugins", "run_recipe",
-           "sigterm_interrupts"]
+__all__ = ["OpenedRun", "RunResult", "Terminated", "open_run", "prepare_recipe", "run_plugins",
+           "run_recipe", "sigterm_interrupts"]
 
 
 class Terminated(KeyboardInterrupt):
