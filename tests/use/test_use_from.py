@@ -115,3 +115,17 @@ def test_cli_from_shape_mismatch_exits_2(cold_run, tmp_path):
     assert "generator.pt does not fit" in result.output and "same sizes" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "new").exists()
+
+
+def test_from_another_component_name_is_one_config_error(toy_pm, toy_recipe, source, tmp_path):
+    from advx.branch import read_start, start_from
+    from advx.rundir import RunDir
+    from advx.runner import _experiment, prepare_recipe
+
+    start = read_start(str(source))
+    start.recipe = {**start.recipe, "generator": {**start.recipe["generator"], "name": "lstm"}}
+    spec = prepare_recipe(toy_recipe, [], toy_pm)
+    experiment = _experiment(spec, RunDir.at(tmp_path / "new"), toy_pm)
+    with pytest.raises(ConfigError, match="checkpoint's generator is 'lstm', the recipe's is "
+                                          "'toy_unigram'"):
+        start_from(experiment, start, RunDir(tmp_path / "new"))
