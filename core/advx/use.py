@@ -504,7 +504,9 @@ def predict(run_dir: str | Path, input_file: Path, out: Path, round: RoundArg = 
         samples = [Sample(text=r["query"] or "", prompt=Prompt(
             text="", meta={k: (r[k] or "") for k in needed if k != "query"})) for r in records]
         probs = classifier.predict_proba(samples).float().cpu() if samples else None
-        names = _label_names(opened.components.task, 0 if probs is None else probs.shape[1])
+        num = probs.shape[1] if probs is not None else getattr(
+            getattr(classifier, "config", None), "num_labels", 0)
+        names = _label_names(opened.components.task, num)
     buffer = io.StringIO()
     fields = [*header, *(f"p_{name}" for name in names), "predicted"]
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
