@@ -142,8 +142,8 @@ class LoopConfig:
             only checkpointed rounds can be kept, so the best is among them when
             ``checkpoint_every`` divides ``eval_every``.
         monitor: metric name whose best round is reported in ``summary.json`` as ``best``
-            (e.g. ``valid/hr@10``) and whose checkpoint is never pruned; empty means the
-            final round only.
+            (e.g. ``valid/hr@10``) and whose checkpoint is never pruned (``keep_best``);
+            empty means the final round only.
         monitor_mode: ``max`` or ``min`` for ``monitor``.
         evaluate: call ``task.evaluate`` at all (round 0 and every ``eval_every`` rounds).
         save_samples: write ``samples/round-<n>.jsonl`` (augment and improvement texts).
@@ -389,7 +389,8 @@ class Experiment:
         self.first_round = 0
         self._restored = False
         self.origin: dict[str, Any] | None = None
-        """``{"run_dir", "round"}`` of the checkpoint a ``--from`` run started from."""
+        """``{"run_dir", "round", "carried"}``: the checkpoint a ``--from`` run started from
+        (advx.branch); kept in every checkpoint and written to summary.json as ``from``."""
         self.sinks: list[RecordSink] = [
             self.run_dir.append_metrics,
             *(self._logger_sink(logger) for logger in self.c.loggers),
