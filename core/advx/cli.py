@@ -1,4 +1,5 @@
-"""The ``advx`` command line: run, plugins, recipes, sweep (run, show), compare (run, show).
+"""The ``advx`` command line: run, plugins, recipes, eval, export, generate, predict, sweep
+(run, show), compare (run, show).
 
 A user error (:class:`advx.errors.AdvxError`) anywhere below prints one message and exits
 with code 2, without a traceback; any other exception is a bug and keeps its traceback.
@@ -86,6 +87,9 @@ def run(
         Path | None, typer.Option("--run-dir", help="Write exactly into this directory.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    start_from: Annotated[str | None, typer.Option(
+        "--from", help="RUN_DIR[:ROUND|:best]: start a new run from that run's checkpoint "
+        "(pre-training skipped; docs/architecture.md).")] = None,
 ) -> None:
     """Run RECIPE (or --resume RUN_DIR) and print where the run wrote.
 
@@ -118,7 +122,7 @@ def run(
     progress = [] if quiet else [RichProgress()]
     try:
         result = run_recipe(recipe, extra, runs_root=runs_root, run_dir=run_dir,
-                            resume=resume, plugins=progress)
+                            resume=resume, plugins=progress, start_from=start_from)
     except KeyboardInterrupt as exc:
         signal_name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
         Console(stderr=True).print(
@@ -175,6 +179,105 @@ def recipes(
     Console(width=200).print(table)
     if not files:
         Console().print(f"no recipes in {directory}", highlight=False, markup=False)
+
+
+# --------------------------------------------------------------------------- use a run
+# (bodies in advx.use; docs/using-models.md)
+
+_RUN_DIR_ARG = typer.Argument(help="A run folder runs/<recipe>/<timestamp>/.", show_default=False)
+_ROUND_OPT = typer.Option("--round", help="Checkpoint round N, or 'best' (by loop.monitor); "
+                          "default: the newest complete checkpoint.")
+_BEST_OPT = typer.Option("--best", help="Same as --round best.")
+
+
+def _round(round: str | None, best: bool) -> Any:
+    """The checkpoint round of --round/--best; also silences Hugging Face's loading bars."""
+    from advx.use import parse_round
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+
+    if best and round not in (None, "best"):
+        raise AdvxError("--best and --round N exclude each other")
+    return "best" if best else parse_round(round)
+
+
+@app.command("eval")
+def eval_(
+    run_dir: Annotated[Path, _RUN_DIR_ARG],
+    overrides: Annotated[list[str] | None, typer.Argument(
+        help="Evaluation overrides, e.g. task.eval_temperature=0.7 (keys whose last part "
+        "contains 'eval', and device).", show_default=False)] = None,
+    round: Annotated[str | None, _ROUND_OPT] = None,
+    best: Annotated[bool, _BEST_OPT] = False,
+    name: Annotated[str | None, typer.Option(
+        help="File name under RUN_DIR/evals/ (default round-<n>-<timestamp>).")] = None,
+) -> None:
+    """Evaluate a checkpoint again; writes RUN_DIR/evals/<name>.json, nothing else."""
+    from advx.use import evaluate_run
+
+    out, record = evaluate_run(run_dir, _round(round, best), overrides or [], name)
+    console = Console(soft_wrap=True)
+    console.print(f"round {record['round']}: " + "  ".join(
+        f"{k}={v:.4g}" for k, v in record["metrics"].items() if isinstance(v, (int, float))),
+        highlight=False, markup=False)
+    console.print(f"written: {out}", highlight=False, markup=False)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, _RUN_DIR_ARG],
+    out: Annotated[Path | None, typer.Option("--out", help="A new folder for the export.")] = None,
+    round: Annotated[str | None, _ROUND_OPT] = None,
+    best: Annotated[bool, _BEST_OPT] = False,
+) -> None:
+    """Write the generator and classifier as Hugging Face / safetensors folders."""
+    from advx.use import export_run
+
+    if out is None:
+        raise AdvxError("missing --out DIR: the folder to export into")
+    written = export_run(run_dir, out, _round(round, best))
+    for kind, path in written.items():
+        Console().print(f"{kind}: {path}", highlight=False, markup=False)
+
+
+@app.command()
+def generate(
+    run_dir: Annotated[Path, _RUN_DIR_ARG],
+    out: Annotated[Path | None, typer.Option("--out", help="Output FILE.jsonl.")] = None,
+    prompts: Annotated[Path | None, typer.Option(
+        "--prompts", help="Prompt records: JSONL, or CSV of product fields.")] = None,
+    split: Annotated[str | None, typer.Option(
+        "--split", help="'cold': the task's cold-start prompts.")] = None,
+    n: Annotated[int, typer.Option("--n", help="Samples per prompt.")] = 1,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    round: Annotated[str | None, _ROUND_OPT] = None,
+    best: Annotated[bool, _BEST_OPT] = False,
+) -> None:
+    """Generate texts (with log-probs, classifier scores and reward terms) as JSONL."""
+    from advx.use import generate as generate_rows
+
+    count = generate_rows(run_dir, out, _round(round, best), prompts, split, n, temperature)
+    Console().print(f"{count} rows written to {out}", highlight=False, markup=False)
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, _RUN_DIR_ARG],
+    input_file: Annotated[Path | None, typer.Option(
+        "--input", help="CSV with a query column and the classifier's input fields.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output FILE.csv.")] = None,
+    round: Annotated[str | None, _ROUND_OPT] = None,
+    best: Annotated[bool, _BEST_OPT] = False,
+) -> None:
+    """Class probabilities for each row of a CSV, from the run's classifier."""
+    from advx.use import predict as predict_rows
+
+    if input_file is None:
+        raise AdvxError("missing --input FILE.csv")
+    count = predict_rows(run_dir, input_file, out, _round(round, best))
+    Console().print(f"{count} rows written to {out}", highlight=False, markup=False)
 
 
 # --------------------------------------------------------------------------- advx sweep

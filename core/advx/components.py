@@ -37,17 +37,21 @@ __all__ = [
     "Classifier",
     "Components",
     "Generator",
+    "HasInputFields",
+    "HasLabelNames",
     "HasValueHead",
     "ItemCatalogue",
     "ItemScorer",
     "Logger",
     "Optimizer",
     "PolicyOutputs",
+    "RendersPrompts",
     "Reward",
     "StepContext",
     "SupportsAugmentation",
     "SupportsBeamSearch",
     "SupportsCompletion",
+    "SupportsExport",
     "Task",
     "missing_members",
     "require",
@@ -294,6 +298,48 @@ class SupportsAugmentation(Protocol):
         ...
 
 
+@runtime_checkable
+class SupportsExport(Protocol):
+    """A generator or classifier that writes itself in a standard, advx-free form. Needed by
+    ``advx export``: a Hugging Face directory (``save_pretrained``: safetensors, config,
+    tokenizer) for a standard ``transformers`` architecture, else safetensors weights and a
+    JSON config documented in docs/using-models.md."""
+
+    def export(self, path: Path) -> None:
+        """Create the folder ``path`` and write the component into it."""
+        ...
+
+
+@runtime_checkable
+class RendersPrompts(Protocol):
+    """A task that renders prompts from records a user brings (``advx generate``)."""
+
+    def prompts_from_records(self, records: Sequence[Mapping[str, Any]],
+                             source: str) -> list[Prompt]:
+        """Prompts from user records (e.g. product fields); errors name ``source`` and row."""
+        ...
+
+    def cold_prompts(self) -> list[Prompt]:
+        """The prompts of the task's cold-start items (``advx generate --split cold``)."""
+        ...
+
+
+@runtime_checkable
+class HasLabelNames(Protocol):
+    """A task whose classes have names (columns ``p_<name>`` of generate/predict)."""
+
+    label_names: Sequence[str]
+
+
+@runtime_checkable
+class HasInputFields(Protocol):
+    """A classifier whose input combines the text with named fields (``advx predict``)."""
+
+    def input_fields(self) -> list[str]:
+        """The fields its input needs besides the text, e.g. ``["title"]``."""
+        ...
+
+
 BASE_PROTOCOLS: dict[str, type] = {
     "task": Task,
     "generator": Generator,
@@ -311,6 +357,10 @@ CAPABILITIES: tuple[type, ...] = (
     ItemScorer,
     ItemCatalogue,
     SupportsAugmentation,
+    SupportsExport,
+    RendersPrompts,
+    HasLabelNames,
+    HasInputFields,
 )
 
 

@@ -69,7 +69,8 @@ BLOWUP_LIMIT = 1e6
 
 RESUMABLE_KEYS = (
     "description", "device", "loggers", "loop.rounds", "loop.eval_every",
-    "loop.checkpoint_every", "loop.keep_checkpoints", "loop.checkpoint", "loop.monitor",
+    "loop.checkpoint_every", "loop.keep_checkpoints", "loop.keep_best", "loop.checkpoint",
+    "loop.monitor",
     "loop.monitor_mode", "loop.save_samples", "loop.evaluate", "loop.on_nonfinite",
 )
 """Recipe keys that may change on ``--resume``: none of them changes what the checkpoint
@@ -134,11 +135,15 @@ class LoopConfig:
         checkpoint: write ``checkpoints/round-<n>/`` (what ``--resume`` continues from).
         checkpoint_every: checkpoint every this many rounds (round 0 and the last always),
             independent of ``eval_every``.
-        keep_checkpoints: keep the newest this many checkpoints plus the best one by
-            ``monitor``; 0 keeps every checkpoint.
+        keep_checkpoints: keep the newest this many checkpoints (plus the best one by
+            ``monitor`` when ``keep_best``); 0 keeps every checkpoint.
+        keep_best: never prune the checkpoint of the best round by ``monitor`` (what
+            ``advx export/eval/generate --round best`` and ``advx run --from RUN:best`` open);
+            only checkpointed rounds can be kept, so the best is among them when
+            ``checkpoint_every`` divides ``eval_every``.
         monitor: metric name whose best round is reported in ``summary.json`` as ``best``
-            (e.g. ``valid/hr@10``) and whose checkpoint is never pruned; empty means the
-            final round only.
+            (e.g. ``valid/hr@10``) and whose checkpoint is never pruned (``keep_best``);
+            empty means the final round only.
         monitor_mode: ``max`` or ``min`` for ``monitor``.
         evaluate: call ``task.evaluate`` at all (round 0 and every ``eval_every`` rounds).
         save_samples: write ``samples/round-<n>.jsonl`` (augment and improvement texts).
@@ -166,6 +171,7 @@ class LoopConfig:
     checkpoint: bool = True
     checkpoint_every: int = 1
     keep_checkpoints: int = 2
+    keep_best: bool = True
     monitor: str = ""
     monitor_mode: MonitorMode = MonitorMode.max
     evaluate: bool = True
@@ -382,6 +388,9 @@ class Experiment:
         self.nonfinite_skipped = 0
         self.first_round = 0
         self._restored = False
+        self.origin: dict[str, Any] | None = None
+        """``{"run_dir", "round", "carried"}``: the checkpoint a ``--from`` run started from
+        (advx.branch); kept in every checkpoint and written to summary.json as ``from``."""
         self.sinks: list[RecordSink] = [
             self.run_dir.append_metrics,
             *(self._logger_sink(logger) for logger in self.c.loggers),
@@ -679,36 +688,47 @@ class Experiment:
         parts["loop"] = {"round": round, "global_step": self.state.global_step,
                          "pool": self.state.pool, "eval_keys": sorted(self.eval_keys),
                          "nonfinite_skipped": self.nonfinite_skipped,
-                         "recipe": self.info.recipe}
+                         "recipe": self.info.recipe, "origin": self.origin}
         self.run_dir.save_checkpoint(round, parts)
-        best = self._best()
+        best = self._best() if self.cfg.keep_best else None
         protect = {best["round"]} if best else set()
         self.run_dir.prune_checkpoints(self.cfg.keep_checkpoints, protect=protect)
 
-    def restore(self) -> int:
-        """Load the last complete checkpoint (falling back past incomplete or unreadable ones,
-        with a warning); return its round. Checks first that the checkpoint was trained with
-        this recipe, so a foreign recipe.yaml fails with one message, not a shape error."""
-        parts, last = None, None
-        for round in reversed(self.run_dir.checkpoint_rounds()):
-            problem = self.run_dir.checkpoint_problem(round)
+    def read_checkpoint(self, round: int | None = None) -> tuple[dict[str, Any], int]:
+        """The parts of checkpoint ``round`` (default: the last complete one, falling back
+        past incomplete or unreadable ones with a warning) and its round."""
+        candidates = self.run_dir.checkpoint_rounds()
+        if round is not None:
+            candidates = [r for r in candidates if r == round]
+        for at in reversed(candidates):
+            problem = self.run_dir.checkpoint_problem(at)
             if problem is None:
                 try:
-                    parts = self.run_dir.load_checkpoint(round)
-                    last = round
-                    break
+                    return self.run_dir.load_checkpoint(at), at
                 except Exception as exc:  # a truncated or corrupt file: pickle/zip/EOF errors
                     problem = f"unreadable ({type(exc).__name__}: {exc})"
-            self._warn(f"checkpoints/round-{round} is incomplete: {problem}; "
+            if round is not None:
+                raise ConfigError(f"{self.run_dir.checkpoints}/round-{at} is not a complete "
+                                  f"checkpoint: {problem}; choose another round")
+            self._warn(f"checkpoints/round-{at} is incomplete: {problem}; "
                        "resuming from an earlier checkpoint")
-        if parts is None or last is None:
-            raise ConfigError(
-                f"{self.run_dir.path} has no complete checkpoint to resume from "
-                "(checkpoints/round-<n>/); start it again with `advx run RECIPE`"
-            )
-        loop = parts["loop"]
-        if "recipe" in loop:
-            check_same_training(loop["recipe"], self.info.recipe, self.run_dir)
+        if round is not None:
+            have = self.run_dir.checkpoint_rounds()
+            raise ConfigError(f"{self.run_dir.path} has no checkpoint of round {round}; "
+                              f"checkpointed rounds: {have or 'none'}")
+        raise ConfigError(
+            f"{self.run_dir.path} has no complete checkpoint to resume from "
+            "(checkpoints/round-<n>/); start it again with `advx run RECIPE`"
+        )
+
+    def load_weights(self, parts: Mapping[str, Any], round: int, source: str | None = None,
+                     hint: str = "was recipe.yaml replaced?") -> None:
+        """Load the components' states (and the reference) from checkpoint ``parts``: what
+        ``--resume``, ``advx eval/export/generate/predict`` and ``run --from`` share.
+
+        ``source`` names the recipe the components were built from, for the message when a
+        part does not fit (default: this run's recipe.yaml).
+        """
         if "reference" in parts and self.c.generator is not None:
             self.reference = self.c.generator.reference()
         for name, obj in self._stateful().items():
@@ -717,11 +737,20 @@ class Experiment:
                     obj.load_state_dict(parts[name])
                 except Exception as exc:
                     raise ConfigError(
-                        f"checkpoints/round-{last}/{name}.pt does not fit the {name} built from "
-                        f"{self.run_dir.recipe_path} ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''}); was recipe.yaml "
-                        "replaced?"
+                        f"checkpoints/round-{round}/{name}.pt does not fit the {name} built from "
+                        f"{source or self.run_dir.recipe_path} ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}); {hint}"
                     ) from exc
+
+    def restore(self) -> int:
+        """Load the last complete checkpoint (falling back past incomplete or unreadable ones,
+        with a warning); return its round. Checks first that the checkpoint was trained with
+        this recipe, so a foreign recipe.yaml fails with one message, not a shape error."""
+        parts, last = self.read_checkpoint()
+        loop = parts["loop"]
+        if "recipe" in loop:
+            check_same_training(loop["recipe"], self.info.recipe, self.run_dir)
+        self.load_weights(parts, last)
         self.state = _State(round=loop["round"], global_step=loop["global_step"],
                             pool=list(loop["pool"]))
         self.nonfinite_skipped = int(loop.get("nonfinite_skipped", 0))
@@ -731,6 +760,7 @@ class Experiment:
         self.history = [r for r in kept if r.get("kind") == "round"]
         self.eval_keys = set(loop.get("eval_keys") or self._summary_eval_keys())
         set_rng_state(parts["rng"], self.rng)
+        self.origin = loop.get("origin")
         self.info.resumed_from_round = last
         self.first_round = last + 1
         self._restored = True
@@ -774,6 +804,7 @@ class Experiment:
             "final": final,
             "best": final,
             "skipped_phases": self.skipped,
+            **({"from": self.origin} if self.origin else {}),
             "nonfinite_skipped": self.nonfinite_skipped,
             "wall_s": wall_s,
         }

@@ -3,6 +3,9 @@
     from advx.runner import run_recipe
     result = run_recipe("recipes/ppo_cls_loss.yaml", ["reward.alpha=0.5"])
     result.run_dir, result.summary["best"]
+
+    from advx.runner import open_run        # a run's checkpoint as built components
+    with open_run(result.run_dir, round="best") as opened: ...
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import pluggy
 import yaml
 from omegaconf import DictConfig
 
+from advx.branch import note_origin, read_start
+from advx.branch import start_from as start_from_checkpoint
 from advx.build import build_components
 from advx.errors import ConfigError
 from advx.loop import RESUMABLE_KEYS, Experiment, changed_keys, seed_everything
@@ -26,9 +31,10 @@ from advx.plugins import get_plugin_manager, get_registry
 from advx.recipe import Recipe, load_recipe, validate_recipe
 from advx.run_info import RunInfo
 from advx.rundir import RunDir
+from advx.use import OpenedRun, open_run
 
-__all__ = ["RunResult", "Terminated", "prepare_recipe", "run_plugins", "run_recipe",
-           "sigterm_interrupts"]
+__all__ = ["OpenedRun", "RunResult", "Terminated", "open_run", "prepare_recipe", "run_plugins",
+           "run_recipe", "sigterm_interrupts"]
 
 
 class Terminated(KeyboardInterrupt):
@@ -117,6 +123,7 @@ def run_recipe(
     run_dir: Path | None = None,
     resume: Path | None = None,
     plugins: Sequence[object] = (),
+    start_from: str | Path | None = None,
 ) -> RunResult:
     """Run a recipe end to end, or continue the run in ``resume`` after its last checkpoint.
 
@@ -131,6 +138,8 @@ def run_recipe(
         resume: an existing run directory to continue.
         plugins: extra plugin objects (hookimpls) registered on the plugin manager for this
             run only: the CLI's progress display, a sweep's pruning callback.
+        start_from: ``RUN_DIR[:ROUND|:best]``: a new run whose components start from that
+            run's checkpoint, pre-training skipped (:mod:`advx.branch` says what carries over).
 
     Nothing is written before the recipe validated and every component built: a rejected
     recipe or override leaves a resumed run's recipe.yaml as it was, and a fresh run's
@@ -139,6 +148,9 @@ def run_recipe(
     if resume is not None and run_dir is not None:
         raise ConfigError("--run-dir and --resume exclude each other: --resume continues "
                           "the run in its own folder")
+    if resume is not None and start_from is not None:
+        raise ConfigError("--from and --resume exclude each other: --resume continues a run, "
+                          "--from starts a new one from another run's checkpoint")
     if resume is not None and recipe is not None:
         raise ConfigError("with --resume, give no recipe: the run's own recipe.yaml is used "
                           "(key=value overrides are allowed)")
@@ -154,10 +166,14 @@ def run_recipe(
             if recipe is None:
                 raise ConfigError("give a recipe file, or --resume RUN_DIR")
             spec = prepare_recipe(recipe, overrides, pm)
+            start = read_start(start_from) if start_from is not None else None
             rundir = RunDir.at(run_dir) if run_dir else RunDir.create(runs_root, spec.name)
             try:
                 experiment = _experiment(spec, rundir, pm)
+                origin = start_from_checkpoint(experiment, start, rundir) if start else None
                 _write_recipe(rundir, spec)
+                if origin is not None:
+                    note_origin(rundir, origin)
             except BaseException:
                 rundir.discard()
                 raise

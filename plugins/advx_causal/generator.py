@@ -337,6 +337,18 @@ class CausalGenerator:
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
 
+    def export(self, path: Path) -> None:
+        """``advx export``: a Hugging Face directory that ``AutoModelForCausalLM`` and
+        ``AutoTokenizer`` load with ``from_pretrained(path)`` (safetensors), and
+        ``advx.json`` (how prompts were rendered)."""
+        from advx_hf import export_pretrained
+
+        keys = ("prompt_template", "max_prompt_tokens", "max_new_tokens", "top_k", "top_p")
+        export_pretrained(self.model, self.tokenizer, path, {
+            "kind": "generator", "architecture": "causal",
+            **{k: getattr(self.config, k) for k in keys if hasattr(self.config, k)},
+        })
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 

@@ -139,6 +139,11 @@ class EncoderClassifier:
     def _logits(self, samples: Sequence[Sample]) -> Tensor:
         return self.net.logits(**self._batch(samples))
 
+    def input_fields(self) -> list[str]:
+        """The fields of ``classifier.input`` besides the text (``HasInputFields``), in order."""
+        names = [n for _, n, _, _ in string.Formatter().parse(self.config.input) if n]
+        return [n for n in dict.fromkeys(names) if n != "query"]
+
     # ------------------------------------------------------------------ the Classifier protocol
 
     @torch.no_grad()
@@ -247,6 +252,63 @@ class EncoderClassifier:
         path.mkdir(parents=True, exist_ok=True)
         torch.save(self.state_dict(), path / "classifier.pt")
         self.tokenizer.save_pretrained(str(path / "tokenizer"))
+
+
+    def export(self, path: Path) -> None:
+        """``advx export``. An ``AutoModelForSequenceClassification`` network (``arch:
+        sequence_classification``, MiniLM, BERT) is written as it is: a Hugging Face directory
+        that ``AutoModelForSequenceClassification.from_pretrained(path)`` loads. The T5
+        encoder + mean pooling + linear head of the paper has no ``transformers`` class (T5's
+        own ``T5ForSequenceClassification`` runs the decoder and pools the EOS token), so it is
+        written as the encoder's Hugging Face directory (``T5EncoderModel.from_pretrained``),
+        ``head.safetensors`` + ``head.json`` and a README.md with the ten lines that apply it
+        (docs/using-models.md). Both get ``advx.json``: the input template and max_length."""
+        from advx_hf import export_pretrained, save_module
+
+        from advx_encoder_classifier.model import T5EncoderClassifier
+
+        path = Path(path)
+        info = {"kind": "classifier", "input": self.config.input,
+                "max_length": self.config.max_length, "num_labels": self.config.num_labels}
+        if isinstance(self.net, T5EncoderClassifier):
+            export_pretrained(self.net.encoder, self.tokenizer, path,
+                              {**info, "architecture": "t5_encoder_mean_pool_linear"})
+            save_module(self.net.head, path, "head", {
+                "module": "torch.nn.Linear", "in_features": self.net.head.in_features,
+                "out_features": self.net.head.out_features,
+                "input": "mean of T5EncoderModel's last_hidden_state over attention_mask",
+            })
+            (path / "README.md").write_text(_T5_EXPORT_README)
+        else:
+            export_pretrained(self.net.model, self.tokenizer, path,
+                              {**info, "architecture": "sequence_classification"})
+
+
+_T5_EXPORT_README = """# advx encoder classifier (T5 encoder + mean pooling + linear head)
+
+Load and apply with `transformers` and `safetensors` only:
+
+```python
+import torch
+from safetensors.torch import load_file
+from transformers import AutoTokenizer, T5EncoderModel
+
+path = "EXPORT/classifier"
+tokenizer = AutoTokenizer.from_pretrained(path)
+encoder = T5EncoderModel.from_pretrained(path).eval()
+head = load_file(f"{path}/head.safetensors")  # weight [C, d_model], bias [C]
+
+batch = tokenizer(["red running shoes"], padding=True, truncation=True, max_length=64,
+                  return_tensors="pt")
+with torch.no_grad():
+    hidden = encoder(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+    probs = torch.softmax(pooled @ head["weight"].T + head["bias"], -1)
+```
+
+Render each input with the `input` template of `advx.json` first (e.g. `"{query} | {title}"`).
+"""
 
 
 def _tiny_tokenizer(config: EncoderClassifierConfig, ctx: BuildContext) -> Any:

@@ -10,14 +10,20 @@ outside ``advx`` core, which must not depend on ``transformers``/``tokenizers``.
   ``PreTrainedTokenizerFast``, so it saves and reloads like any Hugging Face tokenizer.
 * :func:`loading`: ``from_pretrained`` without transformers' progress bars when the run is
   quiet (``advx run -q``), with them otherwise.
+* :func:`export_pretrained`, :func:`save_module`: the ``export(path)`` methods of the model
+  plugins (``advx export``): a Hugging Face directory (safetensors weights, config,
+  tokenizer) and plain ``torch.nn`` modules as safetensors + a JSON description.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from safetensors.torch import save_file
 from tokenizers import (
     Tokenizer,
     decoders,
@@ -27,9 +33,11 @@ from tokenizers import (
     processors,
     trainers,
 )
+from torch import nn
 from transformers import PreTrainedTokenizerFast
 
-__all__ = ["SPECIAL_TOKENS", "is_quiet", "loading", "train_tokenizer"]
+__all__ = ["SPECIAL_TOKENS", "export_pretrained", "is_quiet", "loading", "save_module",
+           "train_tokenizer"]
 
 SPECIAL_TOKENS = {
     "pad_token": "<pad>",
@@ -97,3 +105,25 @@ def loading(quiet: bool) -> Iterator[None]:
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
+
+
+def export_pretrained(model: Any, tokenizer: Any, path: Path,
+                      advx: Mapping[str, Any] | None = None) -> None:
+    """``save_pretrained`` of model (safetensors) and tokenizer into ``path``, plus
+    ``advx.json`` with what using the model needs beyond it (the prompt template, ...)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    if advx:
+        (path / "advx.json").write_text(json.dumps(dict(advx), indent=2) + "\n")
+
+
+def save_module(module: nn.Module, path: Path, name: str, info: Mapping[str, Any]) -> None:
+    """``<name>.safetensors`` (the module's state dict) and ``<name>.json`` (``info``: what
+    the weights are and how to rebuild the module around them) in ``path``."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    save_file(tensors, str(path / f"{name}.safetensors"))
+    (path / f"{name}.json").write_text(json.dumps(dict(info), indent=2) + "\n")

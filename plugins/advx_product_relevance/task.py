@@ -15,7 +15,8 @@ Prompt ``meta`` keys (what classifiers, rewards and optimizers may read):
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import string
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,6 +221,48 @@ class ProductRelevanceTask:
     def prompt(self, product_id: str, label: int) -> Prompt:
         meta = self._meta(product_id, label, cold=product_id not in self._warm_set)
         return Prompt(text=self.render(meta), meta=meta)
+
+    # ------------------------------------------------------------------ prompts for use
+
+    def cold_prompts(self) -> list[Prompt]:
+        """Every cold product × label: ``advx generate RUN --split cold``."""
+        return [self.prompt(p, y) for p in self.cold_ids for y in range(len(self.label_names))]
+
+    def prompts_from_records(self, records: Sequence[Mapping[str, Any]],
+                             source: str = "records") -> list[Prompt]:
+        """Prompts for products given as records of their fields (``advx generate
+        --prompts new_products.csv``), rendered with ``task.prompt_template`` as in training.
+
+        A record holds the template's product fields (``title``, ...), optionally a
+        ``product_id`` and a ``label`` (a name of ``task.label_names`` or its index); without
+        a label, one prompt per label. Products need not be in the task's data.
+        """
+        used = {name for _, name, _, _ in string.Formatter().parse(self.config.prompt_template)
+                if name} - {"label", "label_name", "product_id", "cold"}
+        prompts: list[Prompt] = []
+        for i, record in enumerate(records, start=1):
+            missing = sorted(k for k in used if k not in record)
+            if missing:
+                raise DataError(f"{source} record {i} has no field {missing[0]!r}; "
+                                f"task.prompt_template needs {sorted(used)}")
+            raw = record.get("label")
+            if raw in (None, ""):
+                labels = list(range(len(self.label_names)))
+            elif str(raw) in self.label_names:
+                labels = [self.label_names.index(str(raw))]
+            elif str(raw).isdigit() and int(raw) < len(self.label_names):
+                labels = [int(raw)]
+            else:
+                raise DataError(f"{source} record {i}: label {raw!r} is neither a name of "
+                                f"task.label_names {self.label_names} nor its index")
+            fields = {k: ("" if v is None else str(v)) for k, v in record.items()
+                      if k not in ("label", "label_name", "product_id")}
+            product_id = str(record.get("product_id") or f"record-{i}")
+            for y in labels:
+                meta = {**fields, "product_id": product_id, "label": y,
+                        "label_name": self.label_names[y], "cold": True}
+                prompts.append(Prompt(text=self.render(meta), meta=meta))
+        return prompts
 
     def _check_template(self) -> None:
         self._warm_set = set(self.warm_ids)

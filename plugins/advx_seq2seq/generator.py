@@ -397,6 +397,28 @@ class Seq2SeqGenerator:
             torch.save(self.value_head.state_dict(), path / VALUE_HEAD_FILE)
 
 
+    def export(self, path: Path) -> None:
+        """``advx export``: a Hugging Face directory that ``AutoModelForSeq2SeqLM`` and
+        ``AutoTokenizer`` load with ``from_pretrained(path)`` (safetensors), the value head
+        (PPO) as ``value_head.safetensors`` + ``value_head.json`` (a ``torch.nn.Linear`` on
+        the decoder's last hidden state), and ``advx.json`` (prompt template, lengths)."""
+        from advx_hf import export_pretrained, save_module
+
+        export_pretrained(self.model, self.tokenizer, path, {
+            "kind": "generator", "architecture": "seq2seq",
+            "prompt_template": self.config.prompt_template,
+            "max_prompt_tokens": self.config.max_prompt_tokens,
+            "max_new_tokens": self.config.max_new_tokens,
+            "top_k": self.config.top_k, "top_p": self.config.top_p,
+        })
+        if self.value_head is not None:
+            save_module(self.value_head, path, "value_head", {
+                "module": "torch.nn.Linear", "in_features": self.value_head.in_features,
+                "out_features": self.value_head.out_features,
+                "input": "decoder last hidden state at each response token",
+            })
+
+
 # ------------------------------------------------------------------ building
 def _tiny_model(config: Seq2SeqConfig, ctx: BuildContext) -> tuple[PreTrainedModel, Any]:
     """A small random T5 and a tokenizer trained on ``ctx.task.texts()``."""

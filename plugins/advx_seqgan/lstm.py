@@ -380,6 +380,26 @@ class LSTMGenerator:
         self.vocab.save(path)
 
 
+    def export(self, path: Path) -> None:
+        """``advx export``: ``model.safetensors`` (the ``LSTMLanguageModel`` state dict:
+        ``embedding.weight``, ``lstm.*`` of a one-layer ``torch.nn.LSTM``, ``out.*``),
+        ``config.json`` (the generator config plus ``vocab_size``, ``start_id``, ``eos_id``,
+        ``pad_id``) and the vocabulary (``vocab.txt`` or ``tokenizer/``); docs/using-models.md
+        shows how to rebuild the module with torch alone."""
+        from safetensors.torch import save_file
+
+        info = {**asdict(self.config), "kind": "generator", "architecture": "lstm",
+                "vocab_size": self.vocab.size, "vocab": self.vocab.kind,
+                "start_id": self.vocab.start_id, "eos_id": self.vocab.eos_id,
+                "pad_id": self.vocab.pad_id}
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()},
+                  str(path / "model.safetensors"))
+        (path / "config.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+        self.vocab.save(path)
+
+
 def build_lstm(config: LSTMConfig, ctx: BuildContext) -> LSTMGenerator:
     """Factory: the vocabulary comes from the task's texts (``word``) or is ``0..V-1``."""
     if config.vocab not in ("ids", "word"):
