@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "bootstrap_se",
     "mean_se",
     "resolvable",
+    "two_class",
     "with_uncertainty",
 ]
 
@@ -82,7 +84,9 @@ def bootstrap_se(statistic: Callable[..., float], *arrays: Sequence[Any] | np.nd
     for _ in range(n_resamples):
         idx = rng.integers(n, size=n)
         try:
-            value = float(statistic(*(c[idx] for c in columns)))
+            with warnings.catch_warnings():  # a degenerate resample is skipped, not reported
+                warnings.simplefilter("ignore")
+                value = float(statistic(*(c[idx] for c in columns)))
         except ValueError:
             continue
         if math.isfinite(value):
@@ -90,6 +94,17 @@ def bootstrap_se(statistic: Callable[..., float], *arrays: Sequence[Any] | np.nd
     if len(values) < n_resamples / 2:
         return math.nan
     return float(np.std(values, ddof=1))
+
+
+def two_class(metric: Callable[..., float]) -> Callable[..., float]:
+    """``metric(truth, score)`` that raises ValueError on a resample holding one class only
+    (scikit-learn would warn and return 0 or NaN, which would bias the SE)."""
+    def checked(truth: np.ndarray, score: np.ndarray) -> float:
+        if len(np.unique(truth)) < 2:
+            raise ValueError("one class in this resample")
+        return float(metric(truth, score))
+
+    return checked
 
 
 def resolvable(se: float) -> float:

@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from advx.uncertainty import bootstrap_se
+from advx.uncertainty import bootstrap_se, two_class
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 __all__ = ["bm25_scores", "relevance_baselines", "tokens", "word_overlap"]
@@ -58,9 +58,10 @@ def bm25_scores(queries: Sequence[str], product_ids: Sequence[str],
 def _ranking(name: str, truth: np.ndarray, score: np.ndarray) -> dict[str, float]:
     return {
         f"baseline/{name}/pr_auc": float(average_precision_score(truth, score)),
-        f"baseline/{name}/pr_auc_se": bootstrap_se(average_precision_score, truth, score),
+        f"baseline/{name}/pr_auc_se": bootstrap_se(two_class(average_precision_score), truth,
+                                                    score),
         f"baseline/{name}/roc_auc": float(roc_auc_score(truth, score)),
-        f"baseline/{name}/roc_auc_se": bootstrap_se(roc_auc_score, truth, score),
+        f"baseline/{name}/roc_auc_se": bootstrap_se(two_class(roc_auc_score), truth, score),
     }
 
 

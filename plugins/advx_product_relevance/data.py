@@ -345,7 +345,10 @@ def _label_key(value: Any) -> str:
     """Normalise a raw label so 4, 4.0 and "4" all look up the recipe's ``4:`` key."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    return str(value).strip()
+    text = str(value).strip()
+    if re.fullmatch(r"-?\d+\.0+", text):  # "4.0" as a recipe key or a CSV cell: the label 4
+        text = text.split(".")[0]
+    return text
 
 
 def rows_from_table(

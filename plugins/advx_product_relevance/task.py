@@ -25,7 +25,7 @@ import torch
 from advx.components import BuildContext, Components
 from advx.errors import ConfigError, DataError
 from advx.rollout import Prompt, Rollout, Sample
-from advx.uncertainty import bootstrap_se, mean_se, with_uncertainty
+from advx.uncertainty import bootstrap_se, mean_se, two_class, with_uncertainty
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
 
 from advx_product_relevance.baselines import relevance_baselines
@@ -352,11 +352,9 @@ class ProductRelevanceTask:
             pr_auc = average_precision_score(truth, score)
             roc_auc = roc_auc_score(truth, score)
             f1 = f1_score(y, pred, pos_label=pos, average="binary")
-            ses = {"cold/pr_auc": bootstrap_se(average_precision_score, truth, score),
-                   "cold/roc_auc": bootstrap_se(roc_auc_score, truth, score),
-                   "cold/f1": bootstrap_se(
-                       lambda t, p: f1_score(t, p, pos_label=pos, average="binary",
-                                             zero_division=0), y, pred)}
+            ses = {"cold/pr_auc": bootstrap_se(two_class(average_precision_score), truth, score),
+                   "cold/roc_auc": bootstrap_se(two_class(roc_auc_score), truth, score),
+                   "cold/f1": bootstrap_se(_binary_f1, truth, (pred == pos).astype(int))}
         else:  # one-vs-rest macro averages over classes present
             onehot = np.eye(probs.shape[1])[y]
             present = onehot.sum(0) > 0
@@ -412,6 +410,14 @@ class ProductRelevanceTask:
                                     "label": prompt.meta["label_name"],
                                     "title": prompt.meta.get("title", ""),
                                     "query": text}) + "\n")
+
+
+def _binary_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """F1 of the positive class = 2TP / (2TP + FP + FN): sklearn's f1_score, without its
+    per-call validation (200 calls per evaluation for the SE)."""
+    tp = float(np.sum(truth & predicted))
+    wrong = float(np.sum(truth != predicted))
+    return 2 * tp / (2 * tp + wrong) if tp or wrong else 0.0
 
 
 def build_product_relevance(config: ProductRelevanceConfig,
