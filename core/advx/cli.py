@@ -161,7 +161,7 @@ def _summary_parts(metrics: dict[str, Any]) -> tuple[str, str]:
             if not isinstance(v, (int, float)):
                 continue
             spread = f"±{se:.2g}" if isinstance(se, (int, float)) and se == se else ""
-            parts.append(f"{k}={v:.4g}{spread}")
+            parts.append(f"{k.removeprefix('baseline/')}={v:.4g}{spread}")
         return "  ".join(parts)
 
     keys = [k for k in metrics if not k.endswith(("_se", "_resolvable"))]

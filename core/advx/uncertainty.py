@@ -127,7 +127,7 @@ def with_uncertainty(metrics: Mapping[str, float], ses: Mapping[str, float], *,
                 continue
             if warned is not None:
                 warned.add(key)
-            log.warning("%s: this evaluation resolves only differences above %.3g (2 x 1.96 x "
-                        "SE = %.3g > %.3g): evaluate on more units to tell runs apart",
-                        key, resolvable(se), resolvable(se), threshold)
+            log.warning("%s: this evaluation resolves only differences above %.3g "
+                        "(2 x 1.96 x SE, SE = %.3g; warned above %.3g): evaluate on more units "
+                        "to tell runs apart", key, resolvable(se), se, threshold)
     return out
