@@ -15,7 +15,7 @@ from advx_product_relevance import ProductRelevanceConfig, build_product_relevan
 from advx_product_relevance.baselines import bm25_scores, relevance_baselines, word_overlap
 from advx_product_relevance.data import rows_from_table
 
-SHARED = Path("/work/shared/data/crowdflower")
+SHARED = Path(__file__).resolve().parents[2] / "../shared/data/crowdflower"
 
 
 def test_word_overlap_pr_auc_on_four_hand_made_rows():
