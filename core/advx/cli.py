@@ -139,9 +139,30 @@ def run(
     shown = {k: best[k] for k in keys if k in best and not k.startswith("time/")}
     if shown:
         label = f"best by {result.summary['monitor']}" if result.summary.get("monitor") else "final"
-        console.print(f"{label} (round {best.get('round')}): " + "  ".join(
-            f"{k}={v:.4g}" for k, v in shown.items() if isinstance(v, (int, float))),
-            highlight=False, markup=False)
+        model, baselines = _summary_parts(shown)
+        console.print(f"{label} (round {best.get('round')}): {model}", highlight=False,
+                      markup=False)
+        if baselines:
+            console.print(f"baselines (same evaluation, no training): {baselines}",
+                          highlight=False, markup=False)
+
+
+def _summary_parts(metrics: dict[str, Any]) -> tuple[str, str]:
+    """("k=v±se ..." of the model's metrics, the same of the ``baseline/...`` ones): a
+    ``<k>_se`` is shown as ±, ``<k>_resolvable`` is left to metrics.jsonl."""
+    def shown(keys: list[str]) -> str:
+        parts = []
+        for k in keys:
+            v, se = metrics[k], metrics.get(f"{k}_se")
+            if not isinstance(v, (int, float)):
+                continue
+            spread = f"±{se:.2g}" if isinstance(se, (int, float)) and se == se else ""
+            parts.append(f"{k.removeprefix('baseline/')}={v:.4g}{spread}")
+        return "  ".join(parts)
+
+    keys = [k for k in metrics if not k.endswith(("_se", "_resolvable"))]
+    model = [k for k in keys if not k.startswith("baseline/")]
+    return shown(model), shown([k for k in keys if k.startswith("baseline/")])
 
 
 @app.command()

@@ -316,6 +316,16 @@ def check_label_map(label_map: Mapping[Any, Any]) -> None:
     for key, value in label_map.items():
         if value is None or (isinstance(value, int) and not isinstance(value, bool)):
             continue
+        if isinstance(value, Mapping):
+            inner = next(iter(value), "")
+            raise ConfigError(
+                f"task.label_map.{key} is a nested map {dict(value)!r}: a dotted override such "
+                f"as task.label_map.{key}.{inner}=... splits the label {key}.{inner} at its "
+                f"dot. For continuous scores use task.label_threshold (e.g. "
+                f"task.label_threshold=2.5: score >= 2.5 -> 1, else 0); to list a label with a "
+                f"dot, quote it inside a map: 'task.label_map={{\"{key}.{inner}\": 0}}' (or "
+                f"write it in the recipe YAML: label_map: {{\"{key}.{inner}\": 0}})."
+            )
         shown = f"{value!r}" + (" (YAML reads yes/no/on/off as booleans)"
                                 if isinstance(value, bool) else "")
         raise ConfigError(
@@ -335,7 +345,10 @@ def _label_key(value: Any) -> str:
     """Normalise a raw label so 4, 4.0 and "4" all look up the recipe's ``4:`` key."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    return str(value).strip()
+    text = str(value).strip()
+    if re.fullmatch(r"-?\d+\.0+", text):  # "4.0" as a recipe key or a CSV cell: the label 4
+        text = text.split(".")[0]
+    return text
 
 
 def rows_from_table(
@@ -347,6 +360,7 @@ def rows_from_table(
     source: str = "table",
     drop_empty_products: bool = False,
     locate: Callable[[int], str] | None = None,
+    label_threshold: float | None = None,
 ) -> list[Row]:
     """Map a table (``datasets.Dataset`` or list of dicts) to rows.
 
@@ -355,8 +369,11 @@ def rows_from_table(
     ``label_map``: raw label → class index, or null to drop that label's rows.
     ``locate``: record index → where it is in the input, for messages (default: the 1-based
     record number; :func:`load_table` gives file lines for CSV files).
+    ``label_threshold``: instead of ``label_map``, a numeric label ``>= label_threshold`` is
+    class 1 and any other class 0 (continuous relevance scores such as 2.33, 2.67).
     """
-    check_label_map(label_map)
+    if label_threshold is None:
+        check_label_map(label_map)
     locate = locate or _record_locator(source, None)
     names = list(table.column_names) if hasattr(table, "column_names") else (
         list(table[0]) if len(table) else [])
@@ -378,7 +395,9 @@ def rows_from_table(
                 f"Columns present: {names}. Fix the mapping, e.g. {key}=<one of those>."
             )
     mapping = {_label_key(k): v for k, v in label_map.items()}
-    if not mapping:
+    if label_threshold is not None:
+        mapping = {}
+    elif not mapping:
         raise ConfigError("task.label_map is empty: map every raw label to a class index "
                           "(or null to drop it), e.g. task.label_map={relevant: 1, irrelevant: 0}.")
     rows: list[Row] = []
@@ -391,13 +410,17 @@ def rows_from_table(
             continue
         raw = _label_key(record[columns["label"]])
         where_row = locate(i)
-        if raw not in mapping:
+        if label_threshold is not None:
+            label: int | None = _threshold_label(raw, label_threshold, where_row,
+                                                 columns["label"])
+        elif raw not in mapping:
             raise DataError(
                 f"{where_row}: label {raw!r} in column {columns['label']!r} is not in "
                 f"task.label_map (keys: {sorted(mapping)}). Add it, e.g. "
                 f"task.label_map.{raw}=0, or map it to null to drop such rows."
             )
-        label = mapping[raw]
+        else:
+            label = mapping[raw]
         if label is None:
             continue
         query = _clean(record[columns["query"]])
@@ -419,6 +442,22 @@ def rows_from_table(
             f"task.drop_empty_products=true to drop them."
         )
     return rows
+
+
+def _threshold_label(raw: str, threshold: float, where_row: str, column: str) -> int:
+    """1 when the numeric label ``raw`` is >= ``threshold``, else 0."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise DataError(
+            f"{where_row}: label {raw!r} in column {column!r} is not a number, but "
+            f"task.label_threshold={threshold} needs numeric scores. Use task.label_map for "
+            f"categorical labels (and task.label_threshold=null)."
+        ) from None
+    if math.isnan(value):
+        raise DataError(f"{where_row}: label in column {column!r} is empty (NaN); "
+                        f"task.label_threshold needs a score on every row.")
+    return int(value >= threshold)
 
 
 def check_labels(rows: Sequence[Row], num_labels: int) -> None:

@@ -26,8 +26,10 @@ import torch
 from advx.components import BuildContext, Components
 from advx.errors import ConfigError, DataError
 from advx.rollout import Prompt, Rollout, Sample
+from advx.uncertainty import bootstrap_se, mean_se, two_class, with_uncertainty
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
 
+from advx_product_relevance.baselines import relevance_baselines
 from advx_product_relevance.data import (
     PRESETS,
     Row,
@@ -61,6 +63,10 @@ class ProductRelevanceConfig:
             the first field, e.g. the title, identifies a product).
         fields: product metadata, template name → column name (``{title: product_title}``).
         label_map: raw label → class index, or null to drop rows with that label.
+        label_threshold: instead of ``label_map``, for continuous relevance scores: a score
+            ≥ this value is class 1, any other class 0 (e.g. ``2.5`` for 1–3 averages such as
+            2.33, 2.67). Mutually exclusive with a recipe ``label_map`` (a preset's map is
+            replaced); needs two ``label_names``.
         where: keep only rows whose column equals the value (e.g. ``{product_locale: us}``).
         label_names: class names by index, used in prompts (``{label_name}``).
         positive_label: the class PR-AUC, ROC-AUC and F1 are computed for.
@@ -90,6 +96,7 @@ class ProductRelevanceConfig:
     columns: dict[str, str] = field(default_factory=dict)
     fields: dict[str, str] = field(default_factory=dict)
     label_map: dict[Any, Any] = field(default_factory=dict)
+    label_threshold: float | None = None
     where: dict[str, Any] = field(default_factory=dict)
     label_names: list[str] = field(default_factory=lambda: ["irrelevant", "relevant"])
     positive_label: int = 1
@@ -137,7 +144,18 @@ def check_config(config: ProductRelevanceConfig) -> None:
 def load_rows(config: ProductRelevanceConfig) -> list[Row]:
     check_config(config)
     spec = _resolved(config)
-    check_label_map(spec["label_map"])
+    threshold = config.label_threshold
+    if threshold is not None:
+        if config.label_map:
+            raise ConfigError(
+                f"task.label_threshold={threshold} and task.label_map={dict(config.label_map)} "
+                f"both map labels: keep one (task.label_map={{}} or task.label_threshold=null)."
+            )
+        if len(config.label_names) != 2:
+            raise ConfigError(f"task.label_threshold makes two classes (0 below, 1 at or above "
+                              f"it), but task.label_names has {len(config.label_names)} names.")
+    else:
+        check_label_map(spec["label_map"])
     locate = None
     if spec["format"] == "demo":
         table, source = demo_table(config.demo_products), "demo catalog"
@@ -146,7 +164,8 @@ def load_rows(config: ProductRelevanceConfig) -> list[Row]:
                                    config.hub_split, config.encoding)
         source = spec["path"]
     rows = rows_from_table(table, spec["columns"], spec["fields"], spec["label_map"],
-                           spec["where"], source, config.drop_empty_products, locate)
+                           spec["where"], source, config.drop_empty_products, locate,
+                           label_threshold=threshold)
     if not rows:
         raise DataError(f"{source}: no rows left after the label mapping and task.where.")
     check_labels(rows, len(config.label_names))
@@ -206,6 +225,8 @@ class ProductRelevanceTask:
         self._warm = [self._real_sample(r, cold=False) for r in self.warm_rows]
         self._cold_eval = [self._real_sample(r, cold=True) for r in self.cold_rows]
         self._eval_prompts = self._fixed_eval_prompts()
+        self._baselines: dict[str, float] | None = None
+        self._warned: set[str] = set()
 
     # ------------------------------------------------------------------ prompts and samples
 
@@ -338,8 +359,10 @@ class ProductRelevanceTask:
 
     def evaluate(self, components: Components, stage: str) -> dict[str, float]:
         """Classifier on cold products' real queries (``cold/*``) and generator statistics on
-        a fixed set of cold prompts (``gen/*``)."""
-        metrics: dict[str, float] = {}
+        a fixed set of cold prompts (``gen/*``), beside the no-training baselines on the same
+        cold rows (``baseline/*``, computed once per run). Each metric has a bootstrap
+        ``_se`` (and ``_resolvable``, see :mod:`advx.uncertainty`)."""
+        metrics: dict[str, float] = dict(self.baselines())
         classifier = components.classifier
         if classifier is not None:
             metrics.update(self._classifier_metrics(classifier))
@@ -348,6 +371,18 @@ class ProductRelevanceTask:
         return metrics
 
     # ------------------------------------------------------------------ evaluation
+
+    def baselines(self) -> dict[str, float]:
+        """``baseline/{chance,word_overlap,bm25}/...`` on the cold rows (two classes: of the
+        positive class; more classes: of the positive class against the rest), cached: they
+        do not depend on the generator or the classifier."""
+        if self._baselines is None:
+            rows = self.cold_rows
+            truth = [int(r.label == self.config.positive_label) for r in rows]
+            self._baselines = relevance_baselines([r.query for r in rows],
+                                                  [r.product_id for r in rows], truth,
+                                                  self.products)
+        return self._baselines
 
     def _classifier_metrics(self, classifier: Any) -> dict[str, float]:
         samples = self._cold_eval
@@ -360,6 +395,9 @@ class ProductRelevanceTask:
             pr_auc = average_precision_score(truth, score)
             roc_auc = roc_auc_score(truth, score)
             f1 = f1_score(y, pred, pos_label=pos, average="binary")
+            ses = {"cold/pr_auc": bootstrap_se(two_class(average_precision_score), truth, score),
+                   "cold/roc_auc": bootstrap_se(two_class(roc_auc_score), truth, score),
+                   "cold/f1": bootstrap_se(_binary_f1, truth, (pred == pos).astype(int))}
         else:  # one-vs-rest macro averages over classes present
             onehot = np.eye(probs.shape[1])[y]
             present = onehot.sum(0) > 0
@@ -367,15 +405,20 @@ class ProductRelevanceTask:
                                              average="macro")
             roc_auc = roc_auc_score(onehot[:, present], probs[:, present], average="macro")
             f1 = f1_score(y, pred, average="macro")
-        return {
+            ses = {}
+        losses = classifier.loss(samples).detach().float().cpu().numpy()
+        ses["cold/accuracy"] = mean_se(pred == y)
+        ses["cold/cls_loss"] = mean_se(losses)
+        metrics = {
             "cold/pr_auc": float(pr_auc),
             "cold/roc_auc": float(roc_auc),
             "cold/f1": float(f1),
             "cold/accuracy": float(accuracy_score(y, pred)),
-            "cold/cls_loss": float(classifier.loss(samples).float().mean()),
+            "cold/cls_loss": float(losses.mean()),
             "cold/positive_rate": float((y == pos).mean()),
             "cold/n": float(len(samples)),
         }
+        return with_uncertainty(metrics, ses, warn_keys=("cold/pr_auc",), warned=self._warned)
 
     def _generator_metrics(self, components: Components, stage: str) -> dict[str, float]:
         with torch.no_grad():
@@ -393,7 +436,9 @@ class ProductRelevanceTask:
             probs = components.classifier.predict_proba(synthetic).float().cpu()
             agree = probs.argmax(1).numpy() == np.array([s.label for s in synthetic])
             metrics["gen/cls_loss"] = float(losses.mean())
+            metrics["gen/cls_loss_se"] = mean_se(losses.detach().numpy())
             metrics["gen/label_agreement"] = float(agree.mean())
+            metrics["gen/label_agreement_se"] = mean_se(agree)
         self._write_examples(stage, rollout, texts)
         return metrics
 
@@ -408,6 +453,14 @@ class ProductRelevanceTask:
                                     "label": prompt.meta["label_name"],
                                     "title": prompt.meta.get("title", ""),
                                     "query": text}) + "\n")
+
+
+def _binary_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """F1 of the positive class = 2TP / (2TP + FP + FN): sklearn's f1_score, without its
+    per-call validation (200 calls per evaluation for the SE)."""
+    tp = float(np.sum(truth & predicted))
+    wrong = float(np.sum(truth != predicted))
+    return 2 * tp / (2 * tp + wrong) if tp or wrong else 0.0
 
 
 def build_product_relevance(config: ProductRelevanceConfig,

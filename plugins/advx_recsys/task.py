@@ -27,7 +27,9 @@ from advx.components import BuildContext, Components, Generator, SupportsBeamSea
 from advx.errors import ConfigError, DataError
 from advx.rollout import Prompt, Rollout, Sample
 
+from advx_recsys.baselines import popularity, popularity_baselines, ranking_uncertainty
 from advx_recsys.data import Example, leave_one_out, read_sequences, read_table
+from advx_recsys.inputs import cap_history, cap_train_pairs, resolve_attributes
 from advx_recsys.items import ItemCodec, load_attributes, semantic_codes
 
 __all__ = ["NextItemConfig", "NextItemTask", "build_next_item", "ranking_metrics"]
@@ -46,12 +48,16 @@ class NextItemConfig:
         sep: table delimiter ('' = comma, tab for .tsv/.dat); names: comma-separated header
             for headerless tables (MovieLens ``ratings.dat``).
         item_tokens: ``semantic`` (code levels, can be invalid) or ``id`` (one token per item).
-        attributes: item -> attribute ids JSON (semantic ids from attributes).
+        attributes: item -> attribute ids JSON (semantic ids from attributes); "" uses
+            Beauty's file only for Beauty's interactions file, else co-occurrence semantic ids
+            (see :mod:`advx_recsys.inputs`).
         embedding: what semantic ids cluster: ``attributes``, ``cooccurrence`` (training
             sequences only) or ``both``.
         codebook: clusters per level of the hierarchical k-means.
         svd_dim: dimensions of the item embedding before clustering.
         history: items shown in the prompt (the most recent ones).
+        max_history: keep each user's most recent this many interactions (0 = all).
+        max_train_pairs: a fixed random subset of this many training pairs (0 = all).
         drop_short: skip users with fewer than 3 items instead of failing.
         max_users: keep a random subset of users (0 = all); the item catalogue stays whole.
         eval_users: evaluate on a random subset of users per split (0 = all).
@@ -69,11 +75,13 @@ class NextItemConfig:
     sep: str = ""
     names: str = ""
     item_tokens: str = "semantic"
-    attributes: str = f"{BEAUTY}/Beauty_item2attributes.json"
+    attributes: str = ""
     embedding: str = "both"
     codebook: list[int] = field(default_factory=lambda: [32, 32, 32])
     svd_dim: int = 32
     history: int = 10
+    max_history: int = 0
+    max_train_pairs: int = 0
     drop_short: bool = False
     max_users: int = 0
     eval_users: int = 0
@@ -135,6 +143,10 @@ class NextItemTask:
         if config.max_users and config.max_users < len(users):
             users = sorted(rng.choice(users, size=config.max_users, replace=False).tolist())
         self.split = leave_one_out({u: sequences[u] for u in users}, config.drop_short)
+        self.split = cap_train_pairs(self.split, config.max_train_pairs, config.subset_seed)
+        self.popularity = popularity(sequences[u] for u in users)
+        self._baselines: dict[str, float] | None = None
+        self._warned: set[str] = set()
         self.eval_sets = {
             name: self._subset(examples, rng)
             for name, examples in (("valid", self.split.valid), ("test", self.split.test))
@@ -206,11 +218,17 @@ class NextItemTask:
                 targets += [e.target for e in batch]
             for key, value in ranking_metrics(ranked, targets, ks).items():
                 metrics[f"{name}/{key}"] = value
-        return metrics
+            metrics.update(ranking_uncertainty(name, ranked, targets, ks, self._warned))
+        if self._baselines is None:  # once per run: they do not depend on the generator
+            self._baselines = popularity_baselines(self.eval_sets, self.popularity,
+                                                   self.items, self.config.topk, ks)
+        return {**metrics, **self._baselines}
 
 
 def build_next_item(config: NextItemConfig, ctx: BuildContext) -> NextItemTask:
     """Factory: read the data, split it, and build the item codec."""
+    if config.max_history < 0 or config.max_train_pairs < 0:
+        raise ConfigError("task.max_history and task.max_train_pairs must be ≥ 0 (0 = no cap)")
     if config.format == "sequences":
         sequences = read_sequences(Path(config.path))
     elif config.format == "table":
@@ -218,6 +236,7 @@ def build_next_item(config: NextItemConfig, ctx: BuildContext) -> NextItemTask:
                                config.time_column, config.sep, config.names)
     else:
         raise ConfigError(f"task.format must be 'sequences' or 'table', got {config.format!r}")
+    sequences = cap_history(sequences, config.max_history)
     items = sorted({i for seq in sequences.values() for i in seq},
                    key=lambda x: (len(x), x))
     if config.item_tokens == "id":
@@ -226,11 +245,12 @@ def build_next_item(config: NextItemConfig, ctx: BuildContext) -> NextItemTask:
         if len(config.codebook) + 1 > 8:
             raise ConfigError("task.codebook: at most 7 levels")
         attributes = None
-        if config.embedding in ("attributes", "both"):
-            attributes = load_attributes(Path(config.attributes), items)
+        file, embedding = resolve_attributes(config.path, config.attributes, config.embedding)
+        if file is not None and embedding in ("attributes", "both"):
+            attributes = load_attributes(file, items)
         train_seqs = [seq[:-2] for seq in sequences.values()]  # never the valid/test items
         codes = semantic_codes(items, attributes, train_seqs, list(config.codebook),
-                               config.embedding, config.svd_dim, config.subset_seed)
+                               embedding, config.svd_dim, config.subset_seed)
         codec = ItemCodec.from_codes(codes)
     else:
         raise ConfigError(

@@ -55,6 +55,14 @@ def _sentence_score(
 
 def bleu(hypotheses: Sequence[Sequence[str]], references: Sequence[Sequence[str]], order: int):
     """Mean sentence BLEU-``order`` of each hypothesis against all references (Texygen BLEU)."""
+    scores = sentence_bleus(hypotheses, references, order)
+    return sum(scores) / max(len(scores), 1)
+
+
+def sentence_bleus(hypotheses: Sequence[Sequence[str]], references: Sequence[Sequence[str]],
+                   order: int) -> list[float]:
+    """Each hypothesis's sentence BLEU-``order`` against all references (the units a
+    bootstrap SE of BLEU resamples)."""
     max_counts: list[dict] = [{} for _ in range(order)]
     for ref in references:
         for n in range(1, order + 1):
@@ -63,14 +71,19 @@ def bleu(hypotheses: Sequence[Sequence[str]], references: Sequence[Sequence[str]
                 if count > table.get(gram, 0):
                     table[gram] = count
     lengths = Counter(len(r) for r in references)
-    scores = [
+    return [
         _sentence_score(h, max_counts, _closest_length(lengths, len(h)), order) for h in hypotheses
     ]
-    return sum(scores) / max(len(scores), 1)
 
 
 def self_bleu(sentences: Sequence[Sequence[str]], order: int) -> float:
-    """Mean BLEU-``order`` of each sentence against all the others (Texygen self-BLEU).
+    """Mean BLEU-``order`` of each sentence against all the others (Texygen self-BLEU)."""
+    scores = self_bleus(sentences, order)
+    return sum(scores) / max(len(scores), 1)
+
+
+def self_bleus(sentences: Sequence[Sequence[str]], order: int) -> list[float]:
+    """Each sentence's BLEU-``order`` against all the others (its self-BLEU terms).
 
     The maximum count over "all others" needs the top two counts of each n-gram and which
     sentence holds the top one.
@@ -97,7 +110,7 @@ def self_bleu(sentences: Sequence[Sequence[str]], order: int) -> float:
         if not others:
             continue
         scores.append(_sentence_score(sent, maxima, _closest_length(others, len(sent)), order))
-    return sum(scores) / max(len(scores), 1)
+    return scores
 
 
 class _Others:

@@ -59,7 +59,12 @@ def test_random_oracle_task_and_evaluate():
     assert len(real) == 50 and {s.label for s in real} == {1}
     gen = LSTMGenerator(LSTMConfig(vocab="ids", vocab_size=40, max_len=6), [])
     metrics = task.evaluate(Components(task=task, generator=gen), "pretrain")
-    assert set(metrics) == {"nll_oracle", "nll_test", "nll_oracle@t0.5", "nll_test@t0.5"}
+    model = {k for k in metrics
+             if not k.startswith("baseline/") and not k.endswith(("_se", "_resolvable"))}
+    assert model == {"nll_oracle", "nll_test", "nll_oracle@t0.5", "nll_test@t0.5"}
+    assert {f"{k}_se" for k in model} <= set(metrics)
+    assert {"baseline/unigram/nll_oracle", "baseline/unigram/nll_test",
+            "baseline/real/nll_oracle"} <= set(metrics)
     fakes = task.synthetic_samples(gen.sample(task.augment_prompts(1)))
     assert {s.label for s in fakes} == {0}
     with pytest.raises(DataError, match="oracle file"):
