@@ -288,20 +288,34 @@ class CausalGenerator:
             response_ids.to(self.device), picked.group_ids,
         )
 
-    def beam_search(self, prompts: Sequence[Prompt], k: int) -> list[list[tuple[str, float]]]:
+    def beam_search(self, prompts: Sequence[Prompt], k: int,
+                    allowed: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
         """Top-``k`` responses per prompt by beam search: ``[(text, sequence log-prob), ...]``.
 
         An optional generator method (not in the core Protocol) used by recommendation tasks
         for HR@k / NDCG@k; ``transformers`` beam search with ``num_return_sequences=k``.
+        ``allowed``: only these response texts may be produced (a prefix trie over their
+        token ids, applied through ``generate(prefix_allowed_tokens_fn=...)``).
         """
         prompts = list(prompts)
         prompt_ids, prompt_mask = self.encode_prompts(prompts)
+        constraint = None
+        if allowed is not None:
+            trie, width = self._allowed_trie(allowed), prompt_ids.shape[1]
+
+            def constraint(_batch: int, input_ids: Tensor) -> list[int]:
+                node = trie
+                for token in input_ids[width:].tolist():
+                    node = node.get(token, {})
+                return list(node) or [self.eos_id]  # finished (or dead) beam: only eos
+
         with torch.no_grad():
             out = self.model.generate(
                 input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=False,
                 num_beams=k, num_return_sequences=k, max_new_tokens=self.config.max_new_tokens,
                 pad_token_id=self.pad_id, eos_token_id=self.eos_id, early_stopping=True,
                 length_penalty=0.0, output_scores=True, return_dict_in_generate=True,
+                prefix_allowed_tokens_fn=constraint,
             )
         response = out.sequences[:, prompt_ids.shape[1]:]
         mask = mask_through_eos(response, self.eos_id)
@@ -311,6 +325,20 @@ class CausalGenerator:
             list(zip(texts[i * k : (i + 1) * k], scores[i * k : (i + 1) * k], strict=True))
             for i in range(len(prompts))
         ]
+
+    def _allowed_trie(self, allowed: Sequence[str]) -> dict[int, dict]:
+        """Nested dicts token id → children over the allowed responses' tokens (with eos);
+        cached for the last ``allowed`` object, as evaluation reuses one catalogue."""
+        cached = getattr(self, "_trie_cache", None)
+        if cached is not None and cached[0] is allowed:
+            return cached[1]
+        trie: dict[int, dict] = {}
+        for text in allowed:
+            node = trie
+            for token in self._target_tokens(text):
+                node = node.setdefault(token, {})
+        self._trie_cache = (allowed, trie)
+        return trie
 
     # ---------------------------------------------------------------- state
     def reference(self) -> CausalGenerator:
