@@ -144,7 +144,7 @@ class SASRecEncoder(nn.Module):
     def hidden(self, history: Tensor) -> Tensor:
         """``history [N, L]`` left-padded item indices (0 = pad, L ≤ max_history, positions
         aligned to the right) → ``[N, L, d]``; position t sees positions ≤ t only."""
-        n, length = history.shape
+        length = history.shape[1]
         positions = torch.arange(self.max_history - length, self.max_history,
                                  device=history.device)
         x = self.dropout(self.items(history) + self.positions(positions))

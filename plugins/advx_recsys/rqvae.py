@@ -14,6 +14,7 @@ extra digit so that items with equal codes stay distinct.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,7 +26,7 @@ __all__ = ["RQVAE", "rqvae_codes"]
 
 def _mlp(sizes: Sequence[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+    for a, b in itertools.pairwise(sizes):
         layers += [nn.Linear(a, b), nn.ReLU()]
     return nn.Sequential(*layers[:-1])  # no activation on the output
 
@@ -40,12 +41,9 @@ class RQVAE(nn.Module):
 
         self.encoder = _mlp([dim, *hidden, latent])
         self.decoder = _mlp([latent, *reversed(hidden), dim])
+        sizes = codebook[0] if len(set(codebook)) == 1 else tuple(codebook)
         self.quantizer = ResidualVQ(
-            dim=latent, num_quantizers=len(codebook), codebook_size=tuple(codebook),
-            kmeans_init=True, kmeans_iters=10, commitment_weight=commitment,
-            threshold_ema_dead_code=2,
-        ) if len(set(codebook)) > 1 else ResidualVQ(
-            dim=latent, num_quantizers=len(codebook), codebook_size=codebook[0],
+            dim=latent, num_quantizers=len(codebook), codebook_size=sizes,
             kmeans_init=True, kmeans_iters=10, commitment_weight=commitment,
             threshold_ema_dead_code=2,
         )

@@ -77,7 +77,7 @@ def test_full_ranking_matches_score_all_and_masking(tmp_path):
 
 def test_bad_ranker_keys_and_label0_in_sequence_mode(tmp_path):
     task = fixture_task(tmp_path)
-    with pytest.raises(ConfigError, match="classifier.loss"):
+    with pytest.raises(ConfigError, match=r"classifier\.loss"):
         build_ranker(RankerConfig(loss="hinge"), ctx(task=task))
     ranker = build_ranker(RankerConfig(**SMALL, epochs=1), ctx(task=task))
     sample = task.classifier_train()[0]
