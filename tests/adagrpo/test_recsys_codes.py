@@ -60,3 +60,26 @@ def test_constrained_evaluation_reports_zero_hallucination_and_the_free_metrics(
     assert metrics["test/free/hallucination"] > 0.0  # untrained policy, no constraint
     assert {"eval/seconds", "eval/free/seconds", "test/free/hr@10"} <= set(metrics) or \
         {"eval/seconds", "eval/free/seconds", "test/free/hr@5"} <= set(metrics)
+
+
+def test_trie_processor_only_walks_valid_codes_under_random_scores():
+    import torch
+    from advx_causal.generator import _TrieConstraint
+
+    generator = tiny_causal(1)
+    valid = ["a1 b2", "a1 b3 b4", "a2 b1", "b5 a7", "a1"]
+    children = generator._allowed_trie(valid)
+    assert generator._allowed_trie(valid) is children  # cached per catalogue object
+    vocab = len(generator.tokenizer)
+    processor = _TrieConstraint(children, width=2, eos_id=generator.eos_id)
+    g = torch.Generator().manual_seed(0)
+    prompt = torch.zeros(64, 2, dtype=torch.long)
+    seqs = prompt
+    for _ in range(5):  # greedy on random scores, every row at once
+        scores = processor(seqs, torch.randn(64, vocab, generator=g))
+        seqs = torch.cat([seqs, scores.argmax(-1, keepdim=True)], dim=1)
+    responses = seqs[:, 2:]
+    mask = (responses == generator.eos_id).int().cumsum(-1).roll(1, -1)
+    mask[:, 0] = 0
+    texts = generator.decode(responses, (mask == 0).long())
+    assert set(texts) <= set(valid) and len(set(texts)) > 2
