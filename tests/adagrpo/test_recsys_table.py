@@ -3,7 +3,6 @@ task, semantic ids (co-occurrence, no attributes) and ranker as the Beauty recip
 
 from __future__ import annotations
 
-
 from advx import BuildContext
 from advx_recsys import NextItemConfig, RankerConfig, build_next_item, build_ranker
 
@@ -28,9 +27,9 @@ def test_the_documented_csv_runs_through_task_and_ranker(tmp_path):
     task = build_next_item(
         NextItemConfig(path=str(path), format="table", embedding="cooccurrence",
                        codebook=[2, 2], svd_dim=3, history=3), ctx)
-    u1 = [e for e in task.split.test if e.user == "u1"][0]
+    u1 = next(e for e in task.split.test if e.user == "u1")
     assert u1.history == ("shampoo-12", "conditioner-3") and u1.target == "mask-1"
-    u3 = [e for e in task.split.test if e.user == "u3"][0]  # sorted by timestamp: 100,200,300,400
+    u3 = next(e for e in task.split.test if e.user == "u3")  # sorted by timestamp: 100,200,300,400
     assert u3.history == ("item-4", "item-5", "item-3") and u3.target == "item-6"
     assert all(task.item_of(task.codec.text_of(i)) == i for i in task.items)
     ranker = build_ranker(RankerConfig(d_model=8, n_heads=2, n_layers=1, epochs=2,
