@@ -241,8 +241,9 @@ class NextItemTask:
                 modes.append(("free/", None))
         for prefix, allowed in modes:
             started = time.perf_counter()
-            for name, values in self._evaluate(components.generator, allowed).items():
-                metrics[f"{name.split('/')[0]}/{prefix}{name.split('/', 1)[1]}"] = values
+            for name, value in self._evaluate(components.generator, allowed).items():
+                split, _, rest = name.partition("/")  # valid/hr@10 → valid/free/hr@10
+                metrics[f"{split}/{prefix}{rest}" if split in self.eval_sets else name] = value
             metrics[f"eval/{prefix}seconds"] = time.perf_counter() - started
         return metrics
 
