@@ -250,8 +250,10 @@ class SupportsBeamSearch(Protocol):
     """A generator that returns its ``k`` most likely responses. Used, when present, by task
     ``next_item``'s evaluation (otherwise the ``2k`` most likely samples are ranked)."""
 
-    def beam_search(self, prompts: Sequence[Prompt], k: int) -> list[list[tuple[str, float]]]:
-        """Per prompt, up to ``k`` ``(text, log-prob)`` pairs, best first."""
+    def beam_search(self, prompts: Sequence[Prompt], k: int,
+                    allowed: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
+        """Per prompt, up to ``k`` ``(text, log-prob)`` pairs, best first; with ``allowed``,
+        only responses among those texts (constrained decoding, e.g. valid item codes)."""
         ...
 
 

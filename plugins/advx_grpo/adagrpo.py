@@ -19,7 +19,10 @@ For prompt i (a user's history with ground-truth next item y_i) and its G rollou
 Samples failing either diagnostic get pure NLL. ``gate: always`` is the fixed NLL + λ·GRPO
 mixture and ``gate: never`` is NLL only (the same rollouts are drawn and the diagnostics
 logged, so all three are compared at equal data and steps). Every step logs the gate's open
-rate and both diagnostics (``adagrpo/…``).
+rate and both diagnostics (``adagrpo/…``). With ``log_samples: true`` every prompt of every
+step is also written to ``<run_dir>/adagrpo_samples.jsonl``: its diagnostics, the gate's
+decision and the ground truth's log-probability before and after the update (the stratified
+analysis, :func:`advx_recsys.strata.stratify`, pairs these records between two runs).
 
 The diagnostics need two declared capabilities, checked when the optimizer is built: the task
 is an :class:`advx.components.ItemCatalogue` (``item_of``: which item a text names) and the
@@ -65,6 +68,8 @@ class AdaGRPOConfig(GRPOConfig):
         difficulty_threshold: log-prob ceiling (``logprob``) or entropy floor (``entropy``).
         discriminability: ``share`` or ``margin``.
         discriminability_threshold: minimum share of negatives beaten, or minimum margin.
+        log_samples: write per-prompt diagnostics and the ground truth's log-prob after the
+            update to ``adagrpo_samples.jsonl`` (one extra no-grad NLL pass per step).
     """
 
     grpo_weight: float = 1.0
@@ -74,6 +79,7 @@ class AdaGRPOConfig(GRPOConfig):
     difficulty_threshold: float = -5.0
     discriminability: str = "share"
     discriminability_threshold: float = 0.5
+    log_samples: bool = False
 
 
 @dataclass
@@ -223,7 +229,43 @@ class AdaGRPOOptimizer(GRPOOptimizer):
                 "adagrpo/disc_margin": _nanmean(diag.disc_margin),
                 "adagrpo/no_negatives_rate": float(diag.disc_share.isnan().float().mean()),
             }
+        if cfg.log_samples and self.samples_path is not None:
+            with torch.no_grad():
+                after = -generator.nll(anchors).total.detach().float().cpu()
+            self._write_samples(ctx, rollout, first, diag, hard, discriminable, open_, after)
         return metrics
+
+    samples_path = None  # set by build_adagrpo when optimizer.log_samples is on
+
+    def _write_samples(self, ctx: StepContext, rollout: Rollout, first: list[int],
+                       diag: Diagnostics, hard: Tensor, discriminable: Tensor, open_: Tensor,
+                       after: Tensor) -> None:
+        """One JSON line per prompt of this step (NaN → null)."""
+        import json
+        import math
+
+        def num(value: Tensor) -> float | None:
+            x = float(value)
+            return None if math.isnan(x) else x
+
+        with open(self.samples_path, "a") as f:
+            for i, row in enumerate(first):
+                meta = rollout.prompts[row].meta
+                record = {
+                    "round": ctx.round, "step": ctx.step, "index": i,
+                    "user": meta.get("user"), "target": meta.get("target"),
+                    "gate": self.config.gate,
+                    "gt_in_rollouts": num(diag.gt_in_rollouts[i]),
+                    "gt_logprob": num(diag.gt_logprob[i]),
+                    "gt_logprob_after": num(after[i]),
+                    "rollout_entropy": num(diag.rollout_entropy[i]),
+                    "disc_share": num(diag.disc_share[i]),
+                    "disc_margin": num(diag.disc_margin[i]),
+                    "difficulty_pass": bool(hard[i]),
+                    "discriminability_pass": bool(discriminable[i]),
+                    "open": bool(open_[i]),
+                }
+                f.write(json.dumps(record) + "\n")
 
 
 def _nanmean(values: Tensor) -> float:
@@ -246,4 +288,7 @@ def build_adagrpo(config: AdaGRPOConfig, ctx: BuildContext) -> AdaGRPOOptimizer:
     needed_by = "optimizer 'adagrpo' (its gate's diagnostics)"
     require(ctx.task, ItemCatalogue, role=ctx.describe("task"), needed_by=needed_by)
     require(ctx.classifier, ItemScorer, role=ctx.describe("classifier"), needed_by=needed_by)
-    return AdaGRPOOptimizer(config, ctx.generator, ctx.seed)
+    optimizer = AdaGRPOOptimizer(config, ctx.generator, ctx.seed)
+    if config.log_samples:
+        optimizer.samples_path = ctx.run_dir / "adagrpo_samples.jsonl"
+    return optimizer

@@ -1,8 +1,11 @@
 """advx plugin ``recsys``: generative next-item recommendation.
 
-Task ``next_item`` (leave-one-out, item tokens or semantic ids, HR@k / NDCG@k /
-hallucination), classifier ``ranker`` (SASRec-style reward model trained on the training
-split) and reward ``ranker_score``.
+Task ``next_item`` (leave-one-out, item tokens or semantic ids from hierarchical k-means or
+TIGER's RQ-VAE, HR@k / NDCG@k / hallucination, optionally constrained beam search),
+classifier ``ranker`` (SASRec reward model trained on the training split, full-ranking
+evaluation) and reward ``ranker_score``. Also: ``metrics`` (HR/NDCG from ranks), ``strata``
+(the AdaGRPO stratified analysis, ``python -m advx_recsys.strata``) and ``timing``
+(``python -m advx_recsys.timing``: semantic-id and evaluation cost on a dataset).
 """
 
 from __future__ import annotations

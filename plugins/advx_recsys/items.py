@@ -1,8 +1,10 @@
 """Items as token sequences, and back.
 
 ``id`` tokens: item ``123`` is the single token ``i123``. ``semantic`` ids: every item gets a
-few code levels (``a3 b14 c7``) from hierarchical k-means on an item embedding, plus a last
-disambiguation level (``d0``, ``d1`` …) for items that share all codes (TIGER's recipe). The
+few code levels (``a3 b14 c7``) from an item embedding, by hierarchical k-means
+(``semantic_ids: kmeans``) or by TIGER's RQ-VAE (``semantic_ids: rqvae``, see ``rqvae.py``),
+plus a last disambiguation level (``d0``, ``d1`` …) for items that share all codes (TIGER's
+recipe). The
 embedding is a TF-IDF of the item's attribute ids (``Beauty_item2attributes.json``) reduced
 by truncated SVD, optionally concatenated with item co-occurrence in the TRAINING sequences.
 
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from advx.errors import DataError
 
-__all__ = ["ItemCodec", "load_attributes", "semantic_codes"]
+__all__ = ["ItemCodec", "disambiguate", "item_vectors", "load_attributes", "semantic_codes"]
 
 LEVEL_PREFIX = "abcdefgh"
 
@@ -77,16 +79,16 @@ def _hierarchical_kmeans(
     return codes
 
 
-def semantic_codes(
+def item_vectors(
     items: Sequence[str],
     attributes: dict[str, list[int]] | None,
     train_sequences: Iterable[Sequence[str]],
-    codebook: Sequence[int],
     embedding: str,
     dim: int,
     seed: int,
-) -> dict[str, tuple[int, ...]]:
-    """Codes per item: hierarchical k-means levels + a disambiguation index."""
+) -> np.ndarray:
+    """``[N, ≤dim]`` L2-normalised item embedding: TF-IDF of the attribute ids and/or of the
+    adjacent-item co-occurrence in the training sequences, reduced by truncated SVD."""
     from scipy import sparse
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfTransformer
@@ -124,8 +126,12 @@ def semantic_codes(
     matrix = sparse.hstack(blocks).tocsr()
     n_components = max(1, min(dim, matrix.shape[1] - 1, len(items) - 1))
     vectors = TruncatedSVD(n_components=n_components, random_state=seed).fit_transform(matrix)
-    vectors = normalize(vectors)
-    codes = _hierarchical_kmeans(vectors, codebook, seed)
+    return normalize(vectors)
+
+
+def disambiguate(items: Sequence[str], codes: np.ndarray) -> dict[str, tuple[int, ...]]:
+    """TIGER's extra digit: items sharing all ``codes`` get 0, 1, 2 … in catalogue order,
+    so every item's full code is unique."""
     seen: dict[tuple[int, ...], int] = {}
     out = {}
     for item, row in zip(items, codes, strict=True):
@@ -133,6 +139,30 @@ def semantic_codes(
         out[item] = (*prefix, seen.get(prefix, 0))
         seen[prefix] = seen.get(prefix, 0) + 1
     return out
+
+
+def semantic_codes(
+    items: Sequence[str],
+    attributes: dict[str, list[int]] | None,
+    train_sequences: Iterable[Sequence[str]],
+    codebook: Sequence[int],
+    embedding: str,
+    dim: int,
+    seed: int,
+    method: str = "kmeans",
+    rqvae: dict | None = None,
+) -> dict[str, tuple[int, ...]]:
+    """Codes per item: ``codebook`` levels (hierarchical k-means, or an RQ-VAE trained with
+    the ``rqvae`` keyword arguments of :func:`advx_recsys.rqvae.rqvae_codes`) + a
+    disambiguation index."""
+    vectors = item_vectors(items, attributes, train_sequences, embedding, dim, seed)
+    if method == "rqvae":
+        from advx_recsys.rqvae import rqvae_codes
+
+        codes = rqvae_codes(vectors, codebook, seed=seed, **(rqvae or {}))
+    else:
+        codes = _hierarchical_kmeans(vectors, codebook, seed)
+    return disambiguate(items, codes)
 
 
 class ItemCodec:
@@ -161,6 +191,10 @@ class ItemCodec:
 
     def text_of(self, item: str) -> str:
         return self._text[item]
+
+    def texts(self) -> list[str]:
+        """Every item's token string (the valid responses of a constrained decoder)."""
+        return list(self._item)
 
     def item_of(self, text: str) -> str | None:
         """The item a generated text names, or None (a hallucination)."""

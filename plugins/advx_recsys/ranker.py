@@ -1,12 +1,29 @@
-"""Classifier ``ranker``: a small SASRec-style sequential scorer, the "production ranker".
+"""Classifier ``ranker``: a SASRec-style sequential scorer, the "production ranker".
 
 score(history, item) = ⟨h(history), e(item)⟩, where h is the output at the last position of
-a self-attention encoder over the (left-padded) item-embedding history plus learned position
-embeddings, and e the shared item embedding (SASRec, Kang & McAuley 2018). Trained on
-logged TRAINING interactions only (``task.classifier_train()``): full-softmax cross-entropy
-over the catalogue for label-1 samples (next item among all items), plus binary
-cross-entropy pushing label-0 samples down when any are given. It holds out
-``valid_fraction`` of its samples to report its own HR@10 and keep the best epoch.
+a causal self-attention encoder over the (left-padded) item-embedding history plus learned
+position embeddings, and e the shared item embedding (SASRec, Kang & McAuley 2018). Trained on
+logged TRAINING interactions only (``task.classifier_train()``).
+
+Training (``training``):
+
+* ``sequence`` (SASRec): the samples are regrouped into one training sequence per user (the
+  longest history + its target; every shorter training pair is a prefix of it), and every
+  position predicts the next item under a causal mask, so one pass over the users trains on
+  every training pair;
+* ``pairs``: every sample is one (history → item) example; label-0 samples are pushed down
+  with binary cross-entropy (the ``classify`` phase's generated negatives).
+
+Loss (``loss``): ``ce``, full-softmax cross-entropy over the whole catalogue (cheap at ~12k
+items and stronger than sampling: Klenitskiy & Vasilev, RecSys 2023), or ``bce``, SASRec's
+binary cross-entropy of the positive against ``negatives`` uniformly sampled items.
+
+Model selection (``select``): ``valid`` ranks the whole catalogue for the task's
+leave-one-out VALIDATION users (target = second-to-last item) after every epoch, keeps the
+weights of the best epoch by ``select_metric`` and stops after ``patience`` epochs without
+improvement (the weights of the best epoch are restored); ``heldout`` does the same on a
+random ``valid_fraction`` of the training samples (a task without a validation split).
+After training, the test split is ranked once with the restored weights and reported.
 
 Classifier protocol: ``predict_proba`` → ``[N, 2]`` with p(relevant) = σ(score);
 ``loss`` → per-example BCE against ``sample.label``. ``score(histories, items)`` and
@@ -18,9 +35,10 @@ Classifier protocol: ``predict_proba`` → ``[N, 2]`` with p(relevant) = σ(scor
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -31,7 +49,24 @@ from advx.numerics import guarded_step
 from advx.rollout import Sample
 from torch import Tensor, nn
 
-__all__ = ["RankerConfig", "SASRecRanker", "build_ranker"]
+from advx_recsys.metrics import metrics_from_ranks, target_ranks
+
+__all__ = ["LeaveOneOutSplits", "RankerConfig", "SASRecRanker", "build_ranker"]
+
+TRAINING = ("sequence", "pairs")
+LOSSES = ("ce", "bce")
+SELECT = ("valid", "heldout")
+SELECT_METRICS = ("hr@10", "ndcg@10")
+
+
+@runtime_checkable
+class LeaveOneOutSplits(Protocol):
+    """A task that exposes its leave-one-out evaluation users (``select: valid``)."""
+
+    def eval_pairs(self, split: str, subset: bool = False
+                   ) -> list[tuple[Sequence[str], str]]:
+        """``(history, target)`` per user of ``split`` (``valid`` or ``test``)."""
+        ...
 
 
 @dataclass
@@ -39,29 +74,59 @@ class RankerConfig:
     """The ``classifier:`` block for ``name: ranker``.
 
     Attributes:
-        d_model, n_layers, n_heads, dropout: encoder size.
-        max_history: most recent items the scorer reads.
-        epochs, batch_size, lr, weight_decay: training.
-        valid_fraction: share of samples held out to pick the best epoch (HR@10 on them).
+        d_model, n_layers, n_heads, dropout: encoder size (dropout on embeddings, attention
+            and feed-forward).
+        max_history: most recent items the scorer reads (SASRec's maximum sequence length).
+        training: ``sequence`` (every position of each user's training sequence) or
+            ``pairs`` (one example per sample; label-0 samples allowed).
+        loss: ``ce`` (full softmax over the catalogue) or ``bce`` (sampled negatives).
+        negatives: uniformly sampled negatives per positive for ``loss: bce``.
+        epochs: maximum number of epochs.
+        patience: stop after this many evaluated epochs without improvement (0 = never).
+        select: ``valid`` (the task's leave-one-out validation users) or ``heldout``
+            (``valid_fraction`` of the training samples).
+        select_metric: ``ndcg@10`` or ``hr@10`` (full ranking of the catalogue).
+        select_users: evaluate model selection on a fixed random subset of this many users
+            (0 = all; the final test ranking always uses all users).
+        mask_history: at evaluation, rank the target against items NOT in the user's history
+            (the target itself always competes). Off = rank against all items.
+        time_budget_s: stop training after this many seconds (0 = no limit); the best epoch
+            so far is kept.
+        batch_size, lr, weight_decay: training (AdamW).
+        valid_fraction: share of samples held out for ``select: heldout``.
+        log_every: print a line per this many epochs (0 = quiet); the history is returned
+            in the fit metrics either way.
     """
 
     d_model: int = 64
     n_layers: int = 2
     n_heads: int = 2
     dropout: float = 0.2
-    max_history: int = 20
-    epochs: int = 10
-    batch_size: int = 256
+    max_history: int = 50
+    training: str = "sequence"
+    loss: str = "ce"
+    negatives: int = 1
+    epochs: int = 200
+    patience: int = 10
+    select: str = "valid"
+    select_metric: str = "ndcg@10"
+    select_users: int = 0
+    mask_history: bool = False
+    time_budget_s: float = 0.0
+    batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
     valid_fraction: float = 0.05
+    log_every: int = 0
 
 
 class SASRecEncoder(nn.Module):
-    """Item + position embeddings → Transformer encoder → last-position user vector."""
+    """Item + position embeddings → causal Transformer encoder → per-position user vectors."""
 
     def __init__(self, num_items: int, cfg: RankerConfig) -> None:
         super().__init__()
+        self.n_heads = cfg.n_heads
+        self.max_history = cfg.max_history
         self.items = nn.Embedding(num_items + 1, cfg.d_model, padding_idx=0)  # 0 = padding
         self.positions = nn.Embedding(cfg.max_history, cfg.d_model)
         layer = nn.TransformerEncoderLayer(
@@ -76,12 +141,25 @@ class SASRecEncoder(nn.Module):
         with torch.no_grad():
             self.items.weight[0].zero_()
 
-    def user(self, history: Tensor) -> Tensor:
-        """``history [N, L]`` left-padded item indices (0 = pad; last column real) → ``[N, d]``."""
-        positions = torch.arange(history.shape[1], device=history.device)
+    def hidden(self, history: Tensor) -> Tensor:
+        """``history [N, L]`` left-padded item indices (0 = pad, L ≤ max_history, positions
+        aligned to the right) → ``[N, L, d]``; position t sees positions ≤ t only."""
+        length = history.shape[1]
+        positions = torch.arange(self.max_history - length, self.max_history,
+                                 device=history.device)
         x = self.dropout(self.items(history) + self.positions(positions))
-        x = self.encoder(x, src_key_padding_mask=history == 0)
-        return self.norm(x[:, -1])
+        # causal and no padded keys; a padded query may see itself, so that no attention row
+        # is empty (an all -inf row is NaN, and NaN values leak through 0-weights next layer)
+        causal = torch.ones(length, length, dtype=torch.bool, device=history.device).triu(1)
+        blocked = causal[None] | (history == 0)[:, None, :]
+        blocked &= ~torch.eye(length, dtype=torch.bool, device=history.device)[None]
+        mask = blocked.repeat_interleave(self.n_heads, dim=0)
+        x = self.encoder(x, mask=mask)
+        return self.norm(x)
+
+    def user(self, history: Tensor) -> Tensor:
+        """``[N, d]``: the last position's vector (the last column is the newest item)."""
+        return self.hidden(history)[:, -1]
 
 
 class SASRecRanker:
@@ -94,10 +172,12 @@ class SASRecRanker:
         self.device = device
         self.seed = seed
         self.net = SASRecEncoder(len(task.items), config).to(device)
+        self.history: list[dict[str, float]] = []  # per evaluated epoch, filled by fit
 
     # ------------------------------------------------------------------ inputs
-    def _history(self, histories: Sequence[Sequence[str]]) -> Tensor:
-        L = self.config.max_history
+    def _history(self, histories: Sequence[Sequence[str]], width: int | None = None) -> Tensor:
+        """Left-padded ``[N, width]`` indices of the last ``width`` (≤ max_history) items."""
+        L = width or self.config.max_history
         out = torch.zeros((len(histories), L), dtype=torch.long)
         for row, history in enumerate(histories):
             idx = [self.task.index[i] + 1 for i in history[-L:] if i in self.task.index]
@@ -147,66 +227,195 @@ class SASRecRanker:
             self.score(histories, items), labels, reduction="none"
         )
 
+    # ------------------------------------------------------------------ evaluation
+    def rank_targets(self, histories: Sequence[Sequence[str]], targets: Sequence[str],
+                     batch_size: int = 1024) -> Tensor:
+        """``[N]`` 0-based rank of each target among ALL catalogue items (one matrix product
+        per batch of users; history items excluded when ``mask_history``)."""
+        self.net.eval()
+        ranks = []
+        with torch.no_grad():
+            for start in range(0, len(targets), batch_size):
+                hist = histories[start : start + batch_size]
+                H = self._history(hist)
+                scores = self.net.user(H) @ self.net.items.weight[1:].T
+                exclude = None
+                if self.config.mask_history:
+                    exclude = torch.zeros_like(scores, dtype=torch.bool)
+                    for row, h in enumerate(hist):
+                        cols = [self.task.index[i] for i in h if i in self.task.index]
+                        exclude[row, cols] = True
+                t = self._items(targets[start : start + batch_size]) - 1
+                ranks.append(target_ranks(scores, t, exclude))
+        return torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long)
+
+    def evaluate_pairs(self, pairs: Sequence[tuple[Sequence[str], str]]) -> dict[str, float]:
+        """Full-ranking HR@5/10 and NDCG@5/10 of ``(history, target)`` pairs."""
+        ranks = self.rank_targets([h for h, _ in pairs], [t for _, t in pairs])
+        return metrics_from_ranks(ranks, (5, 10))
+
     # ------------------------------------------------------------------ training
-    def _batch_loss(self, histories: Tensor, items: Tensor, labels: Tensor) -> Tensor:
+    def _sequences(self, samples: Sequence[Sample]) -> Tensor:
+        """One left-padded ``[U, max_history + 1]`` training sequence per user: the longest
+        (history + target) among the user's samples."""
+        longest: dict[str, tuple[str, ...]] = {}
+        for n, s in enumerate(samples):
+            if s.label is not None and int(s.label) != 1:
+                raise DataError(
+                    f"ranker: sample {n} has label {s.label}; classifier.training: sequence "
+                    f"uses logged (label-1) interactions only. Set classifier.training: pairs "
+                    f"to train with generated negatives."
+                )
+            if s.prompt is None or "history" not in s.prompt.meta:
+                raise DataError(f"ranker: sample {n} has no prompt.meta['history']")
+            user = str(s.prompt.meta.get("user", n))
+            item = self.task.item_of(s.text)
+            if item is None:
+                raise DataError(f"ranker: sample {n} text {s.text!r} names no catalogue item")
+            seq = (*s.prompt.meta["history"], item)
+            if len(seq) > len(longest.get(user, ())):
+                longest[user] = seq
+        return self._history(list(longest.values()), self.config.max_history + 1)
+
+    def _logits_loss(self, user: Tensor, targets: Tensor) -> Tensor:
+        """Loss of user vectors ``[M, d]`` against positive item indices ``[M]`` (1-based)."""
+        cfg = self.config
+        table = self.net.items.weight
+        if cfg.loss == "ce":
+            return F.cross_entropy(user @ table[1:].T, targets - 1)
+        negatives = torch.randint(1, table.shape[0], (len(targets), cfg.negatives),
+                                  device=self.device)
+        pos = (user * table[targets]).sum(-1)
+        neg = torch.einsum("md,mkd->mk", user, table[negatives])
+        return (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
+                + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg)))
+
+    def _sequence_batch_loss(self, seqs: Tensor) -> Tensor:
+        width = int((seqs != 0).sum(-1).max())  # trim the all-padding left columns
+        seqs = seqs[:, -width:]
+        inputs, targets = seqs[:, :-1], seqs[:, 1:]
+        real = (targets != 0) & (inputs != 0)
+        hidden = self.net.hidden(inputs)
+        return self._logits_loss(hidden[real], targets[real])
+
+    def _pair_batch_loss(self, histories: Tensor, items: Tensor, labels: Tensor) -> Tensor:
         user = self.net.user(histories)
-        logits = user @ self.net.items.weight[1:].T  # [N, num_items]
         positive = labels == 1
         loss = torch.zeros((), device=self.device)
         if positive.any():
-            loss = loss + F.cross_entropy(logits[positive], items[positive] - 1)
+            loss = loss + self._logits_loss(user[positive], items[positive])
         if (~positive).any():
-            neg = logits[~positive].gather(1, (items[~positive] - 1)[:, None])[:, 0]
+            neg = (user[~positive] * self.net.items(items[~positive])).sum(-1)
             loss = loss + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg))
         return loss
 
-    def _hr10(self, histories: Tensor, items: Tensor) -> float:
-        self.net.eval()
-        with torch.no_grad():
-            hits = 0
-            for start in range(0, len(items), 1024):
-                user = self.net.user(histories[start : start + 1024])
-                logits = user @ self.net.items.weight[1:].T
-                top = logits.topk(10, dim=-1).indices + 1
-                hits += int((top == items[start : start + 1024, None]).any(-1).sum())
-        return hits / max(len(items), 1)
+    def _batches(self, first: Tensor, rng: np.random.Generator) -> list[Tensor]:
+        """Shuffled batches; in ``sequence`` training, users of similar length share a batch
+        (random windows of 32 batches sorted by length), so a batch of short histories is
+        not padded to ``max_history`` — most Amazon users have fewer than 10 items."""
+        order = rng.permutation(len(first))
+        size = self.config.batch_size
+        if self.config.training == "sequence":
+            lengths = (first != 0).sum(-1).cpu().numpy()
+            window = size * 32
+            for start in range(0, len(order), window):
+                part = order[start : start + window]
+                order[start : start + window] = part[np.argsort(lengths[part], kind="stable")]
+        batches = [torch.as_tensor(order[i : i + size], device=self.device)
+                   for i in range(0, len(order), size)]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def _selection_pairs(self, samples: Sequence[Sample], rng: np.random.Generator
+                         ) -> tuple[list[tuple[Sequence[str], str]], np.ndarray]:
+        """Model-selection pairs, and the sample rows left for training (``heldout`` holds
+        some out)."""
+        cfg = self.config
+        rows = np.arange(len(samples))
+        if cfg.select == "valid":
+            pairs = self.task.eval_pairs("valid")  # type: ignore[attr-defined]
+        else:
+            order = rng.permutation(len(samples))
+            n_valid = int(len(samples) * cfg.valid_fraction)
+            rows = np.sort(order[n_valid:])
+            held = [samples[i] for i in order[:n_valid] if samples[i].label in (None, 1)]
+            histories, items = self._parse(held)
+            pairs = list(zip(histories, items, strict=True))
+        if cfg.select_users and cfg.select_users < len(pairs):
+            picked = np.sort(rng.choice(len(pairs), cfg.select_users, replace=False))
+            pairs = [pairs[i] for i in picked]
+        return pairs, rows
 
     def fit(self, samples: Sequence[Sample]) -> dict[str, float]:
         if not samples:
             raise DataError("ranker.fit: no training samples")
         cfg = self.config
-        histories, item_ids = self._parse(samples)
-        H, items = self._history(histories), self._items(item_ids)
-        Y = torch.tensor([int(s.label if s.label is not None else 1) for s in samples],
-                         device=self.device)
         rng = np.random.default_rng(self.seed)
-        order = rng.permutation(len(samples))
-        n_valid = int(len(samples) * cfg.valid_fraction)
-        valid, train = order[:n_valid], order[n_valid:]
-        valid_pos = valid[(Y[valid] == 1).cpu().numpy()] if n_valid else valid
         torch.manual_seed(self.seed)
+        selection, rows = self._selection_pairs(samples, rng)
+        if cfg.training == "sequence":
+            data = (self._sequences([samples[i] for i in rows]),)
+        else:
+            picked = [samples[i] for i in rows]
+            histories, item_ids = self._parse(picked)
+            labels = [int(s.label if s.label is not None else 1) for s in picked]
+            data = (self._history(histories), self._items(item_ids),
+                    torch.tensor(labels, device=self.device))
         opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        best, best_state, last_loss = -1.0, None, float("nan")
-        for _ in range(cfg.epochs):
+        best, best_epoch, best_state = -1.0, 0, None
+        started, last_loss, since_best = time.perf_counter(), float("nan"), 0
+        self.history = []
+        epoch = 0
+        for epoch in range(1, cfg.epochs + 1):
             self.net.train()
-            rng.shuffle(train)
-            total = 0.0
-            for start in range(0, len(train), cfg.batch_size):
-                rows = torch.as_tensor(train[start : start + cfg.batch_size], device=self.device)
-                loss = self._batch_loss(H[rows], items[rows], Y[rows])
+            batches = self._batches(data[0], rng)
+            total, count = 0.0, 0
+            for batch in batches:
+                if cfg.training == "sequence":
+                    loss = self._sequence_batch_loss(data[0][batch])
+                else:
+                    loss = self._pair_batch_loss(*(d[batch] for d in data))
                 opt.zero_grad()
                 loss.backward()
                 guarded_step(opt, self.net.parameters(), loss=loss, what="ranker")
-                total += float(loss.detach()) * len(rows)
-            last_loss = total / max(len(train), 1)
-            if len(valid_pos):
-                hr = self._hr10(H[valid_pos], items[valid_pos])
-                if hr > best:
-                    best, best_state = hr, copy.deepcopy(self.net.state_dict())
+                total += float(loss.detach()) * len(batch)
+                count += len(batch)
+            last_loss = total / max(count, 1)
+            record = {"epoch": float(epoch), "train_loss": last_loss,
+                      "seconds": time.perf_counter() - started}
+            if selection:
+                record.update(self.evaluate_pairs(selection))
+                value = record[cfg.select_metric]
+                if value > best:
+                    best, best_epoch, since_best = value, epoch, 0
+                    best_state = copy.deepcopy(self.net.state_dict())
+                else:
+                    since_best += 1
+            self.history.append(record)
+            if cfg.log_every and epoch % cfg.log_every == 0:
+                print("ranker " + " ".join(f"{k}={v:.4g}" for k, v in record.items()),
+                      flush=True)
+            if cfg.patience and since_best >= cfg.patience:
+                break
+            if cfg.time_budget_s and time.perf_counter() - started > cfg.time_budget_s:
+                break
         if best_state is not None:
             self.net.load_state_dict(best_state)
         self.net.eval()
-        return {"ranker/train_loss": last_loss, "ranker/heldout_hr@10": max(best, 0.0)}
+        out = {
+            "ranker/train_loss": last_loss,
+            "ranker/epochs": float(epoch),
+            "ranker/best_epoch": float(best_epoch),
+            "ranker/train_seconds": time.perf_counter() - started,
+            f"ranker/select_{cfg.select_metric}": max(best, 0.0),
+        }
+        if selection:
+            best_record = self.history[best_epoch - 1]
+            out.update({f"ranker/{cfg.select}_{k}": best_record[k]
+                        for k in ("hr@5", "hr@10", "ndcg@5", "ndcg@10")})
+        if isinstance(self.task, LeaveOneOutSplits):
+            test = self.evaluate_pairs(self.task.eval_pairs("test"))
+            out.update({f"ranker/test_{k}": v for k, v in test.items()})
+        return out
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -223,7 +432,23 @@ def build_ranker(config: RankerConfig, ctx: BuildContext) -> SASRecRanker:
                           "(task.name: next_item)")
     require(task, ItemCatalogue, role=ctx.describe("task"),
             needed_by="classifier 'ranker' (it embeds the task's catalogue)")
+    for key, value, allowed in (("training", config.training, TRAINING),
+                                ("loss", config.loss, LOSSES),
+                                ("select", config.select, SELECT),
+                                ("select_metric", config.select_metric, SELECT_METRICS)):
+        if value not in allowed:
+            raise ConfigError(f"classifier.{key} must be one of {', '.join(allowed)}, "
+                              f"got {value!r}")
+    if config.select == "valid" and not isinstance(task, LeaveOneOutSplits):
+        raise ConfigError(
+            f"classifier.select: valid needs a task with leave-one-out validation users "
+            f"(eval_pairs); {ctx.describe('task')} has none. Set classifier.select: heldout."
+        )
     if config.d_model % config.n_heads:
         raise ConfigError("classifier.d_model must be divisible by classifier.n_heads")
+    if config.loss == "bce" and config.negatives < 1:
+        raise ConfigError("classifier.negatives must be ≥ 1 for classifier.loss: bce")
+    if config.max_history < 1 or config.epochs < 1 or config.batch_size < 1:
+        raise ConfigError("classifier.max_history, epochs and batch_size must be ≥ 1")
     torch.manual_seed(ctx.seed)
     return SASRecRanker(config, task, ctx.device, ctx.seed)

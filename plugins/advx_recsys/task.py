@@ -18,6 +18,7 @@ of returned sequences that map to no item (``hallucination@1``: of the top-1 onl
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,8 +54,13 @@ class NextItemConfig:
             (see :mod:`advx_recsys.inputs`).
         embedding: what semantic ids cluster: ``attributes``, ``cooccurrence`` (training
             sequences only) or ``both``.
-        codebook: clusters per level of the hierarchical k-means.
-        svd_dim: dimensions of the item embedding before clustering.
+        semantic_ids: how the code levels are made from the item embedding: ``kmeans``
+            (hierarchical k-means) or ``rqvae`` (TIGER's RQ-VAE, ``rqvae.py``).
+        codebook: codes per level (k-means clusters per level, or RQ-VAE codebook sizes).
+        svd_dim: dimensions of the item embedding (k-means input, RQ-VAE input).
+        rqvae_hidden, rqvae_latent: RQ-VAE encoder hidden sizes and latent (codebook) dim.
+        rqvae_epochs, rqvae_batch_size, rqvae_lr, rqvae_commitment: RQ-VAE training
+            (Adam; loss = reconstruction + rqvae_commitment × commitment).
         history: items shown in the prompt (the most recent ones).
         max_history: keep each user's most recent this many interactions (0 = all).
         max_train_pairs: a fixed random subset of this many training pairs (0 = all).
@@ -65,6 +71,11 @@ class NextItemConfig:
             the same users).
         topk: beam width and number of returned items at evaluation.
         eval_batch_size: prompts per beam-search call.
+        constrained: beam search restricted to valid item codes (a prefix trie over the
+            catalogue's token strings; hallucination 0 by construction). Needs a generator
+            with :class:`advx.components.SupportsBeamSearch`.
+        report_unconstrained: with ``constrained``, also evaluate the unconstrained beam
+            search (metrics ``{split}/free/…``; doubles the evaluation time).
     """
 
     path: str = f"{BEAUTY}/Beauty.txt"
@@ -77,8 +88,15 @@ class NextItemConfig:
     item_tokens: str = "semantic"
     attributes: str = ""
     embedding: str = "both"
+    semantic_ids: str = "kmeans"
     codebook: list[int] = field(default_factory=lambda: [32, 32, 32])
     svd_dim: int = 32
+    rqvae_hidden: list[int] = field(default_factory=lambda: [256, 128])
+    rqvae_latent: int = 32
+    rqvae_epochs: int = 100
+    rqvae_batch_size: int = 1024
+    rqvae_lr: float = 1e-3
+    rqvae_commitment: float = 0.25
     history: int = 10
     max_history: int = 0
     max_train_pairs: int = 0
@@ -88,6 +106,8 @@ class NextItemConfig:
     subset_seed: int = 0
     topk: int = 10
     eval_batch_size: int = 64
+    constrained: bool = False
+    report_unconstrained: bool = False
 
 
 def ranking_metrics(
@@ -113,10 +133,23 @@ def ranking_metrics(
     return out
 
 
-def top_k_texts(generator: Generator, prompts: Sequence[Prompt], k: int) -> list[list[str]]:
-    """Beam search when the generator offers it, else the most likely distinct samples."""
+def top_k_texts(generator: Generator, prompts: Sequence[Prompt], k: int,
+                allowed: Sequence[str] | None = None) -> list[list[str]]:
+    """Beam search when the generator offers it, else the most likely distinct samples.
+
+    ``allowed``: constrain the beam search to these response texts (the catalogue)."""
     if isinstance(generator, SupportsBeamSearch):  # an optional, declared capability
-        return [[text for text, _ in row] for row in generator.beam_search(prompts, k)]
+        if allowed is not None:
+            rows = generator.beam_search(prompts, k, allowed=allowed)
+        else:
+            rows = generator.beam_search(prompts, k)
+        return [[text for text, _ in row] for row in rows]
+    if allowed is not None:
+        raise ConfigError(
+            f"task.constrained: true needs a generator with beam search "
+            f"(SupportsBeamSearch); {type(generator).__name__} has none. Set "
+            f"task.constrained: false."
+        )
     rollout: Rollout = generator.sample(prompts, n=2 * k, temperature=1.0)
     scores = (rollout.logprobs * rollout.response_mask).sum(-1).tolist()
     out: list[list[str]] = [[] for _ in prompts]
@@ -138,6 +171,7 @@ class NextItemTask:
         self.codec = codec
         self.items: list[str] = codec.items
         self.index: dict[str, int] = {item: i for i, item in enumerate(self.items)}
+        self._valid_texts = codec.texts()  # one object: the generator caches its trie on it
         rng = np.random.default_rng(config.subset_seed)
         users = sorted(sequences)
         if config.max_users and config.max_users < len(users):
@@ -180,6 +214,12 @@ class NextItemTask:
         """The catalogue item a generated text names, or None (a hallucination)."""
         return self.codec.item_of(text)
 
+    def eval_pairs(self, split: str, subset: bool = False) -> list[tuple[tuple[str, ...], str]]:
+        """``(history, target)`` of every leave-one-out ``valid`` or ``test`` user (the
+        ``eval_users`` subset when ``subset``); the ranker's model selection and report."""
+        examples = self.eval_sets[split] if subset else getattr(self.split, split)
+        return [(e.history, e.target) for e in examples]
+
     # ------------------------------------------------------------------ Task protocol
     def generator_train(self) -> list[Sample]:
         return [self.sample(e) for e in self.split.train]
@@ -206,23 +246,43 @@ class NextItemTask:
         if components.generator is None:
             return {}
         metrics: dict[str, float] = {}
-        ks = [k for k in (5, 10) if k <= self.config.topk] or [self.config.topk]
+        modes: list[tuple[str, Sequence[str] | None]] = [("", None)]
+        if self.config.constrained:
+            modes = [("", self._valid_texts)]
+            if self.config.report_unconstrained:
+                modes.append(("free/", None))
+        for prefix, allowed in modes:
+            started = time.perf_counter()
+            for name, value in self._evaluate(components.generator, allowed).items():
+                split, _, rest = name.partition("/")  # valid/hr@10 → valid/free/hr@10
+                metrics[f"{split}/{prefix}{rest}" if split in self.eval_sets else name] = value
+            metrics[f"eval/{prefix}seconds"] = time.perf_counter() - started
+        if self._baselines is None:  # once per run: they do not depend on the generator
+            self._baselines = popularity_baselines(self.eval_sets, self.popularity,
+                                                   self.items, self.config.topk, self._ks())
+        return {**metrics, **self._baselines}
+
+    def _ks(self) -> list[int]:
+        """The cut-offs reported: 5 and 10 where the beam returns that many."""
+        return [k for k in (5, 10) if k <= self.config.topk] or [self.config.topk]
+
+    def _evaluate(self, generator: Generator, allowed: Sequence[str] | None
+                  ) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        ks = self._ks()
         for name, examples in self.eval_sets.items():
             ranked, targets = [], []
             step = self.config.eval_batch_size
             for start in range(0, len(examples), step):
                 batch = examples[start : start + step]
-                texts = top_k_texts(components.generator, [self.prompt(e) for e in batch],
-                                    self.config.topk)
+                texts = top_k_texts(generator, [self.prompt(e) for e in batch],
+                                    self.config.topk, allowed)
                 ranked += [[self.item_of(t) for t in row] for row in texts]
                 targets += [e.target for e in batch]
             for key, value in ranking_metrics(ranked, targets, ks).items():
                 metrics[f"{name}/{key}"] = value
             metrics.update(ranking_uncertainty(name, ranked, targets, ks, self._warned))
-        if self._baselines is None:  # once per run: they do not depend on the generator
-            self._baselines = popularity_baselines(self.eval_sets, self.popularity,
-                                                   self.items, self.config.topk, ks)
-        return {**metrics, **self._baselines}
+        return metrics
 
 
 def build_next_item(config: NextItemConfig, ctx: BuildContext) -> NextItemTask:
@@ -249,8 +309,17 @@ def build_next_item(config: NextItemConfig, ctx: BuildContext) -> NextItemTask:
         if file is not None and embedding in ("attributes", "both"):
             attributes = load_attributes(file, items)
         train_seqs = [seq[:-2] for seq in sequences.values()]  # never the valid/test items
+        if config.semantic_ids not in ("kmeans", "rqvae"):
+            raise ConfigError(f"task.semantic_ids must be 'kmeans' or 'rqvae', "
+                              f"got {config.semantic_ids!r}")
+        rqvae = {
+            "hidden": list(config.rqvae_hidden), "latent": config.rqvae_latent,
+            "epochs": config.rqvae_epochs, "batch_size": config.rqvae_batch_size,
+            "lr": config.rqvae_lr, "commitment": config.rqvae_commitment,
+        }
         codes = semantic_codes(items, attributes, train_seqs, list(config.codebook),
-                               embedding, config.svd_dim, config.subset_seed)
+                               embedding, config.svd_dim, config.subset_seed,
+                               config.semantic_ids, rqvae)
         codec = ItemCodec.from_codes(codes)
     else:
         raise ConfigError(

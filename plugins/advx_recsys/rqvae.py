@@ -1,0 +1,78 @@
+"""TIGER's RQ-VAE semantic ids (Rajput et al., NeurIPS 2023, §3.1).
+
+    z = encoder(x)                      an MLP from the item embedding to a latent
+    r_0 = z;  c_l = argmin_k ‖r_l − e^l_k‖;  r_{l+1} = r_l − e^l_{c_l}     (l = 0 … L−1)
+    ẑ = Σ_l e^l_{c_l};   x̂ = decoder(ẑ)
+    loss = ‖x − x̂‖²  +  β · Σ_l ‖r_l − sg(e^l_{c_l})‖²   (reconstruction + commitment)
+
+The residual quantiser is ``vector_quantize_pytorch.ResidualVQ`` (codebooks initialised by
+k-means, updated by exponential moving averages, dead codes re-seeded, straight-through
+gradients); this module adds the encoder/decoder MLPs and the training loop. The item's
+semantic id is ``(c_0, …, c_{L−1})``; :func:`advx_recsys.items.disambiguate` appends TIGER's
+extra digit so that items with equal codes stay distinct.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["RQVAE", "rqvae_codes"]
+
+
+def _mlp(sizes: Sequence[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for a, b in itertools.pairwise(sizes):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])  # no activation on the output
+
+
+class RQVAE(nn.Module):
+    """Encoder MLP → residual quantisation over ``len(codebook)`` codebooks → decoder MLP."""
+
+    def __init__(self, dim: int, hidden: Sequence[int], latent: int, codebook: Sequence[int],
+                 commitment: float) -> None:
+        super().__init__()
+        from vector_quantize_pytorch import ResidualVQ
+
+        self.encoder = _mlp([dim, *hidden, latent])
+        self.decoder = _mlp([latent, *reversed(hidden), dim])
+        sizes = codebook[0] if len(set(codebook)) == 1 else tuple(codebook)
+        self.quantizer = ResidualVQ(
+            dim=latent, num_quantizers=len(codebook), codebook_size=sizes,
+            kmeans_init=True, kmeans_iters=10, commitment_weight=commitment,
+            threshold_ema_dead_code=2,
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(reconstruction, codes [N, L], commitment loss)``."""
+        quantized, codes, commit = self.quantizer(self.encoder(x))
+        return self.decoder(quantized), codes, commit.sum()
+
+
+def rqvae_codes(
+    vectors: np.ndarray, codebook: Sequence[int], hidden: Sequence[int], latent: int,
+    epochs: int, batch_size: int, lr: float, commitment: float, seed: int,
+) -> np.ndarray:
+    """Train an :class:`RQVAE` on the item ``vectors`` and return the ``[N, L]`` codes."""
+    torch.manual_seed(seed)
+    x = torch.as_tensor(vectors, dtype=torch.float32)
+    model = RQVAE(x.shape[1], hidden, latent, codebook, commitment)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        model.train()
+        for rows in torch.randperm(len(x), generator=generator).split(batch_size):
+            recon, _, commit = model(x[rows])
+            loss = ((recon - x[rows]) ** 2).sum(-1).mean() + commit
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        _, codes, _ = model(x)
+    return codes.cpu().numpy().astype(np.int64)
