@@ -10,6 +10,7 @@ own factories (:func:`advx.components.require`).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +27,7 @@ from advx.components import (
     require,
 )
 from advx.errors import ConfigError, PluginError
+from advx.loop import plan_phases
 from advx.plugins import Registry
 from advx.recipe import COMPONENT_KINDS, ComponentBlock, Recipe
 
@@ -89,28 +91,17 @@ _TASK_NEEDS: dict[str, tuple[str, ...]] = {
     "augment": ("augment_prompts", "synthetic_samples"),  # the SupportsAugmentation capability
     "classify": ("classifier_train",),
     "improve": ("rl_prompts",),
+    "use_reference": (),
     "evaluate": ("evaluate",),
 }
 """The task methods each loop phase calls."""
 
 
 def running_phases(recipe: Recipe) -> list[str]:
-    """The loop phases ``recipe`` will run: switched on, with every component they need.
-
-    Mirrors the loop's own plan (``advx.loop``): a phase whose component block is absent is
-    skipped there, so its task methods are not required here."""
-    loop, present = recipe.loop, {"task", *recipe.components}
-    rounds_or_pretrain_d = loop.rounds > 0 or loop.pretrain_d_steps > 0
-    wanted = {
-        "pretrain_generator": (loop.pretrain_generator, {"generator"}),
-        "pretrain_classifier": (loop.pretrain_classifier, {"classifier"}),
-        "augment": (loop.augment and rounds_or_pretrain_d, {"generator"}),
-        "classify": (loop.classify and rounds_or_pretrain_d, {"classifier"}),
-        "improve": (loop.rl_steps > 0 and loop.rounds > 0,
-                    {"generator", "reward", "optimizer"}),
-        "evaluate": (loop.evaluate, set()),
-    }
-    return [phase for phase, (on, needs) in wanted.items() if on and needs <= present]
+    """The loop phases ``recipe`` will run: the loop's own plan (:func:`advx.loop.plan_phases`)
+    over the blocks the recipe has, so a task is checked against exactly what will call it."""
+    phases, _ = plan_phases(recipe.loop, {"task", *recipe.components})
+    return [name for name, on in dataclasses.asdict(phases).items() if on]
 
 
 def check_task(task: Any, phases: list[str], role: str) -> None:

@@ -31,7 +31,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
@@ -199,28 +199,30 @@ class Phases:
     evaluate: bool
 
 
-def plan_phases(cfg: LoopConfig, c: Components) -> tuple[Phases, dict[str, str]]:
-    """The phases to run, and the wanted ones skipped for a missing component (with why)."""
+def plan_phases(cfg: LoopConfig, present: Components | Collection[str]
+                ) -> tuple[Phases, dict[str, str]]:
+    """The phases to run, and the wanted ones skipped for a missing component (with why).
+
+    ``present``: the built components, or the kinds a recipe has blocks for (the build step
+    checks the task against the phases before the slow builds, with the same rules)."""
+    if isinstance(present, Components):
+        present = {kind for kind in ("task", "generator", "classifier", "reward", "optimizer")
+                   if getattr(present, kind) is not None}
     rounds_or_pretrain_d = cfg.rounds > 0 or cfg.pretrain_d_steps > 0
-    wanted: dict[str, tuple[bool, dict[str, Any]]] = {
-        "pretrain_generator": (cfg.pretrain_generator, {"task": c.task, "generator": c.generator}),
-        "pretrain_classifier": (
-            cfg.pretrain_classifier, {"task": c.task, "classifier": c.classifier}
-        ),
-        "augment": (cfg.augment and rounds_or_pretrain_d,
-                    {"task": c.task, "generator": c.generator}),
-        "classify": (cfg.classify and rounds_or_pretrain_d,
-                     {"task": c.task, "classifier": c.classifier}),
+    wanted: dict[str, tuple[bool, tuple[str, ...]]] = {
+        "pretrain_generator": (cfg.pretrain_generator, ("task", "generator")),
+        "pretrain_classifier": (cfg.pretrain_classifier, ("task", "classifier")),
+        "augment": (cfg.augment and rounds_or_pretrain_d, ("task", "generator")),
+        "classify": (cfg.classify and rounds_or_pretrain_d, ("task", "classifier")),
         "improve": (cfg.rl_steps > 0 and cfg.rounds > 0,
-                    {"task": c.task, "generator": c.generator, "reward": c.reward,
-                     "optimizer": c.optimizer}),
-        "use_reference": (cfg.use_reference, {"generator": c.generator}),
-        "evaluate": (cfg.evaluate, {"task": c.task}),
+                    ("task", "generator", "reward", "optimizer")),
+        "use_reference": (cfg.use_reference, ("generator",)),
+        "evaluate": (cfg.evaluate, ("task",)),
     }
     skipped: dict[str, str] = {}
     on: dict[str, bool] = {}
-    for phase, (want, parts) in wanted.items():
-        missing = [kind for kind, value in parts.items() if value is None]
+    for phase, (want, needs) in wanted.items():
+        missing = [kind for kind in needs if kind not in present]
         if want and missing:
             skipped[phase] = f"recipe has no {', '.join(missing)} block"
         on[phase] = bool(want) and not missing

@@ -217,7 +217,10 @@ class NextItemTask:
     def eval_pairs(self, split: str, subset: bool = False) -> list[tuple[tuple[str, ...], str]]:
         """``(history, target)`` of every leave-one-out ``valid`` or ``test`` user (the
         ``eval_users`` subset when ``subset``); the ranker's model selection and report."""
-        examples = self.eval_sets[split] if subset else getattr(self.split, split)
+        if split not in ("valid", "test"):
+            raise ValueError(f"eval_pairs: split must be 'valid' or 'test', got {split!r}")
+        full = self.split.valid if split == "valid" else self.split.test
+        examples = self.eval_sets[split] if subset else full
         return [(e.history, e.target) for e in examples]
 
     # ------------------------------------------------------------------ Task protocol
