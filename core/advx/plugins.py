@@ -24,6 +24,7 @@ __all__ = [
     "KINDS", "AdvxPluginManager", "ComponentSpec", "Registry", "check_hook_names",
     "get_plugin_manager",
     "get_registry",
+    "reset_plugin_manager",
 ]
 
 ENTRY_POINT_GROUP = "advx"
@@ -202,6 +203,13 @@ def get_plugin_manager(reload: bool = False) -> pluggy.PluginManager:
         check_hook_names(pm)
         _PM = pm
     return _PM
+
+
+def reset_plugin_manager() -> None:
+    """Forget the process-wide manager: the next :func:`get_plugin_manager` loads the allowed
+    entry points again (after ``ADVX_LOAD_PLUGINS`` changed, or a plugin was installed)."""
+    global _PM
+    _PM = None
 
 
 def _call_register_hook(pm: pluggy.PluginManager, kind: str, registry: Registry) -> None:

@@ -26,7 +26,7 @@ def toy(tmp_path, monkeypatch):
     # Worker subprocesses import this checkout's advx and the toy plugin.
     core = Path(advx.__file__).resolve().parents[1]
     monkeypatch.setenv("PYTHONPATH", f"{HERE}:{core}:{core.parent / 'plugins'}:{Path.cwd()}")
-    monkeypatch.setattr(advx.plugins, "_PM", None)  # a fresh manager, restored afterwards
+    advx.plugins.reset_plugin_manager()  # tests/conftest.py resets it afterwards
     advx.plugins.get_plugin_manager().register(compare_toy, name="compare_toy")
     (tmp_path / "toy.yaml").write_text(yaml.safe_dump(TOY_RECIPE, sort_keys=False))
     return tmp_path

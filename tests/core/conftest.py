@@ -23,7 +23,7 @@ def pm(monkeypatch: pytest.MonkeyPatch) -> Iterator[pluggy.PluginManager]:
     ORDER.clear()
     ToyLogger.RECORDS.clear()
     yield manager
-    advx.plugins._PM = None
+    advx.plugins.reset_plugin_manager()
 
 
 @pytest.fixture

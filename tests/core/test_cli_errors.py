@@ -140,7 +140,7 @@ def fresh_manager(monkeypatch):
     """Each test builds its own plugin manager; the process one is rebuilt afterwards."""
     monkeypatch.delenv("ADVX_TRACE_PLUGINS", raising=False)
     yield
-    advx.plugins._PM = None
+    advx.plugins.reset_plugin_manager()
 
 
 @pytest.mark.parametrize("value", ["", " , ", ","])
@@ -163,7 +163,7 @@ def test_an_unknown_load_plugins_name_names_it_and_the_installed_ones(fresh_mana
 
 
 def test_load_plugins_errors_reach_the_cli_as_exit_2(fresh_manager, monkeypatch):
-    advx.plugins._PM = None
+    advx.plugins.reset_plugin_manager()
     monkeypatch.setenv("ADVX_LOAD_PLUGINS", "nothere")
     _fails(["plugins"], "ADVX_LOAD_PLUGINS names 'nothere'")
 

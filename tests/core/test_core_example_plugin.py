@@ -36,7 +36,7 @@ def example_installed(tmp_path, monkeypatch):
         pm.register(ToyPlugin(), name="toys")
         yield pm
     finally:
-        advx.plugins._PM = None
+        advx.plugins.reset_plugin_manager()
         _pip("uninstall", "-y", "advx-example-plugin")
         sys.modules.pop("advx_example_plugin", None)
 

@@ -62,7 +62,7 @@ def fake_entry_points(monkeypatch):
         return get_plugin_manager(reload=True)
 
     yield install
-    advx.plugins._PM = None
+    advx.plugins.reset_plugin_manager()
 
 
 def test_pyproject_entry_points_all_load():
@@ -90,7 +90,7 @@ def test_load_plugins_allowlist(monkeypatch):
         assert get_registry(pm).names("logger") == ["console", "csv"]
         assert get_registry(pm).names("generator") == []
     finally:
-        advx.plugins._PM = None
+        advx.plugins.reset_plugin_manager()
 
 
 def test_trace_plugins_prints_hook_calls(monkeypatch, capsys):
@@ -99,7 +99,7 @@ def test_trace_plugins_prints_hook_calls(monkeypatch, capsys):
     try:
         get_registry(get_plugin_manager(reload=True))
     finally:
-        advx.plugins._PM = None
+        advx.plugins.reset_plugin_manager()
     err = capsys.readouterr().err
     assert "[advx] advx_register_loggers(register) -> loggers" in err
 
@@ -113,7 +113,7 @@ def test_trace_plugins_prints_lifecycle_calls(monkeypatch, capsys, toy_recipe, t
         get_plugin_manager(reload=True).register(ToyPlugin(), name="toys")
         run_recipe(toy_recipe, ["loop.rounds=1"], runs_root=tmp_path)
     finally:
-        advx.plugins._PM = None
+        advx.plugins.reset_plugin_manager()
     err = capsys.readouterr().err
     assert "[advx] advx_on_run_start(run) ->" in err
     assert err.count("[advx] advx_on_step_end(run, round, step, metrics)") == 3
@@ -210,4 +210,4 @@ def test_every_repository_recipe_validates_against_the_installed_plugins(monkeyp
             validate_recipe(load_recipe(path), registry)
             assert recipe_description(path), f"{path.name} has no one-line description:"
     finally:
-        advx.plugins._PM = None
+        advx.plugins.reset_plugin_manager()

@@ -18,7 +18,7 @@ def test_ppo_step_benchmark_writes_every_phase_and_ratio(tmp_path, monkeypatch):
     monkeypatch.setenv(
         "ADVX_LOAD_PLUGINS", "seq2seq,cls_loss,ppo,product_relevance,encoder_classifier"
     )
-    monkeypatch.setattr(advx.plugins, "_PM", None)
+    advx.plugins.reset_plugin_manager()
     spec = importlib.util.spec_from_file_location("ppo_step_benchmark", BENCH)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -30,4 +30,4 @@ def pm(monkeypatch: pytest.MonkeyPatch) -> Iterator[pluggy.PluginManager]:
         manager.register(advx_pyreward, name="pyreward")
     toy_rewards.SEEN.clear()
     yield manager
-    advx.plugins._PM = None
+    advx.plugins.reset_plugin_manager()

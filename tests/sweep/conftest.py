@@ -25,7 +25,7 @@ def toy(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ADVX_LOAD_PLUGINS", "loggers")  # only the light built-in loggers
     monkeypatch.setenv("PYTHONPATH", f"{HERE}:{Path.cwd()}")
-    monkeypatch.setattr(advx.plugins, "_PM", None)  # a fresh manager, restored afterwards
+    advx.plugins.reset_plugin_manager()  # tests/conftest.py resets it afterwards
     advx.plugins.get_plugin_manager().register(sweep_toy, name="sweep_toy")
     (tmp_path / "toy.yaml").write_text(yaml.safe_dump(TOY_RECIPE, sort_keys=False))
     return tmp_path

@@ -31,7 +31,7 @@ def pm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pluggy.Plugi
     manager.register(ToyPlugin(), name="toys")
     manager.register(advx_trackers, name="trackers")
     yield manager
-    advx.plugins._PM = None
+    advx.plugins.reset_plugin_manager()
 
 
 @pytest.fixture

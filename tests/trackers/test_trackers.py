@@ -43,7 +43,7 @@ def tracked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             )
             result = run_recipe(recipe, run_dir=root / "run")
         finally:
-            advx.plugins._PM = None
+            advx.plugins.reset_plugin_manager()
     records = RunDir(result.run_dir).read_metrics()
     return {
         "run_dir": result.run_dir,

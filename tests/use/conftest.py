@@ -44,7 +44,7 @@ def toy_pm(monkeypatch: pytest.MonkeyPatch) -> Iterator[pluggy.PluginManager]:
     manager = advx.plugins.get_plugin_manager(reload=True)
     manager.register(ToyPlugin(), name="toys")
     yield manager
-    advx.plugins._PM = None
+    advx.plugins.reset_plugin_manager()
 
 
 @pytest.fixture
