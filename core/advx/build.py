@@ -148,7 +148,7 @@ def build_block(ctx: BuildContext, kind: str, block: Mapping[str, Any] | Compone
 
 
 def build_components(
-    recipe: Recipe, run_dir: Path, registry: Registry | None = None
+    recipe: Recipe, run_dir: Path, registry: Registry | None = None, quiet: bool = False
 ) -> tuple[Components, BuildContext]:
     """Build every present block of ``recipe`` in contract order; absent blocks stay None.
 
@@ -156,7 +156,7 @@ def build_components(
     inner component from it through ``ctx.build`` (default: the installed plugins').
     """
     ctx = BuildContext(run_dir=run_dir, seed=recipe.seed, device=resolve_device(recipe.device),
-                       registry=registry)
+                       registry=registry, quiet=quiet)
     built: dict[str, Any] = {}
     for kind in COMPONENT_KINDS:
         block = recipe.components.get(kind)

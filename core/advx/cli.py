@@ -115,14 +115,11 @@ def run(
     if recipe is not None and not Path(recipe).exists():  # `advx run ppo_cls_loss` works too
         named = Path("recipes") / f"{recipe}.yaml"
         recipe = str(named) if named.is_file() else recipe
-    if quiet:  # Hugging Face's download/"Loading weights" bars too (read when it is imported)
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        if "transformers" in sys.modules:
-            sys.modules["transformers"].utils.logging.disable_progress_bar()
     progress = [] if quiet else [RichProgress()]
     try:
         result = run_recipe(recipe, extra, runs_root=runs_root, run_dir=run_dir,
-                            resume=resume, plugins=progress, start_from=start_from)
+                            resume=resume, plugins=progress, start_from=start_from,
+                            quiet=quiet)
     except KeyboardInterrupt as exc:
         signal_name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
         Console(stderr=True).print(

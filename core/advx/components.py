@@ -421,7 +421,8 @@ class BuildContext:
     loggers; each factory sees the ones built before it. ``names`` holds each built
     component's registered name (for messages, see :meth:`describe`); ``registry`` is the
     registry the recipe was validated against, so a wrapping component builds its inner one
-    with :meth:`build` instead of reaching for the process-wide plugin manager.
+    with :meth:`build` instead of reaching for the process-wide plugin manager. ``quiet``:
+    the user asked for no progress output (``advx run -q``), so factories show no bars.
     """
 
     run_dir: Path
@@ -433,6 +434,7 @@ class BuildContext:
     extras: dict[str, Any] = field(default_factory=dict)
     registry: Registry | None = None
     names: dict[str, str] = field(default_factory=dict)
+    quiet: bool = False
 
     def describe(self, kind: str) -> str:
         """``"generator 'lstm'"``: a built component's kind and registered name."""

@@ -124,6 +124,7 @@ def run_recipe(
     resume: Path | None = None,
     plugins: Sequence[object] = (),
     start_from: str | Path | None = None,
+    quiet: bool = False,
 ) -> RunResult:
     """Run a recipe end to end, or continue the run in ``resume`` after its last checkpoint.
 
@@ -140,6 +141,7 @@ def run_recipe(
             run only: the CLI's progress display, a sweep's pruning callback.
         start_from: ``RUN_DIR[:ROUND|:best]``: a new run whose components start from that
             run's checkpoint, pre-training skipped (:mod:`advx.branch` says what carries over).
+        quiet: factories show no progress bars of their own (``BuildContext.quiet``).
 
     Nothing is written before the recipe validated and every component built: a rejected
     recipe or override leaves a resumed run's recipe.yaml as it was, and a fresh run's
@@ -160,7 +162,7 @@ def run_recipe(
             saved = _saved_recipe(rundir)
             spec = prepare_recipe(rundir.recipe_path, overrides, pm)
             _check_resume_overrides(saved, spec)
-            experiment = _experiment(spec, rundir, pm)
+            experiment = _experiment(spec, rundir, pm, quiet)
             experiment.restore()  # checks the checkpoint was trained with this recipe
         else:
             if recipe is None:
@@ -169,7 +171,7 @@ def run_recipe(
             start = read_start(start_from) if start_from is not None else None
             rundir = RunDir.at(run_dir) if run_dir else RunDir.create(runs_root, spec.name)
             try:
-                experiment = _experiment(spec, rundir, pm)
+                experiment = _experiment(spec, rundir, pm, quiet)
                 origin = start_from_checkpoint(experiment, start, rundir) if start else None
                 _write_recipe(rundir, spec)
                 if origin is not None:
@@ -191,8 +193,9 @@ def _write_recipe(rundir: RunDir, spec: Recipe) -> None:
                           "disk space or choose a writable folder") from exc
 
 
-def _experiment(spec: Recipe, rundir: RunDir, pm: pluggy.PluginManager) -> Experiment:
+def _experiment(spec: Recipe, rundir: RunDir, pm: pluggy.PluginManager,
+                quiet: bool = False) -> Experiment:
     seed_everything(spec.seed)
-    components, _ = build_components(spec, rundir.path, registry=get_registry(pm))
+    components, _ = build_components(spec, rundir.path, registry=get_registry(pm), quiet=quiet)
     info = RunInfo(name=spec.name, run_dir=rundir.path, recipe=spec.resolved, seed=spec.seed)
     return Experiment(components, spec.loop, rundir, info, pm.hook)

@@ -429,10 +429,10 @@ def build_causal(config: CausalConfig, ctx: BuildContext) -> CausalGenerator:
         )
         model = _tiny_model(config, tokenizer)
     else:
-        from advx_hf import is_quiet, loading
+        from advx_hf import loading
 
         try:
-            with loading(is_quiet(ctx.extras)):
+            with loading(ctx.quiet):
                 tokenizer = AutoTokenizer.from_pretrained(config.model)
                 model = AutoModelForCausalLM.from_pretrained(config.model)
         except OSError as exc:

@@ -341,9 +341,9 @@ def _build(config: EncoderClassifierConfig, ctx: BuildContext) -> EncoderClassif
                                        config.num_layers, config.num_heads, config.d_ff,
                                        config.dropout)
     else:
-        from advx_hf import is_quiet, loading
+        from advx_hf import loading
 
-        with loading(is_quiet(ctx.extras)):
+        with loading(ctx.quiet):
             net, tokenizer = load_pretrained(config.model, config.arch, config.num_labels,
                                              config.dropout)
     return EncoderClassifier(config, net, tokenizer, ctx.seed, ctx.device)

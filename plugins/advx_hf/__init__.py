@@ -36,7 +36,7 @@ from tokenizers import (
 from torch import nn
 from transformers import PreTrainedTokenizerFast
 
-__all__ = ["SPECIAL_TOKENS", "export_pretrained", "is_quiet", "loading", "save_module",
+__all__ = ["SPECIAL_TOKENS", "export_pretrained", "loading", "save_module",
            "train_tokenizer"]
 
 SPECIAL_TOKENS = {
@@ -82,11 +82,6 @@ def train_tokenizer(
         )
     tokenizer.decoder = decoders.Metaspace() if kind == "bpe" else decoders.WordPiece(prefix="##")
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS)
-
-
-def is_quiet(extras: Mapping[str, Any] | None) -> bool:
-    """Whether the run asked for no progress output: ``BuildContext.extras["quiet"]``."""
-    return bool((extras or {}).get("quiet", False))
 
 
 @contextmanager

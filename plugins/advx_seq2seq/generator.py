@@ -496,9 +496,9 @@ def build_seq2seq(config: Seq2SeqConfig, ctx: BuildContext) -> Seq2SeqGenerator:
         model.save_pretrained(tiny_dir)
         tokenizer.save_pretrained(tiny_dir)
     name_or_path = str(tiny_dir) if config.model == "tiny" else config.model
-    from advx_hf import is_quiet, loading
+    from advx_hf import loading
 
-    with loading(is_quiet(ctx.extras)):
+    with loading(ctx.quiet):
         model, tokenizer = _pretrained(config, name_or_path)
     value_head = None
     if config.value_head:

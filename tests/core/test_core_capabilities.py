@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -269,3 +270,39 @@ def test_consumers_declare_capabilities_instead_of_probing():
                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                     assert node.func.id not in ("hasattr", "getattr"), (
                         f"{file.relative_to(ROOT)}:{node.lineno} probes with {node.func.id}()")
+
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_quiet_reaches_the_factories(pm, toy_recipe, tmp_path, quiet):
+    """``advx run -q`` → ``run_recipe(quiet=True)`` → ``BuildContext.quiet`` in every factory."""
+    from advx.runner import run_recipe
+
+    seen: list[bool] = []
+
+    class Probe:
+        @advx.hookimpl
+        def advx_register_loggers(self, register):
+            def factory(config, ctx):
+                seen.append(ctx.quiet)
+                return _QuietLogger()
+
+            register("quiet_probe", factory, _QuietConfig)
+
+    pm.register(Probe(), name="quiet_probe")
+    run_recipe(toy_recipe, ["loop.rounds=0", "loggers=[{name: quiet_probe}]"],
+               run_dir=tmp_path / "run", quiet=quiet)
+    assert seen == [quiet]
+
+
+@dataclasses.dataclass
+class _QuietConfig:
+    pass
+
+
+class _QuietLogger:
+    def log(self, metrics, step):
+        pass
+
+    def close(self):
+        pass
