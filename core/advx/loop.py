@@ -34,7 +34,6 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import Enum
 from functools import partial
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -42,6 +41,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from advx.choices import Choice
 from advx.components import Components, Generator, StepContext
 from advx.errors import AdvxError, ConfigError, NonFiniteError
 from advx.numerics import check_finite_terms
@@ -78,29 +78,21 @@ trained (evaluation draws from its own random streams, so even how often it runs
 Every other key is fixed by the checkpoint; see docs/reliability.md."""
 
 
-class _Choice(str, Enum):
-    """A string choice of a config: the recipe validator names the allowed values, and it
-    compares and prints as its plain value (``mode == "replace"``, ``f"{mode}"``)."""
-
-    def __str__(self) -> str:
-        return str(self.value)
-
-
-class AugmentMode(_Choice):
+class AugmentMode(Choice):
     """``loop.augment_mode``."""
 
     accumulate = "accumulate"
     replace = "replace"
 
 
-class MonitorMode(_Choice):
+class MonitorMode(Choice):
     """``loop.monitor_mode``."""
 
     max = "max"
     min = "min"
 
 
-class OnNonFinite(_Choice):
+class OnNonFinite(Choice):
     """``loop.on_nonfinite``: what a NaN/inf reward, loss or gradient norm does."""
 
     stop = "stop"

@@ -36,6 +36,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+from advx.choices import Choice
 from advx.components import BuildContext, ItemCatalogue, ItemScorer, StepContext, require
 from advx.errors import ConfigError
 from advx.rollout import Rewards, Rollout, Sample, masked_mean
@@ -51,9 +52,27 @@ from advx_grpo.grpo import (
 
 __all__ = ["AdaGRPOConfig", "AdaGRPOOptimizer", "Diagnostics", "build_adagrpo", "gate"]
 
-GATES = ("adaptive", "always", "never")
-DIFFICULTY = ("miss", "logprob", "entropy")
-DISCRIMINABILITY = ("share", "margin")
+class Gate(Choice):
+    """``optimizer.gate``."""
+
+    adaptive = "adaptive"
+    always = "always"
+    never = "never"
+
+
+class Difficulty(Choice):
+    """``optimizer.difficulty``."""
+
+    miss = "miss"
+    logprob = "logprob"
+    entropy = "entropy"
+
+
+class Discriminability(Choice):
+    """``optimizer.discriminability``."""
+
+    share = "share"
+    margin = "margin"
 
 
 @dataclass
@@ -74,10 +93,10 @@ class AdaGRPOConfig(GRPOConfig):
 
     grpo_weight: float = 1.0
     nll_weight: float = 1.0
-    gate: str = "adaptive"
-    difficulty: str = "miss"
+    gate: Gate = Gate.adaptive
+    difficulty: Difficulty = Difficulty.miss
     difficulty_threshold: float = -5.0
-    discriminability: str = "share"
+    discriminability: Discriminability = Discriminability.share
     discriminability_threshold: float = 0.5
     log_samples: bool = False
 
@@ -274,13 +293,6 @@ def _nanmean(values: Tensor) -> float:
 
 
 def build_adagrpo(config: AdaGRPOConfig, ctx: BuildContext) -> AdaGRPOOptimizer:
-    for key, value, allowed in (
-        ("gate", config.gate, GATES),
-        ("difficulty", config.difficulty, DIFFICULTY),
-        ("discriminability", config.discriminability, DISCRIMINABILITY),
-    ):
-        if value not in allowed:
-            raise ConfigError(f"optimizer.{key} must be one of {', '.join(allowed)}, got {value!r}")
     check_grpo_config(config, ctx, "adagrpo")
     if ctx.classifier is None:
         raise ConfigError("optimizer adagrpo needs a classifier that scores items "

@@ -21,11 +21,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from advx.choices import Choice
 from advx.components import BuildContext, ItemCatalogue, ItemScorer, StepContext, require
 from advx.errors import ConfigError
 from advx.rollout import Rewards, Rollout
 
 __all__ = ["RankerScoreConfig", "RankerScoreReward", "build_ranker_score"]
+
+
+class Transform(Choice):
+    """``reward.transform`` of ``ranker_score``."""
+
+    percentile = "percentile"
+    sigmoid = "sigmoid"
+    raw = "raw"
 
 
 @dataclass
@@ -37,7 +46,7 @@ class RankerScoreConfig:
         invalid_penalty: reward of an output that maps to no item.
     """
 
-    transform: str = "percentile"
+    transform: Transform = Transform.percentile
     invalid_penalty: float = -1.0
 
 
@@ -98,10 +107,6 @@ class RankerScoreReward:
 
 
 def build_ranker_score(config: RankerScoreConfig, ctx: BuildContext) -> RankerScoreReward:
-    if config.transform not in ("percentile", "sigmoid", "raw"):
-        raise ConfigError(
-            f"reward.transform must be percentile, sigmoid or raw, got {config.transform!r}"
-        )
     if ctx.classifier is None or ctx.task is None:
         raise ConfigError("reward ranker_score needs a task and a classifier that scores items "
                           "(task.name: next_item, classifier.name: ranker)")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from advx.choices import Choice
 from advx.components import BuildContext, Components, Generator, SupportsBeamSearch
 from advx.errors import ConfigError, DataError
 from advx.rollout import Prompt, Rollout, Sample
@@ -36,6 +37,35 @@ from advx_recsys.items import ItemCodec, load_attributes, semantic_codes
 __all__ = ["NextItemConfig", "NextItemTask", "build_next_item", "ranking_metrics"]
 
 BEAUTY = "../shared/data/amazon_beauty"
+
+
+class TableFormat(Choice):
+    """``task.format``: one user a line (``sequences``) or (user, item, time) rows."""
+
+    sequences = "sequences"
+    table = "table"
+
+
+class ItemTokens(Choice):
+    """``task.item_tokens``."""
+
+    semantic = "semantic"
+    id = "id"
+
+
+class Embedding(Choice):
+    """``task.embedding``: what the semantic ids cluster."""
+
+    attributes = "attributes"
+    cooccurrence = "cooccurrence"
+    both = "both"
+
+
+class SemanticIds(Choice):
+    """``task.semantic_ids``."""
+
+    kmeans = "kmeans"
+    rqvae = "rqvae"
 
 
 @dataclass
@@ -79,16 +109,16 @@ class NextItemConfig:
     """
 
     path: str = f"{BEAUTY}/Beauty.txt"
-    format: str = "sequences"
+    format: TableFormat = TableFormat.sequences
     user_column: str = "user"
     item_column: str = "item"
     time_column: str = "timestamp"
     sep: str = ""
     names: str = ""
-    item_tokens: str = "semantic"
+    item_tokens: ItemTokens = ItemTokens.semantic
     attributes: str = ""
-    embedding: str = "both"
-    semantic_ids: str = "kmeans"
+    embedding: Embedding = Embedding.both
+    semantic_ids: SemanticIds = SemanticIds.kmeans
     codebook: list[int] = field(default_factory=lambda: [32, 32, 32])
     svd_dim: int = 32
     rqvae_hidden: list[int] = field(default_factory=lambda: [256, 128])
@@ -292,19 +322,17 @@ def build_next_item(config: NextItemConfig, ctx: BuildContext) -> NextItemTask:
     """Factory: read the data, split it, and build the item codec."""
     if config.max_history < 0 or config.max_train_pairs < 0:
         raise ConfigError("task.max_history and task.max_train_pairs must be ≥ 0 (0 = no cap)")
-    if config.format == "sequences":
+    if config.format == TableFormat.sequences:
         sequences = read_sequences(Path(config.path))
-    elif config.format == "table":
+    else:
         sequences = read_table(Path(config.path), config.user_column, config.item_column,
                                config.time_column, config.sep, config.names)
-    else:
-        raise ConfigError(f"task.format must be 'sequences' or 'table', got {config.format!r}")
     sequences = cap_history(sequences, config.max_history)
     items = sorted({i for seq in sequences.values() for i in seq},
                    key=lambda x: (len(x), x))
-    if config.item_tokens == "id":
+    if config.item_tokens == ItemTokens.id:
         codec = ItemCodec.plain(items)
-    elif config.item_tokens == "semantic":
+    else:
         if len(config.codebook) + 1 > 8:
             raise ConfigError("task.codebook: at most 7 levels")
         attributes = None
@@ -312,9 +340,6 @@ def build_next_item(config: NextItemConfig, ctx: BuildContext) -> NextItemTask:
         if file is not None and embedding in ("attributes", "both"):
             attributes = load_attributes(file, items)
         train_seqs = [seq[:-2] for seq in sequences.values()]  # never the valid/test items
-        if config.semantic_ids not in ("kmeans", "rqvae"):
-            raise ConfigError(f"task.semantic_ids must be 'kmeans' or 'rqvae', "
-                              f"got {config.semantic_ids!r}")
         rqvae = {
             "hidden": list(config.rqvae_hidden), "latent": config.rqvae_latent,
             "epochs": config.rqvae_epochs, "batch_size": config.rqvae_batch_size,
@@ -324,8 +349,4 @@ def build_next_item(config: NextItemConfig, ctx: BuildContext) -> NextItemTask:
                                embedding, config.svd_dim, config.subset_seed,
                                config.semantic_ids, rqvae)
         codec = ItemCodec.from_codes(codes)
-    else:
-        raise ConfigError(
-            f"task.item_tokens must be 'semantic' or 'id', got {config.item_tokens!r}"
-        )
     return NextItemTask(config, sequences, codec)

@@ -29,7 +29,7 @@ from advx.numerics import guarded_step
 from advx.rollout import Sample
 from torch import Tensor, nn
 
-from advx_seqgan.vocab import build_vocab
+from advx_seqgan.vocab import VocabKind, build_vocab
 
 PAPER_FILTER_SIZES = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20]
 PAPER_NUM_FILTERS = [100, 200, 200, 200, 200, 100, 100, 100, 100, 100, 160, 160]
@@ -59,7 +59,7 @@ class CNNConfig:
         device: torch device; empty means the run's device.
     """
 
-    vocab: str = "word"
+    vocab: VocabKind = VocabKind.word
     vocab_size: int = 5000
     lowercase: bool = False
     max_len: int = 20

@@ -34,7 +34,7 @@ from advx.rollout import (
 from torch import Tensor, nn
 from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
-from advx_seqgan.vocab import build_vocab
+from advx_seqgan.vocab import VocabKind, build_vocab
 
 
 @dataclass
@@ -59,7 +59,7 @@ class LSTMConfig:
         device: torch device; empty means the run's device.
     """
 
-    vocab: str = "word"
+    vocab: VocabKind = VocabKind.word
     vocab_size: int = 5000
     lowercase: bool = False
     emb_dim: int = 32
@@ -402,8 +402,6 @@ class LSTMGenerator:
 
 def build_lstm(config: LSTMConfig, ctx: BuildContext) -> LSTMGenerator:
     """Factory: the vocabulary comes from the task's texts (``word``) or is ``0..V-1``."""
-    if config.vocab not in ("ids", "word"):
-        raise ConfigError(f"generator.vocab must be 'ids' or 'word', got {config.vocab!r}")
     check_minimums("generator", config, {
         "batch_size": 1, "max_len": 1, "epochs": 0, "lr": 0.0, "max_grad_norm": 0,
         "vocab_size": 1, "emb_dim": 1, "hidden_dim": 1,

@@ -29,12 +29,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from advx.choices import Choice
 from advx.components import BuildContext, Generator, StepContext, SupportsCompletion, require
 from advx.errors import ConfigError
 from advx.rollout import Rewards, Rollout, masked_mean
 from torch import Tensor
 
 SequenceReward = Callable[[Rollout, StepContext], Tensor]
+
+
+class PerToken(Choice):
+    """``reward.per_token`` of ``mc_rollout``."""
+
+    telescoped = "telescoped"
+    q = "q"
 
 
 @dataclass
@@ -54,7 +62,7 @@ class MCRolloutConfig:
 
     rollouts: int = 16
     update_rate: float = 0.8
-    per_token: str = "telescoped"
+    per_token: PerToken = PerToken.telescoped
     wrapped: dict[str, Any] = field(default_factory=dict)
     real_class: int = 1
     max_rows: int = 0
@@ -64,10 +72,6 @@ class MCRolloutReward:
     """The ``mc_rollout`` reward; keeps the lagging rollout policy as its state."""
 
     def __init__(self, config: MCRolloutConfig, sequence_reward: SequenceReward | None = None):
-        if config.per_token not in ("telescoped", "q"):
-            raise ConfigError(
-                f"reward.per_token must be 'telescoped' or 'q', got {config.per_token!r}"
-            )
         if config.rollouts < 1:
             raise ConfigError(f"reward.rollouts must be >= 1, got {config.rollouts}")
         if not 0.0 <= config.update_rate <= 1.0:

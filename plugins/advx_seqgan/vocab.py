@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from advx.choices import Choice
 from advx.errors import DataError
 
 
@@ -98,12 +99,15 @@ class WordVocab:
         self.tokenizer.save_pretrained(str(path / "tokenizer"))
 
 
-def build_vocab(kind: str, texts: Sequence[str], size: int, lowercase: bool = False):
-    """The vocabulary named by a component's ``vocab`` key."""
-    if kind == "ids":
-        return IdVocab(size)
-    if kind == "word":
-        return WordVocab(texts, size, lowercase)
-    from advx.errors import ConfigError
+class VocabKind(Choice):
+    """A component's ``vocab`` key: ``ids`` (texts are integer ids) or ``word``."""
 
-    raise ConfigError(f"vocab must be 'ids' or 'word', got {kind!r}")
+    ids = "ids"
+    word = "word"
+
+
+def build_vocab(kind: VocabKind, texts: Sequence[str], size: int, lowercase: bool = False):
+    """The vocabulary named by a component's ``vocab`` key."""
+    if kind == VocabKind.ids:
+        return IdVocab(size)
+    return WordVocab(texts, size, lowercase)

@@ -122,10 +122,16 @@ def test_classifier_is_the_default_reward(tiny_lstm):
 
 
 def test_bad_config_is_a_config_error():
-    from advx.errors import ConfigError
+    """``per_token`` is an Enum choice: the recipe validator names the key and the choices."""
+    from pathlib import Path
 
-    with pytest.raises(ConfigError, match="per_token"):
-        MCRolloutReward(MCRolloutConfig(per_token="sum"))
+    from advx.errors import ConfigError
+    from advx.plugins import get_registry
+    from advx.recipe import load_recipe, validate_recipe
+
+    recipe = Path(__file__).parents[2] / "recipes" / "seqgan_oracle_cpu.yaml"
+    with pytest.raises(ConfigError, match=r"reward.per_token: 'sum' is not one of telescoped, q"):
+        validate_recipe(load_recipe(recipe, ["reward.per_token=sum"]), get_registry())
 
 
 # ------------------------------------------------------------------- build-time contract
