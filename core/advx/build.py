@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from advx.accel import make_accelerator, parse_precision, prepare_component
 from advx.components import (
     BASE_PROTOCOLS,
     BuildContext,
@@ -164,14 +165,19 @@ def build_components(
     ``registry``: the one the recipe was validated against; wrapping components build their
     inner component from it through ``ctx.build`` (default: the installed plugins').
     """
-    ctx = BuildContext(run_dir=run_dir, seed=recipe.seed, device=resolve_device(recipe.device),
-                       registry=registry)
+    device = resolve_device(recipe.device)
+    precision = parse_precision(recipe.precision)
+    ctx = BuildContext(run_dir=run_dir, seed=recipe.seed, device=device,
+                       registry=registry, loop=recipe.loop, precision=precision.value,
+                       accelerator=make_accelerator(precision, device))
     built: dict[str, Any] = {}
     for kind in COMPONENT_KINDS:
         block = recipe.components.get(kind)
         if block is not None:
             ctx.names[kind] = block.spec.name
         built[kind] = None if block is None else _build(block, ctx)
+        if kind in ("generator", "classifier"):  # mixed precision: autocast their forwards
+            prepare_component(ctx.accelerator, built[kind])
         if kind in ("task", "generator", "classifier"):
             setattr(ctx, kind, built[kind])
         else:  # BuildContext has no field for these; loggers may still want them

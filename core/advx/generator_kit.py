@@ -25,9 +25,11 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
+from advx.accel import backward
 from advx.errors import ConfigError, DataError
 from advx.numerics import guarded_step
 from advx.rollout import Sample
+from advx.schedules import check_schedule, fit_scheduler
 
 __all__ = ["SFTLoop", "check_minimums", "frozen_reference"]
 
@@ -56,6 +58,7 @@ class SFTLoop:
         epochs: int,
         batch_size: int,
         max_grad_norm: float,
+        schedule: Any = None,
     ) -> None:
         self.name = name
         self.model = model
@@ -64,6 +67,10 @@ class SFTLoop:
         self.batch_size = batch_size
         self.max_grad_norm = max_grad_norm
         self.optimizer: torch.optim.Optimizer | None = None
+        self.schedule = schedule
+        if schedule is not None:
+            check_schedule(schedule, "generator")  # at build time, before anything trains
+        """A config with :class:`advx.schedules.ScheduleConfig` keys (None: constant lr)."""
 
     @classmethod
     def from_config(
@@ -71,11 +78,14 @@ class SFTLoop:
         optimizer: type[torch.optim.Optimizer] = torch.optim.AdamW,
     ) -> SFTLoop:
         """The loop from a generator config's ``lr``, ``weight_decay`` (0 when absent),
-        ``epochs``, ``batch_size`` and ``max_grad_norm`` keys."""
+        ``epochs``, ``batch_size`` and ``max_grad_norm`` keys, and its learning-rate schedule
+        keys when it has them (:class:`advx.schedules.ScheduleConfig`; one schedule per
+        :meth:`run` call)."""
         lr, weight_decay = config.lr, getattr(config, "weight_decay", 0.0)
         return cls(name, model, lambda params: optimizer(params, lr=lr, weight_decay=weight_decay),
                    epochs=config.epochs, batch_size=config.batch_size,
-                   max_grad_norm=config.max_grad_norm)
+                   max_grad_norm=config.max_grad_norm,
+                   schedule=config if hasattr(config, "lr_scheduler") else None)
 
     def _params(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -95,6 +105,11 @@ class SFTLoop:
         optimizer = self._ensure_optimizer()
         params = self._params()
         max_norm = self.max_grad_norm if self.max_grad_norm > 0 else None
+        scheduler = None
+        if self.schedule is not None:
+            scheduler = fit_scheduler(optimizer, self.schedule, examples=len(samples),
+                                      batch_size=self.batch_size, epochs=self.epochs,
+                                      where="generator")
         loss_sum, tokens = 0.0, 0
         for _ in range(self.epochs):
             loss_sum, tokens = 0.0, 0
@@ -105,9 +120,11 @@ class SFTLoop:
                 count = int(count)
                 loss = total / max(count, 1)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                backward(loss)
                 guarded_step(optimizer, params, loss=loss, max_norm=max_norm,
                              what=f"{self.name} sft")
+                if scheduler is not None:
+                    scheduler.step()
                 loss_sum += float(total.detach())
                 tokens += count
         return {

@@ -50,18 +50,35 @@ def guarded_step(
     Call after ``loss.backward()``. If ``loss`` or the gradient norm is not finite the
     gradients are zeroed, the optimizer does **not** step and :class:`NonFiniteError` is
     raised, naming ``what`` (e.g. ``"ppo loss"``). ``max_norm=None`` only measures the norm.
+    Under ``precision: fp16`` (:mod:`advx.accel`) the gradients are unscaled first and an
+    overflowing gradient norm makes the loss scaler skip the step instead of raising.
     """
+    from advx.accel import current_scaler  # fp16 loss scaling (precision: fp16)
+
     params = [p for p in parameters if p.grad is not None]
     label = f"{what} " if what else ""
+    scaler = current_scaler()
     try:
         if loss is not None:
             check_finite(f"{label}loss", loss.detach())
+        if scaler is not None:
+            scaler.unscale_(optimizer)  # clip and check the true gradients
         norm = torch.nn.utils.clip_grad_norm_(
             params, max_norm if max_norm is not None else math.inf
         )
+        if scaler is not None and not bool(torch.isfinite(norm)):
+            # fp16 overflow: the scaler skips this step and lowers the scale (not an error)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            return float(norm)
         check_finite(f"{label}gradient norm", norm)
     except NonFiniteError:
         optimizer.zero_grad(set_to_none=True)
         raise
-    optimizer.step()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
     return float(norm)

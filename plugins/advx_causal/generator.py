@@ -36,6 +36,7 @@ from advx.rollout import (
     mask_through_eos,
     right_pad,
 )
+from advx.schedules import ScheduleConfig
 from torch import Tensor
 from transformers import (
     AutoModelForCausalLM,
@@ -51,7 +52,7 @@ __all__ = ["CausalConfig", "CausalGenerator", "build_causal"]
 
 
 @dataclass
-class CausalConfig:
+class CausalConfig(ScheduleConfig):
     """The ``generator:`` block for ``name: causal``.
 
     Attributes:
@@ -67,6 +68,8 @@ class CausalConfig:
         lr, epochs, batch_size: supervised fine-tuning (``sft``; AdamW kept across calls).
         weight_decay: AdamW weight decay for ``sft``.
         max_grad_norm: gradient-norm clip of ``sft`` steps (0 = off).
+        lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: learning-rate schedule of
+            each ``sft`` call (:class:`advx.schedules.ScheduleConfig`).
     """
 
     model: str = "tiny"

@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from advx.accel import backward
 from advx.components import BuildContext
 from advx.errors import ConfigError, DataError
 from advx.generator_kit import check_minimums
 from advx.numerics import guarded_step
 from advx.rollout import Sample
+from advx.schedules import ScheduleConfig, check_schedule, fit_scheduler
 from torch import Tensor
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
@@ -34,7 +36,7 @@ _LABEL_KEYS = {"label", "label_name"}
 
 
 @dataclass
-class EncoderClassifierConfig:
+class EncoderClassifierConfig(ScheduleConfig):
     """The ``classifier:`` block (``name: encoder``).
 
     Attributes:
@@ -61,6 +63,8 @@ class EncoderClassifierConfig:
         max_grad_norm: gradient-norm clip (0 = off).
         dropout: dropout of the head (and of the tiny encoder).
         vocab_size, d_model, num_layers, num_heads, d_ff: sizes of the ``tiny`` encoder.
+        lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: learning-rate schedule of
+            each fit (:class:`advx.schedules.ScheduleConfig`).
     """
 
     model: str = "tiny"
@@ -181,6 +185,9 @@ class EncoderClassifier:
         train, valid = self._split(samples)
         opt = torch.optim.AdamW(self.net.parameters(), lr=self.config.lr,
                                 weight_decay=self.config.weight_decay)
+        self._scheduler = fit_scheduler(opt, self.config, examples=len(train),
+                                        batch_size=self.config.batch_size,
+                                        epochs=self.config.epochs, where="classifier")
         gen = torch.Generator().manual_seed(self.seed * 1000 + self.fits)
         # With start_competes the starting weights are candidate "epoch 0": a refit that does
         # not lower the real validation loss is discarded. Off (the paper: C_{N+1} is retrained
@@ -225,10 +232,11 @@ class EncoderClassifier:
             batch = [train[j] for j in order[i:i + size]]
             loss = F.cross_entropy(self._logits(batch), self._labels(batch))
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            backward(loss)
             max_norm = self.config.max_grad_norm if self.config.max_grad_norm > 0 else None
             guarded_step(opt, self.net.parameters(), loss=loss, max_norm=max_norm,
                          what="encoder_classifier fit")
+            self._scheduler.step()
             total += loss.item() * len(batch)
         return total / max(len(train), 1)
 
@@ -273,6 +281,7 @@ def build_encoder_classifier(config: EncoderClassifierConfig,
 def _build(config: EncoderClassifierConfig, ctx: BuildContext) -> EncoderClassifier:
     check_minimums("classifier", config, {"batch_size": 1, "eval_batch_size": 1, "epochs": 0,
                                           "max_grad_norm": 0})
+    check_schedule(config, "classifier")
     if config.model == "tiny":
         tokenizer = _tiny_tokenizer(config, ctx)
         net = T5EncoderClassifier.tiny(len(tokenizer), config.num_labels, config.d_model,

@@ -36,6 +36,7 @@ import torch
 from advx.components import BuildContext, ItemCatalogue, ItemScorer, StepContext, require
 from advx.errors import ConfigError
 from advx.rollout import Rewards, Rollout, Sample, masked_mean
+from advx.schedules import rl_total_steps
 from torch import Tensor
 
 from advx_grpo.grpo import (
@@ -223,7 +224,7 @@ class AdaGRPOOptimizer(GRPOOptimizer):
                 "adagrpo/disc_margin": _nanmean(diag.disc_margin),
                 "adagrpo/no_negatives_rate": float(diag.disc_share.isnan().float().mean()),
             }
-        return metrics
+        return self.advance_schedule(metrics)
 
 
 def _nanmean(values: Tensor) -> float:
@@ -246,4 +247,4 @@ def build_adagrpo(config: AdaGRPOConfig, ctx: BuildContext) -> AdaGRPOOptimizer:
     needed_by = "optimizer 'adagrpo' (its gate's diagnostics)"
     require(ctx.task, ItemCatalogue, role=ctx.describe("task"), needed_by=needed_by)
     require(ctx.classifier, ItemScorer, role=ctx.describe("classifier"), needed_by=needed_by)
-    return AdaGRPOOptimizer(config, ctx.generator, ctx.seed)
+    return AdaGRPOOptimizer(config, ctx.generator, ctx.seed, total_steps=rl_total_steps(ctx))

@@ -34,10 +34,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from advx.accel import backward
 from advx.components import BuildContext, StepContext
 from advx.errors import ConfigError
 from advx.numerics import guarded_step
 from advx.rollout import Rewards, Rollout, masked_mean
+from advx.schedules import ScheduleConfig, load_scheduler, make_scheduler, rl_total_steps
 from torch import Tensor
 
 __all__ = [
@@ -54,7 +56,7 @@ __all__ = [
 
 
 @dataclass
-class GRPOConfig:
+class GRPOConfig(ScheduleConfig):
     """The ``optimizer:`` block for ``name: grpo``.
 
     Attributes:
@@ -69,6 +71,8 @@ class GRPOConfig:
         scale_rewards: ``group``, ``batch`` or ``none``.
         max_grad_norm: gradient clipping.
         max_new_tokens: the T of ``dr_grpo``'s normaliser (0 = the rollout's width).
+        lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: the learning-rate schedule
+            (:class:`advx.schedules.ScheduleConfig`), one scheduler step per improvement step.
     """
 
     lr: float = 1e-4
@@ -169,11 +173,14 @@ class GRPOOptimizer:
     name = "grpo"
     """Names the optimizer in non-finite-value errors."""
 
-    def __init__(self, config: GRPOConfig, generator: Any, seed: int = 0) -> None:
+    def __init__(self, config: GRPOConfig, generator: Any, seed: int = 0,
+                 *, total_steps: int | None = None) -> None:
         self.config = config
         self.seed = seed
         self.eps_high = config.epsilon_high or config.epsilon
         self.optimizer = torch.optim.AdamW(generator.parameters(), lr=config.lr)
+        self.scheduler = make_scheduler(self.optimizer, config, total_steps=total_steps,
+                                        where="optimizer")
 
     def loss(self, generator: Any, rollout: Rollout, advantages: Tensor,
              num_items: Tensor | None = None) -> tuple[Tensor, dict]:
@@ -201,7 +208,7 @@ class GRPOOptimizer:
     def step(self, generator: Any, loss: Tensor) -> float:
         """Backward, clip, check for non-finite values, step; the pre-clip gradient norm."""
         self.optimizer.zero_grad()
-        loss.backward()
+        backward(loss)
         return guarded_step(self.optimizer, generator.parameters(), loss=loss,
                             max_norm=self.config.max_grad_norm, what=self.name)
 
@@ -235,15 +242,23 @@ class GRPOOptimizer:
         metrics = {key: float(np.mean(values)) for key, values in history.items()}
         metrics["grpo/advantage_abs"] = float(advantages.abs().mean())
         metrics["grpo/zero_std_groups"] = _zero_std_share(rewards.total, rollout.group_ids)
+        return self.advance_schedule(metrics)
+
+    def advance_schedule(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Record the learning rate this update used (``grpo/lr``) and step the schedule;
+        called once at the end of every successful update."""
+        metrics["grpo/lr"] = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
         return metrics
 
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict()}
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
-        for group in self.optimizer.param_groups:  # the recipe's lr wins over the checkpoint's
-            group["lr"] = self.config.lr
+        # the recipe's lr wins over the checkpoint's, at the checkpoint's point of the schedule
+        load_scheduler(self.scheduler, state.get("scheduler"),
+                       base_lrs=[self.config.lr] * len(self.optimizer.param_groups))
 
 
 def _zero_std_share(rewards: Tensor, group_ids: Tensor) -> float:
@@ -266,4 +281,4 @@ def check_grpo_config(config: GRPOConfig, ctx: BuildContext, name: str = "grpo")
 
 def build_grpo(config: GRPOConfig, ctx: BuildContext) -> GRPOOptimizer:
     check_grpo_config(config, ctx)
-    return GRPOOptimizer(config, ctx.generator, ctx.seed)
+    return GRPOOptimizer(config, ctx.generator, ctx.seed, total_steps=rl_total_steps(ctx))

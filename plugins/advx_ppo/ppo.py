@@ -42,10 +42,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from advx.accel import backward
 from advx.components import BuildContext, HasValueHead, StepContext, require
 from advx.errors import ConfigError, NonFiniteError
 from advx.numerics import guarded_step
 from advx.rollout import Rewards, Rollout, masked_mean
+from advx.schedules import ScheduleConfig, load_scheduler, make_scheduler, rl_total_steps
 from torch import Tensor
 
 __all__ = [
@@ -60,7 +62,7 @@ __all__ = [
 
 
 @dataclass
-class PPOConfig:
+class PPOConfig(ScheduleConfig):
     """The ``optimizer:`` block for ``name: ppo``.
 
     Attributes:
@@ -85,6 +87,8 @@ class PPOConfig:
             centred and O(1) whatever the reward's offset and scale (cls_loss's
             −(1−α)·log P_gen is a large positive offset), so the value loss of a zero-initialised
             value head does not swamp the policy gradient under the shared gradient-norm clip.
+        lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: the learning-rate schedule
+            (:class:`advx.schedules.ScheduleConfig`), one scheduler step per improvement step.
     """
 
     lr: float = 1.0e-4
@@ -195,7 +199,8 @@ def value_loss(
 class PPO:
     """``Optimizer`` protocol: ``update(rollout, rewards, ctx)`` steps ``ctx.generator``."""
 
-    def __init__(self, config: PPOConfig, parameters: Any, value_parameters: Any = ()) -> None:
+    def __init__(self, config: PPOConfig, parameters: Any, value_parameters: Any = (),
+                 *, total_steps: int | None = None) -> None:
         self.config = config
         self.params = [p for p in parameters if p.requires_grad]
         if not self.params:
@@ -206,6 +211,8 @@ class PPO:
         if value_group:
             groups.append({"params": value_group, "lr": config.value_lr or config.lr})
         self.optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = make_scheduler(self.optimizer, config, total_steps=total_steps,
+                                        where="optimizer")
         self.return_stats = RunningMoments()
 
     def _minibatches(self, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -245,7 +252,7 @@ class PPO:
         loss = pg_loss + cfg.vf_coef * vf_loss - cfg.ent_coef * entropy
 
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        backward(loss)
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else None
         grad_norm = guarded_step(self.optimizer, self.params, loss=loss, max_norm=max_norm,
                                  what="ppo")
@@ -266,10 +273,13 @@ class PPO:
         """
         saved = self.return_stats.state_dict()
         try:
-            return self._update(rollout, rewards, ctx)
+            metrics = self._update(rollout, rewards, ctx)
         except NonFiniteError:
             self.return_stats.load_state_dict(saved)
             raise
+        metrics["ppo/lr"] = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        return metrics
 
     def _update(self, rollout: Rollout, rewards: Rewards, ctx: StepContext) -> dict[str, float]:
         cfg = self.config
@@ -318,12 +328,14 @@ class PPO:
         return {
             "optimizer": self.optimizer.state_dict(),
             "return_stats": self.return_stats.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         if "return_stats" in state:
             self.return_stats.load_state_dict(state["return_stats"])
+        load_scheduler(self.scheduler, state.get("scheduler"))
 
 
 def build_ppo(config: PPOConfig, ctx: BuildContext) -> PPO:
@@ -344,4 +356,5 @@ def build_ppo(config: PPOConfig, ctx: BuildContext) -> PPO:
                           "optimizer.vf_coef=0 to train without one)")
     has_head = isinstance(ctx.generator, HasValueHead)  # declared capability, optional at c_V=0
     value_parameters = ctx.generator.value_parameters() if has_head else ()
-    return PPO(config, ctx.generator.parameters(), value_parameters)
+    return PPO(config, ctx.generator.parameters(), value_parameters,
+               total_steps=rl_total_steps(ctx))

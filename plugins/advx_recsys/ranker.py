@@ -25,17 +25,19 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from advx.accel import backward
 from advx.components import BuildContext, ItemCatalogue, require
 from advx.errors import ConfigError, DataError
 from advx.numerics import guarded_step
 from advx.rollout import Sample
+from advx.schedules import ScheduleConfig, check_schedule, fit_scheduler
 from torch import Tensor, nn
 
 __all__ = ["RankerConfig", "SASRecRanker", "build_ranker"]
 
 
 @dataclass
-class RankerConfig:
+class RankerConfig(ScheduleConfig):
     """The ``classifier:`` block for ``name: ranker``.
 
     Attributes:
@@ -43,6 +45,8 @@ class RankerConfig:
         max_history: most recent items the scorer reads.
         epochs, batch_size, lr, weight_decay: training.
         valid_fraction: share of samples held out to pick the best epoch (HR@10 on them).
+        lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: learning-rate schedule of
+            each fit (:class:`advx.schedules.ScheduleConfig`).
     """
 
     d_model: int = 64
@@ -89,6 +93,7 @@ class SASRecRanker:
 
     def __init__(self, config: RankerConfig, task: ItemCatalogue, device: str = "cpu",
                  seed: int = 0):
+        check_schedule(config, "classifier")
         self.config = config
         self.task = task
         self.device = device
@@ -186,6 +191,8 @@ class SASRecRanker:
         valid_pos = valid[(Y[valid] == 1).cpu().numpy()] if n_valid else valid
         torch.manual_seed(self.seed)
         opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = fit_scheduler(opt, cfg, examples=len(train), batch_size=cfg.batch_size,
+                                  epochs=cfg.epochs, where="classifier")
         best, best_state, last_loss = -1.0, None, float("nan")
         for _ in range(cfg.epochs):
             self.net.train()
@@ -195,8 +202,9 @@ class SASRecRanker:
                 rows = torch.as_tensor(train[start : start + cfg.batch_size], device=self.device)
                 loss = self._batch_loss(H[rows], items[rows], Y[rows])
                 opt.zero_grad()
-                loss.backward()
+                backward(loss)
                 guarded_step(opt, self.net.parameters(), loss=loss, what="ranker")
+                scheduler.step()
                 total += float(loss.detach()) * len(rows)
             last_loss = total / max(len(train), 1)
             if len(valid_pos):

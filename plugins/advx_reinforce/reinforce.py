@@ -26,17 +26,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from advx.accel import backward
 from advx.components import BuildContext, StepContext
 from advx.errors import ConfigError
 from advx.numerics import guarded_step
 from advx.rollout import Rewards, Rollout, masked_mean
+from advx.schedules import ScheduleConfig, load_scheduler, make_scheduler, rl_total_steps
 from torch import Tensor
 
 BASELINES = ("none", "moving_average", "batch_mean", "leave_one_out")
 
 
 @dataclass
-class ReinforceConfig:
+class ReinforceConfig(ScheduleConfig):
     """The ``optimizer:`` block for ``name: reinforce``.
 
     Attributes:
@@ -48,6 +50,8 @@ class ReinforceConfig:
         entropy_coef: β of the entropy bonus (0 = off).
         teacher_forcing: real sequences mixed into each update (0 = off).
         teacher_forcing_reward: the return given to every token of a real sequence.
+        lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: the learning-rate schedule
+            (:class:`advx.schedules.ScheduleConfig`), one scheduler step per improvement step.
     """
 
     lr: float = 0.01
@@ -82,7 +86,8 @@ def leave_one_out(returns: Tensor, mask: Tensor, groups: Tensor) -> Tensor:
 class Reinforce:
     """The ``reinforce`` optimizer; satisfies ``advx.Optimizer``."""
 
-    def __init__(self, config: ReinforceConfig, parameters) -> None:
+    def __init__(self, config: ReinforceConfig, parameters,
+                 *, total_steps: int | None = None) -> None:
         if config.baseline not in BASELINES:
             raise ConfigError(
                 f"optimizer.baseline must be one of {', '.join(BASELINES)}; got {config.baseline!r}"
@@ -94,6 +99,8 @@ class Reinforce:
         self.config = config
         self.params = list(parameters)
         self.adam = torch.optim.Adam(self.params, lr=config.lr)
+        self.scheduler = make_scheduler(self.adam, config, total_steps=total_steps,
+                                        where="optimizer")
         self.moving_baseline: float | None = None
 
     # ----------------------------------------------------------------- the equation
@@ -133,7 +140,7 @@ class Reinforce:
         loss = -weighted / tokens - self.config.entropy_coef * entropy_term / mask.sum()
 
         self.adam.zero_grad()
-        loss.backward()
+        backward(loss)
         max_norm = self.config.max_grad_norm if self.config.max_grad_norm > 0 else None
         grad_norm = guarded_step(self.adam, self.params, loss=loss, max_norm=max_norm,
                                  what="reinforce")
@@ -144,7 +151,14 @@ class Reinforce:
             "rl/baseline": float(masked_mean(b, mask)),
             "rl/entropy": float(masked_mean(entropy.detach(), mask)),
             "rl/grad_norm": float(grad_norm),
+            "rl/lr": self._advance_schedule(),
         }
+
+    def _advance_schedule(self) -> float:
+        """The learning rate this update used; steps the schedule for the next."""
+        lr = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        return lr
 
     def _teacher_forcing(self, ctx: StepContext, baseline: float) -> tuple[Tensor, float]:
         """(Σ_t (R_real − b) log π(real_t), number of real tokens) for k random real texts."""
@@ -158,14 +172,16 @@ class Reinforce:
         return advantage * log_likelihood.sum(), tokens
 
     def state_dict(self) -> dict[str, Any]:
-        return {"adam": self.adam.state_dict(), "moving_baseline": self.moving_baseline}
+        return {"adam": self.adam.state_dict(), "moving_baseline": self.moving_baseline,
+                "scheduler": self.scheduler.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.adam.load_state_dict(state["adam"])
         self.moving_baseline = state.get("moving_baseline")
+        load_scheduler(self.scheduler, state.get("scheduler"))
 
 
 def build_reinforce(config: ReinforceConfig, ctx: BuildContext) -> Reinforce:
     if ctx.generator is None:
         raise ConfigError("optimizer reinforce needs a generator in the recipe")
-    return Reinforce(config, ctx.generator.parameters())
+    return Reinforce(config, ctx.generator.parameters(), total_steps=rl_total_steps(ctx))

@@ -22,6 +22,7 @@ from advx.components import BuildContext, PolicyOutputs
 from advx.errors import ConfigError
 from advx.generator_kit import SFTLoop, check_minimums, frozen_reference
 from advx.rollout import Prompt, Rollout, Sample, SequenceNLL, mask_through_eos, shift_right
+from advx.schedules import ScheduleConfig
 from torch import Tensor, nn
 from transformers import (
     AutoModelForSeq2SeqLM,
@@ -42,7 +43,7 @@ SCORE_CHUNK_ROWS = 512  # rows per teacher-forced scoring pass (bounds the [rows
 
 
 @dataclass
-class Seq2SeqConfig:
+class Seq2SeqConfig(ScheduleConfig):
     """The ``generator:`` block for ``name: seq2seq``.
 
     Attributes:
@@ -60,6 +61,8 @@ class Seq2SeqConfig:
         value_head: add a linear value head V(s_t) on the decoder's last hidden state (PPO).
         dropout: dropout rate of a ``tiny`` model (and passed to a loaded T5 config).
         d_model, num_layers, num_heads, d_kv, d_ff, vocab_size, tokenizer: ``tiny`` sizes.
+        lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: learning-rate schedule of
+            each ``sft`` call (:class:`advx.schedules.ScheduleConfig`).
     """
 
     model: str = "tiny"

@@ -31,6 +31,7 @@ from advx.rollout import (
     right_pad,
     shift_right,
 )
+from advx.schedules import ScheduleConfig
 from torch import Tensor, nn
 from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
@@ -38,7 +39,7 @@ from advx_seqgan.vocab import build_vocab
 
 
 @dataclass
-class LSTMConfig:
+class LSTMConfig(ScheduleConfig):
     """The ``generator:`` block for ``name: lstm``.
 
     Attributes:
@@ -57,6 +58,8 @@ class LSTMConfig:
         init_from: a ``state_dict`` file (``torch.save(generator.state_dict())``) or a
             ``save()`` directory to start from, e.g. a shared MLE pre-training.
         device: torch device; empty means the run's device.
+        lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: learning-rate schedule of
+            each MLE (``sft``) call (:class:`advx.schedules.ScheduleConfig`).
     """
 
     vocab: str = "word"
