@@ -81,7 +81,11 @@ def make_accelerator(precision: Precision, device: str) -> Any | None:
             "fp16 autocast on CPU. Use precision=bf16 there, or device=cuda."
         )
     from accelerate import Accelerator  # heavy import: only when mixed precision is asked for
+    from accelerate.state import AcceleratorState
 
+    # One process may run several recipes (a sweep): drop the previous run's precision
+    # settings, keep the process state (and any process group) accelerate shares.
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(mixed_precision=_MIXED[precision], cpu=on_cpu)
     _SCALER = accelerator.scaler
     return accelerator
