@@ -10,6 +10,7 @@ own factories (:func:`advx.components.require`).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +27,7 @@ from advx.components import (
     missing_members,
     require,
 )
+from advx.distributed import init, is_distributed, is_main_process, private_dir
 from advx.errors import ConfigError, PluginError
 from advx.plugins import Registry
 from advx.recipe import COMPONENT_KINDS, ComponentBlock, Recipe
@@ -166,6 +168,11 @@ def build_components(
     inner component from it through ``ctx.build`` (default: the installed plugins').
     """
     device = resolve_device(recipe.device)
+    if is_distributed():  # one process per device; non-main ranks write to a private folder
+        init()
+        if device.startswith("cuda"):
+            device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+        run_dir = private_dir(run_dir)
     precision = parse_precision(recipe.precision)
     ctx = BuildContext(run_dir=run_dir, seed=recipe.seed, device=device,
                        registry=registry, loop=recipe.loop, precision=precision.value,
@@ -184,7 +191,8 @@ def build_components(
             ctx.extras[kind] = built[kind]
         if kind == "task" and built[kind] is not None:  # fail before the slow builds
             check_task(built[kind], running_phases(recipe), ctx.describe("task"))
-    loggers = [_build(block, ctx) for block in recipe.loggers]
+    # loggers report what the main process writes; the other ranks have none
+    loggers = [_build(block, ctx) for block in recipe.loggers] if is_main_process() else []
     components = Components(
         task=built["task"],
         generator=built["generator"],

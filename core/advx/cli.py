@@ -124,7 +124,8 @@ def run(
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         if "transformers" in sys.modules:
             sys.modules["transformers"].utils.logging.disable_progress_bar()
-    progress = [] if quiet else [RichProgress()]
+    main_process = int(os.environ.get("RANK", "0")) == 0  # data-parallel: one display
+    progress = [] if quiet or not main_process else [RichProgress()]
     try:
         result = run_recipe(recipe, extra, runs_root=runs_root, run_dir=run_dir,
                             resume=resume, plugins=progress)
@@ -137,6 +138,8 @@ def run(
     finally:
         for display in progress:
             display.close()
+    if not main_process:
+        return
     console = Console(soft_wrap=True)
     console.print(f"run directory: {result.run_dir}", highlight=False, markup=False)
     best = result.summary.get("best") or {}

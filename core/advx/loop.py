@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from advx.components import Components, Generator, StepContext
+from advx.distributed import rank_seed, shard
 from advx.errors import AdvxError, ConfigError, NonFiniteError
 from advx.numerics import check_finite_terms
 from advx.rollout import Rewards, Rollout, Sample
@@ -566,7 +567,14 @@ class Experiment:
     def _improve_step(self, current: _Round, step: int) -> dict[str, float]:
         """rollout → reference log-probs → reward → optimizer update; returns the step metrics."""
         c = self.c
-        prompts = c.task.rl_prompts(self.cfg.batch_size, self.rng)
+        # data-parallel (advx.distributed): the same global batch on every rank, this rank's
+        # shard sampled and trained on under a seed of its own; a plain run is unchanged
+        prompts = shard(c.task.rl_prompts(self.cfg.batch_size, self.rng))
+        with rank_seed():
+            return self._improve_shard(current, step, prompts)
+
+    def _improve_shard(self, current: _Round, step: int, prompts: Any) -> dict[str, float]:
+        c = self.c
         rollout = c.generator.sample(
             prompts, n=self.cfg.samples_per_prompt, temperature=self.cfg.temperature
         )

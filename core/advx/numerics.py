@@ -51,11 +51,17 @@ def guarded_step(
     gradients are zeroed, the optimizer does **not** step and :class:`NonFiniteError` is
     raised, naming ``what`` (e.g. ``"ppo loss"``). ``max_norm=None`` only measures the norm.
     Under ``precision: fp16`` (:mod:`advx.accel`) the gradients are unscaled first and an
-    overflowing gradient norm makes the loss scaler skip the step instead of raising.
+    overflowing gradient norm makes the loss scaler skip the step instead of raising. In a
+    data-parallel run the gradients (and the loss checked) are first averaged over the
+    processes (:func:`advx.distributed.all_reduce_gradients`).
     """
     from advx.accel import current_scaler  # fp16 loss scaling (precision: fp16)
+    from advx.distributed import all_reduce_gradients, is_distributed
 
-    params = [p for p in parameters if p.grad is not None]
+    params = list(parameters)
+    if is_distributed():  # data-parallel: average over the ranks first (advx.distributed)
+        loss = all_reduce_gradients(params, loss)
+    params = [p for p in params if p.grad is not None]
     label = f"{what} " if what else ""
     scaler = current_scaler()
     try:

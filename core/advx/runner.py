@@ -20,6 +20,7 @@ import yaml
 from omegaconf import DictConfig
 
 from advx.build import build_components
+from advx.distributed import is_main_process, shared_run_dir
 from advx.errors import ConfigError
 from advx.loop import RESUMABLE_KEYS, Experiment, changed_keys, seed_everything
 from advx.plugins import get_plugin_manager, get_registry
@@ -145,6 +146,7 @@ def run_recipe(
     with run_plugins(plugins) as pm, sigterm_interrupts():
         if resume is not None:
             rundir = RunDir.existing(Path(resume))
+            rundir.read_only = not is_main_process()  # data-parallel: the main process writes
             saved = _saved_recipe(rundir)
             spec = prepare_recipe(rundir.recipe_path, overrides, pm)
             _check_resume_overrides(saved, spec)
@@ -154,7 +156,8 @@ def run_recipe(
             if recipe is None:
                 raise ConfigError("give a recipe file, or --resume RUN_DIR")
             spec = prepare_recipe(recipe, overrides, pm)
-            rundir = RunDir.at(run_dir) if run_dir else RunDir.create(runs_root, spec.name)
+            rundir = shared_run_dir(  # data-parallel: made by the main process, shared
+                lambda: RunDir.at(run_dir) if run_dir else RunDir.create(runs_root, spec.name))
             try:
                 experiment = _experiment(spec, rundir, pm)
                 _write_recipe(rundir, spec)

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from advx.accel import backward
 from advx.components import BuildContext, HasValueHead, StepContext, require
+from advx.distributed import mean_across
 from advx.errors import ConfigError, NonFiniteError
 from advx.numerics import guarded_step
 from advx.rollout import Rewards, Rollout, masked_mean
@@ -303,7 +304,8 @@ class PPO:
                 )  # fmt: skip
                 for key, value in stats.items():
                     history.setdefault(key, []).append(value)
-                if cfg.target_kl > 0 and stats["approx_kl"] > cfg.target_kl:
+                # data-parallel: every rank stops alike, on the mean over the shards
+                if cfg.target_kl > 0 and mean_across(stats["approx_kl"]) > cfg.target_kl:
                     early_stopped = True
                     break
             epochs_done += 1
