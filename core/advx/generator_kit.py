@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from advx.accel import backward
 from advx.errors import ConfigError, DataError
+from advx.microbatch import check_accumulation, micro_batches
 from advx.numerics import guarded_step
 from advx.rollout import Sample
 from advx.schedules import check_schedule, fit_scheduler
@@ -59,6 +60,7 @@ class SFTLoop:
         batch_size: int,
         max_grad_norm: float,
         schedule: Any = None,
+        grad_accum_steps: int = 1,
     ) -> None:
         self.name = name
         self.model = model
@@ -68,6 +70,8 @@ class SFTLoop:
         self.max_grad_norm = max_grad_norm
         self.optimizer: torch.optim.Optimizer | None = None
         self.schedule = schedule
+        self.grad_accum_steps = grad_accum_steps
+        check_accumulation(self, "generator")
         if schedule is not None:
             check_schedule(schedule, "generator")  # at build time, before anything trains
         """A config with :class:`advx.schedules.ScheduleConfig` keys (None: constant lr)."""
@@ -85,7 +89,8 @@ class SFTLoop:
         return cls(name, model, lambda params: optimizer(params, lr=lr, weight_decay=weight_decay),
                    epochs=config.epochs, batch_size=config.batch_size,
                    max_grad_norm=config.max_grad_norm,
-                   schedule=config if hasattr(config, "lr_scheduler") else None)
+                   schedule=config if hasattr(config, "lr_scheduler") else None,
+                   grad_accum_steps=getattr(config, "grad_accum_steps", 1))
 
     def _params(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -116,11 +121,14 @@ class SFTLoop:
             order = torch.randperm(len(samples)).tolist()
             for start in range(0, len(order), self.batch_size):
                 batch = [samples[i] for i in order[start : start + self.batch_size]]
-                total, count = batch_loss(batch)
-                count = int(count)
-                loss = total / max(count, 1)
                 optimizer.zero_grad(set_to_none=True)
-                backward(loss)
+                if self.grad_accum_steps > 1:
+                    total, count, loss = self._accumulate(batch, batch_loss, params)
+                else:
+                    total, count = batch_loss(batch)
+                    count = int(count)
+                    loss = total / max(count, 1)
+                    backward(loss)
                 guarded_step(optimizer, params, loss=loss, max_norm=max_norm,
                              what=f"{self.name} sft")
                 if scheduler is not None:
@@ -132,6 +140,23 @@ class SFTLoop:
             "sft/examples": float(len(samples)),
             "sft/epochs": float(self.epochs),
         }
+
+    def _accumulate(self, batch: Sequence[Sample], batch_loss: BatchLoss,
+                    params: list[nn.Parameter]) -> tuple[Tensor, int, Tensor]:
+        """Backward the summed NLL of each micro-batch of ``batch`` (activations of one at a
+        time), then divide the gradients by the batch's token count: exactly the gradient of
+        the batch's token-mean loss (:mod:`advx.microbatch`)."""
+        total = torch.zeros(())
+        count = 0
+        for rows in micro_batches(len(batch), self.grad_accum_steps):
+            part_total, part_count = batch_loss([batch[i] for i in rows.tolist()])
+            backward(part_total)
+            total = total + part_total.detach().cpu()
+            count += int(part_count)
+        for p in params:
+            if p.grad is not None:
+                p.grad.div_(max(count, 1))
+        return total, count, total / max(count, 1)
 
     def save_into(self, state: dict[str, Any]) -> dict[str, Any]:
         """Add the optimizer's state to a generator's ``state_dict`` (once it exists)."""

@@ -27,6 +27,7 @@ import torch
 from advx.components import BuildContext, PolicyOutputs
 from advx.errors import ConfigError
 from advx.generator_kit import SFTLoop, check_minimums, frozen_reference
+from advx.microbatch import AccumulationConfig
 from advx.rollout import (
     Prompt,
     Rollout,
@@ -52,7 +53,7 @@ __all__ = ["CausalConfig", "CausalGenerator", "build_causal"]
 
 
 @dataclass
-class CausalConfig(ScheduleConfig):
+class CausalConfig(ScheduleConfig, AccumulationConfig):
     """The ``generator:`` block for ``name: causal``.
 
     Attributes:
@@ -70,6 +71,7 @@ class CausalConfig(ScheduleConfig):
         max_grad_norm: gradient-norm clip of ``sft`` steps (0 = off).
         lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: learning-rate schedule of
             each ``sft`` call (:class:`advx.schedules.ScheduleConfig`).
+        grad_accum_steps: micro-batches per SFT minibatch (:mod:`advx.microbatch`; 1 = none).
     """
 
     model: str = "tiny"

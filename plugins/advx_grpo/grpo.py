@@ -37,6 +37,7 @@ import torch
 from advx.accel import backward
 from advx.components import BuildContext, StepContext
 from advx.errors import ConfigError
+from advx.microbatch import AccumulationConfig, check_accumulation, micro_batches
 from advx.numerics import guarded_step
 from advx.rollout import Rewards, Rollout, masked_mean
 from advx.schedules import ScheduleConfig, load_scheduler, make_scheduler, rl_total_steps
@@ -56,7 +57,7 @@ __all__ = [
 
 
 @dataclass
-class GRPOConfig(ScheduleConfig):
+class GRPOConfig(ScheduleConfig, AccumulationConfig):
     """The ``optimizer:`` block for ``name: grpo``.
 
     Attributes:
@@ -73,6 +74,8 @@ class GRPOConfig(ScheduleConfig):
         max_new_tokens: the T of ``dr_grpo``'s normaliser (0 = the rollout's width).
         lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: the learning-rate schedule
             (:class:`advx.schedules.ScheduleConfig`), one scheduler step per improvement step.
+        grad_accum_steps: micro-batches per minibatch (:mod:`advx.microbatch`; 1 = none;
+            ``grpo`` only, not ``adagrpo``).
     """
 
     lr: float = 1e-4
@@ -212,6 +215,36 @@ class GRPOOptimizer:
         return guarded_step(self.optimizer, generator.parameters(), loss=loss,
                             max_norm=self.config.max_grad_norm, what=self.name)
 
+    def accumulated_step(self, generator: Any, batch: Rollout,
+                         advantages: Tensor) -> tuple[Tensor, dict]:
+        """One optimizer step on ``batch``, in ``grad_accum_steps`` micro-batches: each loss
+        weighted by its share of what ``loss_type`` averages over (tokens for ``bnpo`` and
+        ``dapo``, rows for ``grpo`` and ``dr_grpo``), so the gradient is the whole batch's
+        (:mod:`advx.microbatch`). Returns the batch's loss and diagnostics."""
+        cfg = self.config
+        parts = micro_batches(batch.batch_size, cfg.grad_accum_steps, advantages.device)
+        if len(parts) == 1:
+            loss, info = self.loss(generator, batch, advantages)
+            info["grpo/grad_norm"] = self.step(generator, loss)
+            return loss, info
+        self.optimizer.zero_grad()
+        mask = batch.response_mask.float()
+        by_tokens = cfg.loss_type in ("bnpo", "dapo")
+        total = mask.sum().clamp(min=1.0) if by_tokens else float(batch.batch_size)
+        loss_sum = torch.zeros((), device=mask.device)
+        info_sum: dict[str, float] = {}
+        for rows in parts:
+            part_loss, part_info = self.loss(generator, batch.select(rows), advantages[rows])
+            share = mask[rows].sum() / total if by_tokens else len(rows) / total
+            backward(part_loss * share)
+            loss_sum = loss_sum + part_loss.detach() * share
+            for key, value in part_info.items():
+                info_sum[key] = info_sum.get(key, 0.0) + value * float(share)
+        info_sum["grpo/grad_norm"] = guarded_step(
+            self.optimizer, generator.parameters(), loss=loss_sum,
+            max_norm=cfg.max_grad_norm, what=self.name)
+        return loss_sum, info_sum
+
     def minibatch_orders(self, batch_size: int, round: int, step: int) -> list[Tensor]:
         """One row order per epoch: a permutation drawn from a generator seeded by
         (seed, round, step) when minibatching, else the rows in order."""
@@ -234,8 +267,8 @@ class GRPOOptimizer:
         for order in self.minibatch_orders(rollout.batch_size, ctx.round, ctx.step):
             for start in range(0, rollout.batch_size, size):
                 rows = order[start : start + size]
-                loss, info = self.loss(ctx.generator, rollout.select(rows), advantages[rows])
-                info["grpo/grad_norm"] = self.step(ctx.generator, loss)
+                loss, info = self.accumulated_step(ctx.generator, rollout.select(rows),
+                                                   advantages[rows])
                 info["grpo/loss"] = float(loss.detach())
                 for key, value in info.items():
                     history.setdefault(key, []).append(value)
@@ -272,6 +305,10 @@ def check_grpo_config(config: GRPOConfig, ctx: BuildContext, name: str = "grpo")
     """The build-time checks GRPO and AdaGRPO share: a generator, known string choices."""
     if ctx.generator is None:
         raise ConfigError(f"optimizer {name} needs a generator")
+    check_accumulation(config, "optimizer")
+    if name == "adagrpo" and config.grad_accum_steps != 1:
+        raise ConfigError("optimizer.grad_accum_steps: adagrpo's gated per-group loss does not "
+                          "split into micro-batches; leave it at 1 (grpo supports it)")
     aggregate(torch.zeros(1, 1), torch.ones(1, 1), config.loss_type)  # validates loss_type
     if config.scale_rewards not in ("group", "batch", "none"):
         raise ConfigError(

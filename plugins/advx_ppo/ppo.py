@@ -46,6 +46,7 @@ from advx.accel import backward
 from advx.components import BuildContext, HasValueHead, StepContext, require
 from advx.distributed import mean_across
 from advx.errors import ConfigError, NonFiniteError
+from advx.microbatch import AccumulationConfig, check_accumulation, micro_batches
 from advx.numerics import guarded_step
 from advx.rollout import Rewards, Rollout, masked_mean
 from advx.schedules import ScheduleConfig, load_scheduler, make_scheduler, rl_total_steps
@@ -63,7 +64,7 @@ __all__ = [
 
 
 @dataclass
-class PPOConfig(ScheduleConfig):
+class PPOConfig(ScheduleConfig, AccumulationConfig):
     """The ``optimizer:`` block for ``name: ppo``.
 
     Attributes:
@@ -90,6 +91,7 @@ class PPOConfig(ScheduleConfig):
             value head does not swamp the policy gradient under the shared gradient-norm clip.
         lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: the learning-rate schedule
             (:class:`advx.schedules.ScheduleConfig`), one scheduler step per improvement step.
+        grad_accum_steps: micro-batches per minibatch (:mod:`advx.microbatch`; 1 = none).
     """
 
     lr: float = 1.0e-4
@@ -242,18 +244,32 @@ class PPO:
         returns: Tensor,
         old_values: Tensor | None,
     ) -> dict[str, float]:
-        """One minibatch: L = L_clip + c_V·L_V − c_H·H, clipped gradient, one AdamW step."""
-        cfg = self.config
-        out = generator.policy_outputs(batch)
-        pg_loss, stats = policy_loss(out.logprobs, batch.logprobs, advantages, mask, cfg.clip)
-        vf_loss = torch.zeros((), device=mask.device)
-        if old_values is not None and out.values is not None:
-            vf_loss = value_loss(out.values, old_values, returns, mask, cfg.value_clip)
-        entropy = masked_mean(out.entropy, mask)
-        loss = pg_loss + cfg.vf_coef * vf_loss - cfg.ent_coef * entropy
+        """One minibatch: L = L_clip + c_V·L_V − c_H·H, clipped gradient, one AdamW step.
 
+        With ``grad_accum_steps`` > 1 the minibatch's rows run in micro-batches, each loss
+        weighted by its share of the minibatch's tokens (every term is a token mean), so the
+        accumulated gradient is the whole minibatch's (:mod:`advx.microbatch`)."""
+        cfg = self.config
         self.optimizer.zero_grad(set_to_none=True)
-        backward(loss)
+        total_tokens = mask.sum().clamp(min=1.0)
+        sums: dict[str, Tensor] = {}
+        for rows in micro_batches(batch.batch_size, cfg.grad_accum_steps, mask.device):
+            part = batch if len(rows) == batch.batch_size else batch.select(rows)
+            m = mask[rows]
+            share = m.sum() / total_tokens
+            out = generator.policy_outputs(part)
+            pg, stats = policy_loss(out.logprobs, part.logprobs, advantages[rows], m, cfg.clip)
+            vf = torch.zeros((), device=mask.device)
+            if old_values is not None and out.values is not None:
+                vf = value_loss(out.values, old_values[rows], returns[rows], m, cfg.value_clip)
+            ent = masked_mean(out.entropy, m)
+            part_loss = pg + cfg.vf_coef * vf - cfg.ent_coef * ent
+            backward(part_loss * share)
+            terms = {"pg": pg, "vf": vf, "ent": ent, "loss": part_loss, **stats}
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + value.detach() * share
+        pg_loss, vf_loss, entropy = sums.pop("pg"), sums.pop("vf"), sums.pop("ent")
+        loss, stats = sums.pop("loss"), sums
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else None
         grad_norm = guarded_step(self.optimizer, self.params, loss=loss, max_norm=max_norm,
                                  what="ppo")
@@ -352,6 +368,7 @@ def build_ppo(config: PPOConfig, ctx: BuildContext) -> PPO:
         raise ConfigError(
             f"optimizer ppo: epochs must be >= 1 and clip > 0 (got {config.epochs}, {config.clip})."
         )
+    check_accumulation(config, "optimizer")
     if config.vf_coef > 0:
         require(ctx.generator, HasValueHead, role=ctx.describe("generator"),
                 needed_by="optimizer 'ppo' with vf_coef > 0 (the critic; set "

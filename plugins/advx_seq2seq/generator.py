@@ -21,6 +21,7 @@ import torch
 from advx.components import BuildContext, PolicyOutputs
 from advx.errors import ConfigError
 from advx.generator_kit import SFTLoop, check_minimums, frozen_reference
+from advx.microbatch import AccumulationConfig
 from advx.rollout import Prompt, Rollout, Sample, SequenceNLL, mask_through_eos, shift_right
 from advx.schedules import ScheduleConfig
 from torch import Tensor, nn
@@ -43,7 +44,7 @@ SCORE_CHUNK_ROWS = 512  # rows per teacher-forced scoring pass (bounds the [rows
 
 
 @dataclass
-class Seq2SeqConfig(ScheduleConfig):
+class Seq2SeqConfig(ScheduleConfig, AccumulationConfig):
     """The ``generator:`` block for ``name: seq2seq``.
 
     Attributes:
@@ -63,6 +64,7 @@ class Seq2SeqConfig(ScheduleConfig):
         d_model, num_layers, num_heads, d_kv, d_ff, vocab_size, tokenizer: ``tiny`` sizes.
         lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: learning-rate schedule of
             each ``sft`` call (:class:`advx.schedules.ScheduleConfig`).
+        grad_accum_steps: micro-batches per SFT minibatch (:mod:`advx.microbatch`; 1 = none).
     """
 
     model: str = "tiny"

@@ -22,6 +22,7 @@ import torch
 from advx.components import BuildContext, PolicyOutputs
 from advx.errors import ConfigError, DataError
 from advx.generator_kit import SFTLoop, check_minimums, frozen_reference
+from advx.microbatch import AccumulationConfig
 from advx.rollout import (
     Prompt,
     Rollout,
@@ -39,7 +40,7 @@ from advx_seqgan.vocab import build_vocab
 
 
 @dataclass
-class LSTMConfig(ScheduleConfig):
+class LSTMConfig(ScheduleConfig, AccumulationConfig):
     """The ``generator:`` block for ``name: lstm``.
 
     Attributes:
@@ -60,6 +61,7 @@ class LSTMConfig(ScheduleConfig):
         device: torch device; empty means the run's device.
         lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: learning-rate schedule of
             each MLE (``sft``) call (:class:`advx.schedules.ScheduleConfig`).
+        grad_accum_steps: micro-batches per SFT minibatch (:mod:`advx.microbatch`; 1 = none).
     """
 
     vocab: str = "word"
