@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,13 @@ from advx.components import (
     missing_members,
     require,
 )
-from advx.distributed import init, is_distributed, is_main_process, private_dir
+from advx.distributed import (
+    broadcast_object,
+    init,
+    is_distributed,
+    is_main_process,
+    private_dir,
+)
 from advx.errors import ConfigError, PluginError
 from advx.plugins import Registry
 from advx.recipe import COMPONENT_KINDS, ComponentBlock, Recipe
@@ -166,13 +173,38 @@ def build_components(
 
     ``registry``: the one the recipe was validated against; wrapping components build their
     inner component from it through ``ctx.build`` (default: the installed plugins').
+
+    In a data-parallel run (:mod:`advx.distributed`) the main process builds first, in the run
+    folder (tiny models and tokenizers are written there; ``transformers`` saves on rank 0
+    only); then every other rank builds from a private copy of what it wrote, so all ranks
+    load the same files and none writes into the run folder.
     """
+    if not is_distributed():
+        return _build_components(recipe, run_dir, registry)
+    init()
+    if is_main_process():
+        try:
+            built = _build_components(recipe, run_dir, registry)
+        except BaseException as exc:
+            broadcast_object(f"{type(exc).__name__}: {exc}")
+            raise
+        broadcast_object(None)
+        return built
+    failed = broadcast_object(None)
+    if failed is not None:
+        raise PluginError(f"the main process could not build the components: {failed}")
+    private = private_dir(run_dir)
+    shutil.copytree(run_dir, private, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
+        "checkpoints", "samples", "metrics.jsonl", "summary.json"))
+    return _build_components(recipe, private, registry)
+
+
+def _build_components(
+    recipe: Recipe, run_dir: Path, registry: Registry | None
+) -> tuple[Components, BuildContext]:
     device = resolve_device(recipe.device)
-    if is_distributed():  # one process per device; non-main ranks write to a private folder
-        init()
-        if device.startswith("cuda"):
-            device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-        run_dir = private_dir(run_dir)
+    if is_distributed() and device.startswith("cuda"):  # one process per device
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     precision = parse_precision(recipe.precision)
     ctx = BuildContext(run_dir=run_dir, seed=recipe.seed, device=device,
                        registry=registry, loop=recipe.loop, precision=precision.value,
