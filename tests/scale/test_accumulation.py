@@ -77,5 +77,5 @@ def test_micro_batches_cover_every_row_once() -> None:
 
 
 def test_bad_grad_accum_steps_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="optimizer.grad_accum_steps"):
+    with pytest.raises(ConfigError, match=r"optimizer\.grad_accum_steps"):
         Reinforce(ReinforceConfig(grad_accum_steps=0), [torch.nn.Parameter(torch.zeros(1))])

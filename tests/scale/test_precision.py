@@ -74,3 +74,39 @@ def test_bf16_on_cpu_autocasts_the_model_and_keeps_log_probs_and_losses_fp32(tmp
     reference = generator.reference()
     assert reference.model is not generator.model
     assert reference.model.forward.__self__ is reference.model
+
+
+@pytest.fixture
+def cpu_scaler(monkeypatch):
+    """The fp16 path's loss scaler, on CPU (accelerate only makes one for CUDA fp16)."""
+    import advx.accel
+
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    monkeypatch.setattr(advx.accel, "_SCALER", scaler)
+    return scaler
+
+
+def test_fp16_loss_scaling_steps_with_the_unscaled_gradient(cpu_scaler) -> None:
+    from advx.accel import backward
+    from advx.numerics import guarded_step
+
+    weight = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    loss = (weight**2).sum()
+    backward(loss)  # scaled by 2**10 on the way
+    norm = guarded_step(optimizer, [weight], loss=loss, max_norm=None, what="t")
+    assert norm == pytest.approx(float(torch.tensor([2.0, -4.0]).norm()))  # the true gradient
+    assert weight.detach().tolist() == pytest.approx([0.8, -1.6])
+
+
+def test_fp16_overflow_skips_the_step_and_lowers_the_scale(cpu_scaler) -> None:
+    from advx.accel import backward
+    from advx.numerics import guarded_step
+
+    weight = torch.nn.Parameter(torch.tensor([1.0, 1.0e-38]))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    loss = (weight * torch.tensor([1.0, 3.0e38])).sum()  # loss 4; the scaled gradient overflows
+    backward(loss)
+    guarded_step(optimizer, [weight], loss=loss, max_norm=1.0, what="t")  # no NonFiniteError
+    assert weight.detach().tolist() == pytest.approx([1.0, 1.0e-38])  # skipped
+    assert cpu_scaler.get_scale() < 2.0**10  # and the scale went down
