@@ -23,9 +23,9 @@ What is sharded and what is replicated (the subset implemented; docs/scaling.md)
   ranks get a read-only view of it (:meth:`advx.rundir.RunDir` with ``read_only``) and build
   their components after the main process, from a private temporary copy of what it wrote
   (tiny models, tokenizers; :func:`advx.build.build_components`); loggers and progress live
-  on the main process only. The global RNG states are the same on every rank between improvement steps,
-  so the main process's checkpoint holds every rank's RNG state; ``--resume`` under the same
-  launch reloads it on every rank.
+  on the main process only. The global RNG states are the same on every rank between
+  improvement steps, so the main process's checkpoint holds every rank's RNG state;
+  ``--resume`` under the same launch reloads it on every rank.
 
 Why not ``DistributedDataParallel``: DDP synchronises gradients inside *its own* ``forward``,
 but generators score through ``generate`` and their models' forwards directly (and a value
