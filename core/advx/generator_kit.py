@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from advx.accel import backward
 from advx.errors import ConfigError, DataError
+from advx.lora import AdapterDisabled, is_peft_model
 from advx.microbatch import check_accumulation, micro_batches
 from advx.numerics import guarded_step
 from advx.rollout import Sample
@@ -192,10 +193,16 @@ def frozen_reference(generator: G, **replace: Any) -> G:
     Config, tokenizer and vocabulary are shared (read-only); ``replace`` sets other
     attributes of the copy (e.g. ``value_head=None``: the reference only scores tokens). The
     copy has no SFT loop and is its own reference. Generators cache the result in
-    ``_reference`` so it is taken once, when first asked for.
+    ``_reference`` so it is taken once, when first asked for. With a LoRA model
+    (:mod:`advx.lora`) the copy's ``model`` is the policy's own model with the adapter
+    disabled, which is exactly the frozen base: nothing is copied.
     """
     ref = copy.copy(generator)
-    ref.model = copy.deepcopy(generator.model).eval().requires_grad_(False)  # type: ignore[attr-defined]
+    model = generator.model  # type: ignore[attr-defined]
+    if is_peft_model(model):  # LoRA: the base weights, adapter off; no second copy
+        ref.model = AdapterDisabled(model)  # type: ignore[attr-defined]
+    else:
+        ref.model = copy.deepcopy(model).eval().requires_grad_(False)  # type: ignore[attr-defined]
     ref._sft = None  # type: ignore[attr-defined]
     for name, value in replace.items():
         setattr(ref, name, value)

@@ -27,6 +27,7 @@ import torch
 from advx.components import BuildContext, PolicyOutputs
 from advx.errors import ConfigError
 from advx.generator_kit import SFTLoop, check_minimums, frozen_reference
+from advx.lora import LoRAKeys, apply_lora
 from advx.microbatch import AccumulationConfig
 from advx.rollout import (
     Prompt,
@@ -53,7 +54,7 @@ __all__ = ["CausalConfig", "CausalGenerator", "build_causal"]
 
 
 @dataclass
-class CausalConfig(ScheduleConfig, AccumulationConfig):
+class CausalConfig(ScheduleConfig, AccumulationConfig, LoRAKeys):
     """The ``generator:`` block for ``name: causal``.
 
     Attributes:
@@ -72,6 +73,9 @@ class CausalConfig(ScheduleConfig, AccumulationConfig):
         lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: learning-rate schedule of
             each ``sft`` call (:class:`advx.schedules.ScheduleConfig`).
         grad_accum_steps: micro-batches per SFT minibatch (:mod:`advx.microbatch`; 1 = none).
+        lora: ``{r, alpha, dropout, target_modules}`` to train a LoRA adapter through peft
+            instead of every weight; π_ref is then the model with the adapter disabled
+            (:mod:`advx.lora`). null (default) = full fine-tuning.
     """
 
     model: str = "tiny"
@@ -377,4 +381,5 @@ def build_causal(config: CausalConfig, ctx: BuildContext) -> CausalGenerator:
                 f"generator.model: cannot load {config.model!r} (a hub id or local directory "
                 f"with config.json and tokenizer files); use 'tiny' offline. ({exc})"
             ) from exc
+    model = apply_lora(model, config.lora, "CAUSAL_LM", "generator")
     return CausalGenerator(config, model, tokenizer, ctx.device)

@@ -21,6 +21,7 @@ import torch
 from advx.components import BuildContext, PolicyOutputs
 from advx.errors import ConfigError
 from advx.generator_kit import SFTLoop, check_minimums, frozen_reference
+from advx.lora import LoRAKeys, apply_lora
 from advx.microbatch import AccumulationConfig
 from advx.rollout import Prompt, Rollout, Sample, SequenceNLL, mask_through_eos, shift_right
 from advx.schedules import ScheduleConfig
@@ -44,7 +45,7 @@ SCORE_CHUNK_ROWS = 512  # rows per teacher-forced scoring pass (bounds the [rows
 
 
 @dataclass
-class Seq2SeqConfig(ScheduleConfig, AccumulationConfig):
+class Seq2SeqConfig(ScheduleConfig, AccumulationConfig, LoRAKeys):
     """The ``generator:`` block for ``name: seq2seq``.
 
     Attributes:
@@ -65,6 +66,9 @@ class Seq2SeqConfig(ScheduleConfig, AccumulationConfig):
         lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: learning-rate schedule of
             each ``sft`` call (:class:`advx.schedules.ScheduleConfig`).
         grad_accum_steps: micro-batches per SFT minibatch (:mod:`advx.microbatch`; 1 = none).
+        lora: ``{r, alpha, dropout, target_modules}`` to train a LoRA adapter through peft
+            instead of every weight; π_ref is then the model with the adapter disabled
+            (:mod:`advx.lora`). null (default) = full fine-tuning.
     """
 
     model: str = "tiny"
@@ -483,6 +487,7 @@ def build_seq2seq(config: Seq2SeqConfig, ctx: BuildContext) -> Seq2SeqGenerator:
 
     with loading(is_quiet(ctx.extras)):
         model, tokenizer = _pretrained(config, name_or_path)
+    model = apply_lora(model, config.lora, "SEQ_2_SEQ_LM", "generator")
     value_head = None
     if config.value_head:
         torch.manual_seed(ctx.seed)
