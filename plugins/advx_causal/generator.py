@@ -28,6 +28,7 @@ from advx.components import BuildContext, PolicyOutputs
 from advx.errors import ConfigError
 from advx.generator_kit import SFTLoop, check_minimums, frozen_reference
 from advx.lora import LoRAKeys, apply_lora
+from advx.memory import CheckpointingKeys, enable_gradient_checkpointing
 from advx.microbatch import AccumulationConfig
 from advx.rollout import (
     Prompt,
@@ -54,7 +55,7 @@ __all__ = ["CausalConfig", "CausalGenerator", "build_causal"]
 
 
 @dataclass
-class CausalConfig(ScheduleConfig, AccumulationConfig, LoRAKeys):
+class CausalConfig(ScheduleConfig, AccumulationConfig, LoRAKeys, CheckpointingKeys):
     """The ``generator:`` block for ``name: causal``.
 
     Attributes:
@@ -76,6 +77,8 @@ class CausalConfig(ScheduleConfig, AccumulationConfig, LoRAKeys):
         lora: ``{r, alpha, dropout, target_modules}`` to train a LoRA adapter through peft
             instead of every weight; π_ref is then the model with the adapter disabled
             (:mod:`advx.lora`). null (default) = full fine-tuning.
+        gradient_checkpointing: recompute each transformer layer in the backward pass
+            instead of storing its activations (:mod:`advx.memory`; updates are unchanged).
     """
 
     model: str = "tiny"
@@ -382,4 +385,6 @@ def build_causal(config: CausalConfig, ctx: BuildContext) -> CausalGenerator:
                 f"with config.json and tokenizer files); use 'tiny' offline. ({exc})"
             ) from exc
     model = apply_lora(model, config.lora, "CAUSAL_LM", "generator")
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(model, "generator")
     return CausalGenerator(config, model, tokenizer, ctx.device)

@@ -21,6 +21,7 @@ from advx.accel import backward
 from advx.components import BuildContext
 from advx.errors import ConfigError, DataError
 from advx.generator_kit import check_minimums
+from advx.memory import CheckpointingKeys, enable_gradient_checkpointing
 from advx.numerics import guarded_step
 from advx.rollout import Sample
 from advx.schedules import ScheduleConfig, check_schedule, fit_scheduler
@@ -36,7 +37,7 @@ _LABEL_KEYS = {"label", "label_name"}
 
 
 @dataclass
-class EncoderClassifierConfig(ScheduleConfig):
+class EncoderClassifierConfig(ScheduleConfig, CheckpointingKeys):
     """The ``classifier:`` block (``name: encoder``).
 
     Attributes:
@@ -65,6 +66,8 @@ class EncoderClassifierConfig(ScheduleConfig):
         vocab_size, d_model, num_layers, num_heads, d_ff: sizes of the ``tiny`` encoder.
         lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: learning-rate schedule of
             each fit (:class:`advx.schedules.ScheduleConfig`).
+        gradient_checkpointing: recompute each transformer layer in the backward pass
+            instead of storing its activations (:mod:`advx.memory`; updates are unchanged).
     """
 
     model: str = "tiny"
@@ -293,4 +296,6 @@ def _build(config: EncoderClassifierConfig, ctx: BuildContext) -> EncoderClassif
         with loading(is_quiet(ctx.extras)):
             net, tokenizer = load_pretrained(config.model, config.arch, config.num_labels,
                                              config.dropout)
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(net, "classifier")
     return EncoderClassifier(config, net, tokenizer, ctx.seed, ctx.device)

@@ -22,6 +22,7 @@ from advx.components import BuildContext, PolicyOutputs
 from advx.errors import ConfigError
 from advx.generator_kit import SFTLoop, check_minimums, frozen_reference
 from advx.lora import LoRAKeys, apply_lora
+from advx.memory import CheckpointingKeys, enable_gradient_checkpointing
 from advx.microbatch import AccumulationConfig
 from advx.rollout import Prompt, Rollout, Sample, SequenceNLL, mask_through_eos, shift_right
 from advx.schedules import ScheduleConfig
@@ -45,7 +46,7 @@ SCORE_CHUNK_ROWS = 512  # rows per teacher-forced scoring pass (bounds the [rows
 
 
 @dataclass
-class Seq2SeqConfig(ScheduleConfig, AccumulationConfig, LoRAKeys):
+class Seq2SeqConfig(ScheduleConfig, AccumulationConfig, LoRAKeys, CheckpointingKeys):
     """The ``generator:`` block for ``name: seq2seq``.
 
     Attributes:
@@ -69,6 +70,8 @@ class Seq2SeqConfig(ScheduleConfig, AccumulationConfig, LoRAKeys):
         lora: ``{r, alpha, dropout, target_modules}`` to train a LoRA adapter through peft
             instead of every weight; π_ref is then the model with the adapter disabled
             (:mod:`advx.lora`). null (default) = full fine-tuning.
+        gradient_checkpointing: recompute each transformer layer in the backward pass
+            instead of storing its activations (:mod:`advx.memory`; updates are unchanged).
     """
 
     model: str = "tiny"
@@ -488,6 +491,8 @@ def build_seq2seq(config: Seq2SeqConfig, ctx: BuildContext) -> Seq2SeqGenerator:
     with loading(is_quiet(ctx.extras)):
         model, tokenizer = _pretrained(config, name_or_path)
     model = apply_lora(model, config.lora, "SEQ_2_SEQ_LM", "generator")
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(model, "generator")
     value_head = None
     if config.value_head:
         torch.manual_seed(ctx.seed)

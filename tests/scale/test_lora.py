@@ -25,7 +25,7 @@ def lora_generator(tmp_path_factory):
 
 
 def test_only_the_adapter_and_the_value_head_train(lora_generator) -> None:
-    task, generator = lora_generator
+    _, generator = lora_generator
     trainable = [p for p in generator.parameters() if p.requires_grad]
     head = {id(p) for p in generator.value_head.parameters()}
     names = [n for n, p in generator.model.named_parameters() if p.requires_grad]
@@ -83,5 +83,5 @@ def test_checkpoint_holds_the_adapter(lora_generator, tmp_path) -> None:
 
 
 def test_unknown_target_module_names_the_real_ones(tmp_path) -> None:
-    with pytest.raises(ConfigError, match="lora.target_modules"):
+    with pytest.raises(ConfigError, match=r"lora\.target_modules"):
         make_generator(tmp_path, ToyTask(), lora=LoRAConfig(target_modules=["q_proj"]))
