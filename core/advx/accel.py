@@ -1,11 +1,12 @@
 """Mixed precision through ``accelerate``: the recipe's top-level ``precision`` key.
 
-``precision: fp32`` (default) builds no Accelerator and changes nothing: a plain run is what
-it always was. ``bf16`` / ``fp16`` make one ``accelerate.Accelerator(mixed_precision=...)``
-per process (in :func:`advx.build.build_components`, available to factories as
-``ctx.accelerator``) and hand every torch module a component holds (``model``, ``net``,
-``value_head`` attributes of the generator and the classifier) to ``accelerator.prepare_model``
-with ``device_placement=False``. That is accelerate's own autocast: the module's ``forward``
+``precision: fp32`` (default) in a plain run builds no Accelerator and changes nothing: a
+plain run is what it always was. ``bf16`` / ``fp16`` (or a data-parallel launch) make one
+``accelerate.Accelerator(mixed_precision=...)`` per process (in
+:func:`advx.build.build_components`, available to factories as ``ctx.accelerator``); for mixed
+precision every torch module a component holds (``model``, ``net``, ``value_head`` attributes
+of the generator and the classifier) gets accelerate's autocast, as
+``accelerator.prepare_model`` applies it (:func:`prepare_component`): the module's ``forward``
 runs under ``torch.autocast`` and its outputs are converted back to fp32. So, everywhere
 downstream of a forward pass — log-softmax and the sequence log-probs, KL to π_ref, rewards,
 returns, advantages, PPO/GRPO/REINFORCE losses, classifier cross-entropy — the arithmetic is
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator
+from types import MethodType
 from typing import Any
 
 import torch
@@ -69,10 +71,13 @@ def parse_precision(value: Any) -> Precision:
 
 
 def make_accelerator(precision: Precision, device: str) -> Any | None:
-    """The run's Accelerator, or None for fp32 (nothing to do: the plain path stays as is)."""
+    """The run's Accelerator: None for a plain fp32 run (nothing to do: the plain path stays
+    as is); one per process for mixed precision or a data-parallel run."""
+    from advx.distributed import is_distributed
+
     global _SCALER
     _SCALER = None
-    if precision is Precision.fp32:
+    if precision is Precision.fp32 and not is_distributed():
         return None
     on_cpu = not str(device).startswith("cuda")
     if precision is Precision.fp16 and on_cpu:
@@ -99,12 +104,23 @@ def _modules(component: Any) -> Iterator[nn.Module]:
 
 
 def prepare_component(accelerator: Any | None, component: Any) -> None:
-    """Put the component's torch modules under the accelerator's autocast (in place)."""
-    if accelerator is None or component is None:
+    """Put the component's torch modules under the accelerator's autocast (in place).
+
+    What ``accelerator.prepare_model`` does for mixed precision, with accelerate's own
+    helpers, but without its other step: in a multi-process run ``prepare_model`` would also
+    wrap the module in ``DistributedDataParallel``, whose gradient hooks expect every forward
+    to go through the wrapper; advx averages gradients itself (:mod:`advx.distributed`)."""
+    if accelerator is None or component is None or not accelerator.native_amp:
         return
+    from accelerate.utils import convert_outputs_to_fp32, get_mixed_precision_context_manager
+
     for module in _modules(component):
-        if getattr(module, "_original_forward", None) is None:  # not prepared twice
-            accelerator.prepare_model(module, device_placement=False)
+        if getattr(module, "_original_forward", None) is not None:  # not prepared twice
+            continue
+        autocast = get_mixed_precision_context_manager(True, accelerator.autocast_handler)
+        module._original_forward = module.forward
+        module.forward = MethodType(
+            convert_outputs_to_fp32(autocast(module.forward.__func__)), module)
 
 
 def current_scaler() -> torch.amp.GradScaler | None:
