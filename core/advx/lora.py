@@ -20,7 +20,14 @@ from torch import nn
 
 from advx.errors import ConfigError
 
-__all__ = ["AdapterDisabled", "LoRAConfig", "LoRAKeys", "apply_lora", "is_peft_model"]
+__all__ = [
+    "AdapterDisabled",
+    "LoRAConfig",
+    "LoRAKeys",
+    "apply_lora",
+    "inject_lora",
+    "is_peft_model",
+]
 
 
 @dataclass
@@ -120,3 +127,35 @@ class AdapterDisabled:
         if name.startswith("__") or name == "_model":  # copy/pickle probes before __init__
             raise AttributeError(name)
         return getattr(self._model, name)
+
+
+def inject_lora(model: nn.Module, lora: LoRAConfig | None, where: str,
+                keep_trainable: tuple[str, ...] = ()) -> nn.Module:
+    """LoRA adapters injected into ``model`` in place (``peft.inject_adapter_in_model``), for
+    models that are not Hugging Face task models (the encoder classifier): every weight is
+    then frozen except the adapters and the submodules named in ``keep_trainable`` (a
+    freshly initialised classification head must train). Returns ``model``."""
+    if lora is None:
+        return model
+    if not lora.target_modules:
+        raise ConfigError(f"{where}.lora.target_modules: name the linear modules to adapt "
+                          "(e.g. [q, v] for a T5 encoder, [query, value] for BERT/MiniLM)")
+    if lora.r < 1:
+        raise ConfigError(f"{where}.lora.r must be ≥ 1, got {lora.r}")
+    import peft
+
+    config = peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                             target_modules=list(lora.target_modules))
+    try:
+        peft.inject_adapter_in_model(config, model)
+    except ValueError as exc:
+        names = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules()
+                        if isinstance(m, nn.Linear)})
+        raise ConfigError(
+            f"{where}.lora.target_modules {list(lora.target_modules)}: {exc}. The model's "
+            f"linear modules are named {', '.join(names)}"
+        ) from None
+    for name, param in model.named_parameters():
+        parts = name.split(".")
+        param.requires_grad_("lora_" in name or any(p in keep_trainable for p in parts))
+    return model

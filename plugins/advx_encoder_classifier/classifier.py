@@ -21,6 +21,7 @@ from advx.accel import backward
 from advx.components import BuildContext
 from advx.errors import ConfigError, DataError
 from advx.generator_kit import check_minimums
+from advx.lora import LoRAKeys, inject_lora
 from advx.memory import CheckpointingKeys, enable_gradient_checkpointing
 from advx.numerics import guarded_step
 from advx.rollout import Sample
@@ -37,7 +38,7 @@ _LABEL_KEYS = {"label", "label_name"}
 
 
 @dataclass
-class EncoderClassifierConfig(ScheduleConfig, CheckpointingKeys):
+class EncoderClassifierConfig(ScheduleConfig, CheckpointingKeys, LoRAKeys):
     """The ``classifier:`` block (``name: encoder``).
 
     Attributes:
@@ -68,6 +69,9 @@ class EncoderClassifierConfig(ScheduleConfig, CheckpointingKeys):
             each fit (:class:`advx.schedules.ScheduleConfig`).
         gradient_checkpointing: recompute each transformer layer in the backward pass
             instead of storing its activations (:mod:`advx.memory`; updates are unchanged).
+        lora: ``{r, alpha, dropout, target_modules}`` (target_modules required, e.g.
+            ``[q, v]`` for T5, ``[query, value]`` for MiniLM): train LoRA adapters and the
+            head instead of every weight (:func:`advx.lora.inject_lora`); null = full fits.
     """
 
     model: str = "tiny"
@@ -296,6 +300,8 @@ def _build(config: EncoderClassifierConfig, ctx: BuildContext) -> EncoderClassif
         with loading(is_quiet(ctx.extras)):
             net, tokenizer = load_pretrained(config.model, config.arch, config.num_labels,
                                              config.dropout)
+    # LoRA: the encoder's adapters and the classification head train, the rest is frozen
+    inject_lora(net, config.lora, "classifier", keep_trainable=("head", "classifier"))
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(net, "classifier")
     return EncoderClassifier(config, net, tokenizer, ctx.seed, ctx.device)

@@ -85,3 +85,40 @@ def test_checkpoint_holds_the_adapter(lora_generator, tmp_path) -> None:
 def test_unknown_target_module_names_the_real_ones(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"lora\.target_modules"):
         make_generator(tmp_path, ToyTask(), lora=LoRAConfig(target_modules=["q_proj"]))
+
+
+def test_encoder_classifier_lora_trains_the_adapters_and_the_head_only(tmp_path) -> None:
+    from advx.components import BuildContext
+    from advx_encoder_classifier.classifier import (
+        EncoderClassifierConfig,
+        build_encoder_classifier,
+    )
+
+    task = ToyTask()
+    config = EncoderClassifierConfig(epochs=2, lr=5e-2,
+                                     lora=LoRAConfig(r=2, target_modules=["q", "v"]))
+    classifier = build_encoder_classifier(
+        config, BuildContext(run_dir=tmp_path, seed=0, device="cpu", task=task))
+    before = {n: p.detach().clone() for n, p in classifier.net.named_parameters()}
+    trainable = {n for n, p in classifier.net.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or n.startswith("head.") for n in trainable)
+    assert any(n.startswith("head.") for n in trainable)
+    classifier.fit(task.classifier_train())
+    for name, param in classifier.net.named_parameters():
+        if name not in trainable:
+            assert torch.equal(param, before[name]), name
+    assert any(not torch.equal(p, before[n]) for n, p in classifier.net.named_parameters()
+               if n in trainable)
+
+
+def test_encoder_classifier_lora_needs_target_modules(tmp_path) -> None:
+    from advx.components import BuildContext
+    from advx_encoder_classifier.classifier import (
+        EncoderClassifierConfig,
+        build_encoder_classifier,
+    )
+
+    with pytest.raises(ConfigError, match=r"classifier\.lora\.target_modules"):
+        build_encoder_classifier(EncoderClassifierConfig(lora=LoRAConfig()),
+                                 BuildContext(run_dir=tmp_path, seed=0, device="cpu",
+                                              task=ToyTask()))
