@@ -16,6 +16,8 @@ What is sharded and what is replicated (the subset implemented; docs/scaling.md)
   :func:`advx.numerics.guarded_step`), so the weights stay identical on every rank. PPO/GRPO
   minibatch sizes, reward normalisation and advantage whitening are per process (on the
   shard).
+* The step's metrics are averaged over the ranks (:func:`mean_metrics`); the samples kept
+  in ``samples/round-<n>.jsonl`` are the main process's shard.
 * **Everything else is replicated**: SFT, augmentation, classifier fits and evaluation run
   whole on every process with the same RNG state, so they compute the same numbers (their
   optimizer steps are all-reduced too, which keeps the weights bit-identical).
@@ -50,10 +52,12 @@ from advx.errors import ConfigError
 
 __all__ = [
     "all_reduce_gradients",
+    "any_rank",
     "broadcast_object",
     "is_distributed",
     "is_main_process",
     "mean_across",
+    "mean_metrics",
     "private_dir",
     "rank",
     "rank_seed",
@@ -117,6 +121,31 @@ def mean_across(value: float) -> float:
 
     _state()
     return float(reduce(torch.tensor([float(value)], dtype=torch.float64), reduction="mean"))
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on any (a failure every rank must act on,
+    e.g. a non-finite reward on one shard: all skip the step, none waits in an all-reduce)."""
+    if not is_distributed():
+        return flag
+    return mean_across(1.0 if flag else 0.0) > 0.0
+
+
+def mean_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """Each metric averaged over the ranks that report it (an improvement step's metrics are
+    means over the rank's shard; shards are equal, so this is the global batch's mean)."""
+    if not is_distributed():
+        return metrics
+    _state()
+    everyone: list[Any] = [None] * world_size()
+    torch.distributed.all_gather_object(everyone, metrics)
+    keys = dict.fromkeys(k for m in everyone for k in m)
+    out = {}
+    for key in keys:
+        values = [m[key] for m in everyone if key in m]
+        numeric = [float(v) for v in values if isinstance(v, (int, float))]
+        out[key] = sum(numeric) / len(numeric) if len(numeric) == len(values) else values[0]
+    return out
 
 
 def all_reduce_gradients(parameters: Sequence[torch.Tensor], loss: torch.Tensor | None) -> (

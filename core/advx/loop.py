@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from advx.components import Components, Generator, StepContext
-from advx.distributed import rank_seed, shard
+from advx.distributed import any_rank, mean_metrics, rank_seed, shard
 from advx.errors import AdvxError, ConfigError, NonFiniteError
 from advx.numerics import check_finite_terms
 from advx.rollout import Rewards, Rollout, Sample
@@ -571,7 +571,8 @@ class Experiment:
         # shard sampled and trained on under a seed of its own; a plain run is unchanged
         prompts = shard(c.task.rl_prompts(self.cfg.batch_size, self.rng))
         with rank_seed():
-            return self._improve_shard(current, step, prompts)
+            metrics = self._improve_shard(current, step, prompts)
+        return mean_metrics(metrics)  # over the ranks' shards (a plain run: as is)
 
     def _improve_shard(self, current: _Round, step: int, prompts: Any) -> dict[str, float]:
         c = self.c
@@ -587,7 +588,13 @@ class Experiment:
         )
         rewards = c.reward(rollout, ctx)
         # the terms first: a NaN term is the cause, a NaN total only its consequence
-        check_finite_terms("reward/", {**rewards.terms, "total": rewards.total})
+        try:
+            check_finite_terms("reward/", {**rewards.terms, "total": rewards.total})
+            bad: NonFiniteError | None = None
+        except NonFiniteError as exc:
+            bad = exc
+        if any_rank(bad is not None):  # data-parallel: every rank skips or stops alike
+            raise bad or NonFiniteError("reward (on another process)", float("nan"))
         update = c.optimizer.update(rollout, rewards, ctx)
         self._keep_rollout(current, step, rollout, rewards)
         lengths = rollout.lengths.float().mean().item()

@@ -10,7 +10,15 @@ import sys
 from pathlib import Path
 
 import torch
-from advx.distributed import all_reduce_gradients, init, rank, shard, world_size
+from advx.distributed import (
+    all_reduce_gradients,
+    any_rank,
+    init,
+    mean_metrics,
+    rank,
+    shard,
+    world_size,
+)
 from advx.numerics import guarded_step
 from advx_ppo.ppo import policy_loss
 
@@ -51,7 +59,9 @@ def main(out: Path) -> None:
     flat = torch.cat([p.detach().reshape(-1) for p in params]).tolist()
     out.mkdir(parents=True, exist_ok=True)
     (out / f"rank-{rank()}.json").write_text(json.dumps(
-        {"world_size": world_size(), "grad_diff": diff, "params": flat}))
+        {"world_size": world_size(), "grad_diff": diff, "params": flat,
+         "metrics": mean_metrics({"x": float(rank()), "only": 1.0} if rank() else {"x": 0.0}),
+         "any_rank": any_rank(rank() == 1)}))
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ def _check_worker(out: Path) -> None:
     # the all-reduced gradient of the two halves equals the whole rollout's, on both ranks
     assert first["grad_diff"] < 1e-5 and second["grad_diff"] < 1e-5
     assert first["params"] == second["params"]  # identical weights after the update
+    assert first["metrics"] == second["metrics"] == {"x": 0.5, "only": 1.0}
+    assert first["any_rank"] is second["any_rank"] is True  # rank 1's flag reaches rank 0
 
 
 def test_all_reduced_gradient_equals_the_whole_rollouts(tmp_path: Path) -> None:
