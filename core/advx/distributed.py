@@ -152,7 +152,9 @@ def all_reduce_gradients(parameters: Sequence[torch.Tensor], loss: torch.Tensor 
         torch.Tensor | None):
     """Average the gradients of ``parameters`` over the ranks, in place; returns the mean
     loss (None without one). A missing gradient counts as zeros, so every rank sends the same
-    flat vector; a NaN on one rank reaches every rank, so all of them refuse the step alike."""
+    flat vector, and stays missing only where no rank has one (an optimizer then skips the
+    parameter, as in one process); a NaN on one rank reaches every rank, so all of them
+    refuse the step alike."""
     if not is_distributed():
         return loss
     from accelerate.utils import reduce
@@ -163,18 +165,20 @@ def all_reduce_gradients(parameters: Sequence[torch.Tensor], loss: torch.Tensor 
         return loss
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     flat = torch.cat([g.reshape(-1).float() for g in grads])
+    has_grad = torch.tensor([float(p.grad is not None) for p in params], dtype=flat.dtype,
+                            device=flat.device)
     extra = torch.zeros(1, dtype=flat.dtype, device=flat.device)
     if loss is not None:
         extra += loss.detach().float().to(flat.device)
-    flat = reduce(torch.cat([flat, extra]), reduction="mean")
-    offset = 0
-    for p in params:
+    flat = reduce(torch.cat([flat, has_grad, extra]), reduction="mean")
+    offset, flags = 0, flat[-1 - len(params) : -1]
+    for p, flag in zip(params, flags.tolist(), strict=True):
         n = p.numel()
         chunk = flat[offset : offset + n].view_as(p).to(p.dtype)
-        if p.grad is None:
-            p.grad = chunk.clone()
-        else:
+        if p.grad is not None:
             p.grad.copy_(chunk)
+        elif flag > 0:
+            p.grad = chunk.clone()
         offset += n
     return flat[-1] if loss is not None else None
 
