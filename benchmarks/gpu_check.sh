@@ -6,6 +6,8 @@
 #      packages come as wheels in .whl/) and prints versions;
 #   2. benchmarks/mc_rollout.py --device cuda   (batched MC rollout vs the two loops)
 #   3. benchmarks/ppo_step.py device=cuda       (one PPO iteration, phase by phase)
+#   3b. benchmarks/precision_memory.py --device cuda (t5-base shape: fp32 vs bf16 step time
+#      and peak memory, LoRA vs full fine-tuning; docs/scaling.md)
 #   4. the three lines of work end to end with device=cuda, at smoke size:
 #      ppo_cls_loss (as committed), seqgan_oracle (the paper's schedule, 2 adversarial
 #      batches: times one paper-sized round), adagrpo_beauty (1 round of 10 GRPO steps)
@@ -43,6 +45,8 @@ rm -f /tmp/steps.jsonl
 
 step mc_rollout 150 python3 benchmarks/mc_rollout.py --device cuda --out "$OUT/mc_rollout_cuda.json"
 step ppo_step 120 python3 benchmarks/ppo_step.py device=cuda --out "$OUT/ppo_step_cuda.json"
+step precision_memory 240 python3 benchmarks/precision_memory.py --device cuda \
+  --out "$OUT/precision_memory_cuda.json"
 step ppo_cls_loss 150 python3 -m advx run -q recipes/ppo_cls_loss.yaml device=cuda --run-dir /tmp/runs/ppo_cls_loss
 step seqgan_oracle_paper_round 150 python3 -m advx run -q recipes/seqgan_oracle.yaml device=cuda \
   generator.epochs=2 loop.pretrain_d_steps=1 loop.rounds=2 loop.eval_every=2 \

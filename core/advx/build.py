@@ -11,13 +11,16 @@ own factories (:func:`advx.components.require`).
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from advx.accel import make_accelerator, parse_precision, prepare_component
 from advx.components import (
     BASE_PROTOCOLS,
     BuildContext,
@@ -25,6 +28,13 @@ from advx.components import (
     SupportsAugmentation,
     missing_members,
     require,
+)
+from advx.distributed import (
+    broadcast_object,
+    init,
+    is_distributed,
+    is_main_process,
+    private_dir,
 )
 from advx.errors import ConfigError, PluginError
 from advx.loop import plan_phases
@@ -154,22 +164,58 @@ def build_components(
 
     ``registry``: the one the recipe was validated against; wrapping components build their
     inner component from it through ``ctx.build`` (default: the installed plugins').
+
+    In a data-parallel run (:mod:`advx.distributed`) the main process builds first, in the run
+    folder (tiny models and tokenizers are written there; ``transformers`` saves on rank 0
+    only); then every other rank builds from a private copy of what it wrote, so all ranks
+    load the same files and none writes into the run folder.
     """
-    ctx = BuildContext(run_dir=run_dir, seed=recipe.seed, device=resolve_device(recipe.device),
-                       registry=registry, quiet=quiet)
+    if not is_distributed():
+        return _build_components(recipe, run_dir, registry, quiet)
+    init()
+    if is_main_process():
+        try:
+            built = _build_components(recipe, run_dir, registry, quiet)
+        except BaseException as exc:
+            broadcast_object(f"{type(exc).__name__}: {exc}")
+            raise
+        broadcast_object(None)
+        return built
+    failed = broadcast_object(None)
+    if failed is not None:
+        raise PluginError(f"the main process could not build the components: {failed}")
+    private = private_dir(run_dir)
+    shutil.copytree(run_dir, private, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
+        "checkpoints", "samples", "metrics.jsonl", "summary.json"))
+    return _build_components(recipe, private, registry, quiet)
+
+
+def _build_components(
+    recipe: Recipe, run_dir: Path, registry: Registry | None, quiet: bool
+) -> tuple[Components, BuildContext]:
+    device = resolve_device(recipe.device)
+    if is_distributed() and device.startswith("cuda"):  # one process per device
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    precision = parse_precision(recipe.precision)
+    ctx = BuildContext(run_dir=run_dir, seed=recipe.seed, device=device,
+                       registry=registry, loop=recipe.loop, precision=precision.value,
+                       accelerator=make_accelerator(precision, device), quiet=quiet)
     built: dict[str, Any] = {}
     for kind in COMPONENT_KINDS:
         block = recipe.components.get(kind)
         if block is not None:
             ctx.names[kind] = block.spec.name
         built[kind] = None if block is None else _build(block, ctx)
+        if kind in ("generator", "classifier"):  # mixed precision: autocast their forwards
+            prepare_component(ctx.accelerator, built[kind])
         if kind in ("task", "generator", "classifier"):
             setattr(ctx, kind, built[kind])
         else:  # BuildContext has no field for these; loggers may still want them
             ctx.extras[kind] = built[kind]
         if kind == "task" and built[kind] is not None:  # fail before the slow builds
             check_task(built[kind], running_phases(recipe), ctx.describe("task"))
-    loggers = [_build(block, ctx) for block in recipe.loggers]
+    # loggers report what the main process writes; the other ranks have none
+    loggers = [_build(block, ctx) for block in recipe.loggers] if is_main_process() else []
     components = Components(
         task=built["task"],
         generator=built["generator"],

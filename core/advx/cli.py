@@ -115,7 +115,8 @@ def run(
     if recipe is not None and not Path(recipe).exists():  # `advx run ppo_cls_loss` works too
         named = Path("recipes") / f"{recipe}.yaml"
         recipe = str(named) if named.is_file() else recipe
-    progress = [] if quiet else [RichProgress()]
+    main_process = int(os.environ.get("RANK", "0")) == 0  # data-parallel: one display
+    progress = [] if quiet or not main_process else [RichProgress()]
     try:
         result = run_recipe(recipe, extra, runs_root=runs_root, run_dir=run_dir,
                             resume=resume, plugins=progress, start_from=start_from,
@@ -129,6 +130,8 @@ def run(
     finally:
         for display in progress:
             display.close()
+    if not main_process:
+        return
     console = Console(soft_wrap=True)
     console.print(f"run directory: {result.run_dir}", highlight=False, markup=False)
     best = result.summary.get("best") or {}

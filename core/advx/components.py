@@ -435,6 +435,14 @@ class BuildContext:
     registry: Registry | None = None
     names: dict[str, str] = field(default_factory=dict)
     quiet: bool = False
+    loop: Any = None
+    """The run's ``advx.loop.LoopConfig`` (None outside a run): e.g. the total improvement
+    steps a learning-rate schedule spans (:mod:`advx.schedules`)."""
+    precision: str = "fp32"
+    """The recipe's ``precision`` (``fp32``, ``bf16``, ``fp16``; see :mod:`advx.accel`)."""
+    accelerator: Any = None
+    """The run's ``accelerate.Accelerator`` (None for a plain fp32 run); the builder puts the
+    generator's and classifier's modules under its autocast once they are built."""
 
     def describe(self, kind: str) -> str:
         """``"generator 'lstm'"``: a built component's kind and registered name."""

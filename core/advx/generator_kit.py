@@ -25,9 +25,13 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
+from advx.accel import backward
 from advx.errors import ConfigError, DataError
+from advx.lora import AdapterDisabled, is_peft_model
+from advx.microbatch import check_accumulation, micro_batches
 from advx.numerics import guarded_step
 from advx.rollout import Sample
+from advx.schedules import check_schedule, fit_scheduler
 
 __all__ = ["SFTLoop", "check_minimums", "frozen_reference"]
 
@@ -56,6 +60,8 @@ class SFTLoop:
         epochs: int,
         batch_size: int,
         max_grad_norm: float,
+        schedule: Any = None,
+        grad_accum_steps: int = 1,
     ) -> None:
         self.name = name
         self.model = model
@@ -64,6 +70,12 @@ class SFTLoop:
         self.batch_size = batch_size
         self.max_grad_norm = max_grad_norm
         self.optimizer: torch.optim.Optimizer | None = None
+        self.schedule = schedule
+        self.grad_accum_steps = grad_accum_steps
+        check_accumulation(self, "generator")
+        if schedule is not None:
+            check_schedule(schedule, "generator")  # at build time, before anything trains
+        """A config with :class:`advx.schedules.ScheduleConfig` keys (None: constant lr)."""
 
     @classmethod
     def from_config(
@@ -71,11 +83,15 @@ class SFTLoop:
         optimizer: type[torch.optim.Optimizer] = torch.optim.AdamW,
     ) -> SFTLoop:
         """The loop from a generator config's ``lr``, ``weight_decay`` (0 when absent),
-        ``epochs``, ``batch_size`` and ``max_grad_norm`` keys."""
+        ``epochs``, ``batch_size`` and ``max_grad_norm`` keys, and its learning-rate schedule
+        keys when it has them (:class:`advx.schedules.ScheduleConfig`; one schedule per
+        :meth:`run` call)."""
         lr, weight_decay = config.lr, getattr(config, "weight_decay", 0.0)
         return cls(name, model, lambda params: optimizer(params, lr=lr, weight_decay=weight_decay),
                    epochs=config.epochs, batch_size=config.batch_size,
-                   max_grad_norm=config.max_grad_norm)
+                   max_grad_norm=config.max_grad_norm,
+                   schedule=config if hasattr(config, "lr_scheduler") else None,
+                   grad_accum_steps=getattr(config, "grad_accum_steps", 1))
 
     def _params(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -95,19 +111,29 @@ class SFTLoop:
         optimizer = self._ensure_optimizer()
         params = self._params()
         max_norm = self.max_grad_norm if self.max_grad_norm > 0 else None
+        scheduler = None
+        if self.schedule is not None:
+            scheduler = fit_scheduler(optimizer, self.schedule, examples=len(samples),
+                                      batch_size=self.batch_size, epochs=self.epochs,
+                                      where="generator")
         loss_sum, tokens = 0.0, 0
         for _ in range(self.epochs):
             loss_sum, tokens = 0.0, 0
             order = torch.randperm(len(samples)).tolist()
             for start in range(0, len(order), self.batch_size):
                 batch = [samples[i] for i in order[start : start + self.batch_size]]
-                total, count = batch_loss(batch)
-                count = int(count)
-                loss = total / max(count, 1)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if self.grad_accum_steps > 1:
+                    total, count, loss = self._accumulate(batch, batch_loss, params)
+                else:
+                    total, count = batch_loss(batch)
+                    count = int(count)
+                    loss = total / max(count, 1)
+                    backward(loss)
                 guarded_step(optimizer, params, loss=loss, max_norm=max_norm,
                              what=f"{self.name} sft")
+                if scheduler is not None:
+                    scheduler.step()
                 loss_sum += float(total.detach())
                 tokens += count
         return {
@@ -115,6 +141,23 @@ class SFTLoop:
             "sft/examples": float(len(samples)),
             "sft/epochs": float(self.epochs),
         }
+
+    def _accumulate(self, batch: Sequence[Sample], batch_loss: BatchLoss,
+                    params: list[nn.Parameter]) -> tuple[Tensor, int, Tensor]:
+        """Backward the summed NLL of each micro-batch of ``batch`` (activations of one at a
+        time), then divide the gradients by the batch's token count: exactly the gradient of
+        the batch's token-mean loss (:mod:`advx.microbatch`)."""
+        total = torch.zeros(())
+        count = 0
+        for rows in micro_batches(len(batch), self.grad_accum_steps):
+            part_total, part_count = batch_loss([batch[i] for i in rows.tolist()])
+            backward(part_total)
+            total = total + part_total.detach().cpu()
+            count += int(part_count)
+        for p in params:
+            if p.grad is not None:
+                p.grad.div_(max(count, 1))
+        return total, count, total / max(count, 1)
 
     def save_into(self, state: dict[str, Any]) -> dict[str, Any]:
         """Add the optimizer's state to a generator's ``state_dict`` (once it exists)."""
@@ -150,10 +193,16 @@ def frozen_reference(generator: G, **replace: Any) -> G:
     Config, tokenizer and vocabulary are shared (read-only); ``replace`` sets other
     attributes of the copy (e.g. ``value_head=None``: the reference only scores tokens). The
     copy has no SFT loop and is its own reference. Generators cache the result in
-    ``_reference`` so it is taken once, when first asked for.
+    ``_reference`` so it is taken once, when first asked for. With a LoRA model
+    (:mod:`advx.lora`) the copy's ``model`` is the policy's own model with the adapter
+    disabled, which is exactly the frozen base: nothing is copied.
     """
     ref = copy.copy(generator)
-    ref.model = copy.deepcopy(generator.model).eval().requires_grad_(False)  # type: ignore[attr-defined]
+    model = generator.model  # type: ignore[attr-defined]
+    if is_peft_model(model):  # LoRA: the base weights, adapter off; no second copy
+        ref.model = AdapterDisabled(model)  # type: ignore[attr-defined]
+    else:
+        ref.model = copy.deepcopy(model).eval().requires_grad_(False)  # type: ignore[attr-defined]
     ref._sft = None  # type: ignore[attr-defined]
     for name, value in replace.items():
         setattr(ref, name, value)

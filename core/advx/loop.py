@@ -43,6 +43,7 @@ import torch
 
 from advx.choices import Choice
 from advx.components import Components, Generator, StepContext
+from advx.distributed import any_rank, mean_metrics, rank_seed, shard
 from advx.errors import AdvxError, ConfigError, NonFiniteError
 from advx.numerics import check_finite_terms
 from advx.rollout import Rewards, Rollout, Sample
@@ -569,7 +570,15 @@ class Experiment:
     def _improve_step(self, current: _Round, step: int) -> dict[str, float]:
         """rollout → reference log-probs → reward → optimizer update; returns the step metrics."""
         c = self.c
-        prompts = c.task.rl_prompts(self.cfg.batch_size, self.rng)
+        # data-parallel (advx.distributed): the same global batch on every rank, this rank's
+        # shard sampled and trained on under a seed of its own; a plain run is unchanged
+        prompts = shard(c.task.rl_prompts(self.cfg.batch_size, self.rng))
+        with rank_seed():
+            metrics = self._improve_shard(current, step, prompts)
+        return mean_metrics(metrics)  # over the ranks' shards (a plain run: as is)
+
+    def _improve_shard(self, current: _Round, step: int, prompts: Any) -> dict[str, float]:
+        c = self.c
         rollout = c.generator.sample(
             prompts, n=self.cfg.samples_per_prompt, temperature=self.cfg.temperature
         )
@@ -582,7 +591,13 @@ class Experiment:
         )
         rewards = c.reward(rollout, ctx)
         # the terms first: a NaN term is the cause, a NaN total only its consequence
-        check_finite_terms("reward/", {**rewards.terms, "total": rewards.total})
+        try:
+            check_finite_terms("reward/", {**rewards.terms, "total": rewards.total})
+            bad: NonFiniteError | None = None
+        except NonFiniteError as exc:
+            bad = exc
+        if any_rank(bad is not None):  # data-parallel: every rank skips or stops alike
+            raise bad or NonFiniteError("reward (on another process)", float("nan"))
         update = c.optimizer.update(rollout, rewards, ctx)
         self._keep_rollout(current, step, rollout, rewards)
         lengths = rollout.lengths.float().mean().item()

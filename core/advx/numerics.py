@@ -50,18 +50,41 @@ def guarded_step(
     Call after ``loss.backward()``. If ``loss`` or the gradient norm is not finite the
     gradients are zeroed, the optimizer does **not** step and :class:`NonFiniteError` is
     raised, naming ``what`` (e.g. ``"ppo loss"``). ``max_norm=None`` only measures the norm.
+    Under ``precision: fp16`` (:mod:`advx.accel`) the gradients are unscaled first and an
+    overflowing gradient norm makes the loss scaler skip the step instead of raising. In a
+    data-parallel run the gradients (and the loss checked) are first averaged over the
+    processes (:func:`advx.distributed.all_reduce_gradients`).
     """
-    params = [p for p in parameters if p.grad is not None]
+    from advx.accel import current_scaler  # fp16 loss scaling (precision: fp16)
+    from advx.distributed import all_reduce_gradients, is_distributed
+
+    params = list(parameters)
+    if is_distributed():  # data-parallel: average over the ranks first (advx.distributed)
+        loss = all_reduce_gradients(params, loss)
+    params = [p for p in params if p.grad is not None]
     label = f"{what} " if what else ""
+    scaler = current_scaler()
     try:
         if loss is not None:
             check_finite(f"{label}loss", loss.detach())
+        if scaler is not None:
+            scaler.unscale_(optimizer)  # clip and check the true gradients
         norm = torch.nn.utils.clip_grad_norm_(
             params, max_norm if max_norm is not None else math.inf
         )
+        if scaler is not None and not bool(torch.isfinite(norm)):
+            # fp16 overflow: the scaler skips this step and lowers the scale (not an error)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            return float(norm)
         check_finite(f"{label}gradient norm", norm)
     except NonFiniteError:
         optimizer.zero_grad(set_to_none=True)
         raise
-    optimizer.step()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
     return float(norm)

@@ -39,6 +39,7 @@ from omegaconf.errors import (
     ValidationError,
 )
 
+from advx.accel import parse_precision
 from advx.errors import ConfigError, UnknownKeyError, did_you_mean
 from advx.loop import LoopConfig
 from advx.plugins import ComponentSpec, Registry
@@ -71,6 +72,8 @@ TOP_LEVEL_KEYS = {
     "description": "str: one line shown by `advx recipes`",
     "seed": "int: seeds python, numpy and torch, 0 <= seed < 2**63 (default 0)",
     "device": "str: cpu | cuda | cuda:N | auto (default cpu)",
+    "precision": "str: fp32 | bf16 | fp16, mixed precision through accelerate (default fp32; "
+                 "fp16 needs CUDA; see docs/scaling.md)",
     "task": "component block {name: ..., ...}",
     "generator": "component block",
     "classifier": "component block",
@@ -95,7 +98,7 @@ class Recipe:
     """A validated recipe, ready to build.
 
     Attributes:
-        name, description, seed, device: the top-level keys.
+        name, description, seed, device, precision: the top-level keys.
         loop: the typed ``loop:`` block.
         components: kind -> block for each present single-component block.
         loggers: the logger blocks, in order.
@@ -108,6 +111,7 @@ class Recipe:
     seed: int
     device: str
     loop: LoopConfig
+    precision: str = "fp32"
     components: dict[str, ComponentBlock] = field(default_factory=dict)
     loggers: list[ComponentBlock] = field(default_factory=list)
     resolved: dict[str, Any] = field(default_factory=dict)
@@ -218,6 +222,7 @@ def validate_recipe(cfg: DictConfig, registry: Registry) -> Recipe:
     if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
         raise ConfigError(f"seed: expected an integer in [0, 2**63 - 1], got {seed}")
     device = _scalar(plain, "device", str, "cpu")
+    precision = parse_precision(_scalar(plain, "precision", str, "fp32")).value
     if plain.get("task") is None:
         raise ConfigError(
             "task: required; every recipe names the task it trains on, e.g. "
@@ -231,10 +236,13 @@ def validate_recipe(cfg: DictConfig, registry: Registry) -> Recipe:
     loop = _typed_config(loop_block, LoopConfig, "loop", "loop")
     _check_counts(loop)
 
-    recipe = Recipe(name=name, description=description, seed=seed, device=device, loop=loop)
+    recipe = Recipe(name=name, description=description, seed=seed, device=device, loop=loop,
+                    precision=precision)
     resolved: dict[str, Any] = {
         "name": name, "description": description, "seed": seed, "device": device
     }
+    if precision != "fp32":  # absent = fp32: recipe.yaml of a plain run stays as it was
+        resolved["precision"] = precision
     for kind in COMPONENT_KINDS:
         block = plain.get(kind)
         if block is None:

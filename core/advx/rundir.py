@@ -98,6 +98,9 @@ class RunDir:
     def __init__(self, path: Path, created: bool = False) -> None:
         self.path = Path(path)
         self.created = created  # advx made this folder (discard() may remove it)
+        self.read_only = False
+        """A data-parallel run's non-main ranks see the run folder read-only: every write
+        below is skipped there (advx.distributed), the main process writes alone."""
 
     # ---------------------------------------------------------------- creation
     @classmethod
@@ -158,6 +161,8 @@ class RunDir:
     def discard(self) -> None:
         """Remove what this run wrote, for a run that failed before it started (a component
         rejected at build time): a folder advx created goes, a given empty one is emptied."""
+        if self.read_only:
+            return
         if self.created:
             shutil.rmtree(self.path, ignore_errors=True)
         elif self.path.is_dir():
@@ -189,11 +194,15 @@ class RunDir:
 
     # ---------------------------------------------------------------- files
     def write_recipe(self, resolved: Mapping[str, Any]) -> None:
+        if self.read_only:
+            return
         text = yaml.safe_dump(jsonable(resolved), sort_keys=False, allow_unicode=True)
         atomic_write_text(self.recipe_path, text)
 
     def append_metrics(self, record: Mapping[str, Any]) -> None:
         """Append one JSON line (a line is written whole; resume drops incomplete rounds)."""
+        if self.read_only:
+            return
         with open(self.metrics_path, "a", encoding="utf-8") as handle:
             handle.write(_dumps(record) + "\n")
             handle.flush()
@@ -247,14 +256,19 @@ class RunDir:
             elif int(record.get("round", 0)) <= last_round:
                 lines.append(text)
                 kept.append(record)
-        atomic_write_text(self.metrics_path, "".join(line + "\n" for line in lines))
+        if not self.read_only:
+            atomic_write_text(self.metrics_path, "".join(line + "\n" for line in lines))
         return kept, notes
 
     def write_samples(self, round: int, rows: Iterable[Mapping[str, Any]]) -> None:
+        if self.read_only:
+            return
         text = "".join(_dumps(row) + "\n" for row in rows)
         atomic_write_text(self.samples_path(round), text)
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
+        if self.read_only:
+            return
         atomic_write_text(self.summary_path, json.dumps(jsonable(summary), indent=2) + "\n")
 
     def read_summary(self) -> dict[str, Any]:
@@ -264,6 +278,8 @@ class RunDir:
     def save_checkpoint(self, round: int, parts: Mapping[str, Any]) -> Path:
         """Write ``checkpoints/round-<round>/<part>.pt`` for each part, all or nothing: into a
         temporary folder, then ``complete.json`` (the parts and their sizes), then a rename."""
+        if self.read_only:
+            return self.checkpoints / f"{_CHECKPOINT_PREFIX}{round}"
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         final = self.checkpoints / f"{_CHECKPOINT_PREFIX}{round}"
         tmp = Path(tempfile.mkdtemp(dir=self.checkpoints, prefix=f".{final.name}."))
@@ -332,7 +348,7 @@ class RunDir:
     def prune_checkpoints(self, keep: int, protect: Iterable[int] = ()) -> None:
         """Delete all but the newest ``keep`` checkpoints and those in ``protect`` (the best
         by the monitor); ``keep <= 0`` keeps all."""
-        if keep <= 0:
+        if keep <= 0 or self.read_only:
             return
         spared = set(protect)
         for round in self.checkpoint_rounds()[:-keep]:

@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from advx.branch import note_origin, read_start
 from advx.branch import start_from as start_from_checkpoint
 from advx.build import build_components
+from advx.distributed import is_main_process, shared_run_dir
 from advx.errors import ConfigError
 from advx.loop import RESUMABLE_KEYS, Experiment, changed_keys, seed_everything
 from advx.plugins import get_plugin_manager, get_registry
@@ -159,6 +160,7 @@ def run_recipe(
     with run_plugins(plugins) as pm, sigterm_interrupts():
         if resume is not None:
             rundir = RunDir.existing(Path(resume))
+            rundir.read_only = not is_main_process()  # data-parallel: the main process writes
             saved = _saved_recipe(rundir)
             spec = prepare_recipe(rundir.recipe_path, overrides, pm)
             _check_resume_overrides(saved, spec)
@@ -169,7 +171,8 @@ def run_recipe(
                 raise ConfigError("give a recipe file, or --resume RUN_DIR")
             spec = prepare_recipe(recipe, overrides, pm)
             start = read_start(start_from) if start_from is not None else None
-            rundir = RunDir.at(run_dir) if run_dir else RunDir.create(runs_root, spec.name)
+            rundir = shared_run_dir(  # data-parallel: made by the main process, shared
+                lambda: RunDir.at(run_dir) if run_dir else RunDir.create(runs_root, spec.name))
             try:
                 experiment = _experiment(spec, rundir, pm, quiet)
                 origin = start_from_checkpoint(experiment, start, rundir) if start else None

@@ -27,6 +27,9 @@ import torch
 from advx.components import BuildContext, PolicyOutputs
 from advx.errors import ConfigError
 from advx.generator_kit import SFTLoop, check_minimums, frozen_reference
+from advx.lora import LoRAKeys, apply_lora
+from advx.memory import CheckpointingKeys, enable_gradient_checkpointing
+from advx.microbatch import AccumulationConfig
 from advx.rollout import (
     Prompt,
     Rollout,
@@ -36,6 +39,7 @@ from advx.rollout import (
     mask_through_eos,
     right_pad,
 )
+from advx.schedules import ScheduleConfig
 from torch import Tensor
 from transformers import (
     AutoModelForCausalLM,
@@ -53,7 +57,7 @@ __all__ = ["CausalConfig", "CausalGenerator", "build_causal"]
 
 
 @dataclass
-class CausalConfig:
+class CausalConfig(ScheduleConfig, AccumulationConfig, LoRAKeys, CheckpointingKeys):
     """The ``generator:`` block for ``name: causal``.
 
     Attributes:
@@ -69,6 +73,14 @@ class CausalConfig:
         lr, epochs, batch_size: supervised fine-tuning (``sft``; AdamW kept across calls).
         weight_decay: AdamW weight decay for ``sft``.
         max_grad_norm: gradient-norm clip of ``sft`` steps (0 = off).
+        lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: learning-rate schedule of
+            each ``sft`` call (:class:`advx.schedules.ScheduleConfig`).
+        grad_accum_steps: micro-batches per SFT minibatch (:mod:`advx.microbatch`; 1 = none).
+        lora: ``{r, alpha, dropout, target_modules}`` to train a LoRA adapter through peft
+            instead of every weight; π_ref is then the model with the adapter disabled
+            (:mod:`advx.lora`). null (default) = full fine-tuning.
+        gradient_checkpointing: recompute each transformer layer in the backward pass
+            instead of storing its activations (:mod:`advx.memory`; updates are unchanged).
     """
 
     model: str = "tiny"
@@ -440,4 +452,7 @@ def build_causal(config: CausalConfig, ctx: BuildContext) -> CausalGenerator:
                 f"generator.model: cannot load {config.model!r} (a hub id or local directory "
                 f"with config.json and tokenizer files); use 'tiny' offline. ({exc})"
             ) from exc
+    model = apply_lora(model, config.lora, "CAUSAL_LM", "generator")
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(model, "generator")
     return CausalGenerator(config, model, tokenizer, ctx.device)

@@ -17,11 +17,15 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from advx.accel import backward
 from advx.components import BuildContext
 from advx.errors import ConfigError, DataError
 from advx.generator_kit import check_minimums
+from advx.lora import LoRAKeys, inject_lora
+from advx.memory import CheckpointingKeys, enable_gradient_checkpointing
 from advx.numerics import guarded_step
 from advx.rollout import Sample
+from advx.schedules import ScheduleConfig, check_schedule, fit_scheduler
 from torch import Tensor
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
@@ -34,7 +38,7 @@ _LABEL_KEYS = {"label", "label_name"}
 
 
 @dataclass
-class EncoderClassifierConfig:
+class EncoderClassifierConfig(ScheduleConfig, CheckpointingKeys, LoRAKeys):
     """The ``classifier:`` block (``name: encoder``).
 
     Attributes:
@@ -61,6 +65,13 @@ class EncoderClassifierConfig:
         max_grad_norm: gradient-norm clip (0 = off).
         dropout: dropout of the head (and of the tiny encoder).
         vocab_size, d_model, num_layers, num_heads, d_ff: sizes of the ``tiny`` encoder.
+        lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: learning-rate schedule of
+            each fit (:class:`advx.schedules.ScheduleConfig`).
+        gradient_checkpointing: recompute each transformer layer in the backward pass
+            instead of storing its activations (:mod:`advx.memory`; updates are unchanged).
+        lora: ``{r, alpha, dropout, target_modules}`` (target_modules required, e.g.
+            ``[q, v]`` for T5, ``[query, value]`` for MiniLM): train LoRA adapters and the
+            head instead of every weight (:func:`advx.lora.inject_lora`); null = full fits.
     """
 
     model: str = "tiny"
@@ -186,6 +197,9 @@ class EncoderClassifier:
         train, valid = self._split(samples)
         opt = torch.optim.AdamW(self.net.parameters(), lr=self.config.lr,
                                 weight_decay=self.config.weight_decay)
+        self._scheduler = fit_scheduler(opt, self.config, examples=len(train),
+                                        batch_size=self.config.batch_size,
+                                        epochs=self.config.epochs, where="classifier")
         gen = torch.Generator().manual_seed(self.seed * 1000 + self.fits)
         # With start_competes the starting weights are candidate "epoch 0": a refit that does
         # not lower the real validation loss is discarded. Off (the paper: C_{N+1} is retrained
@@ -230,10 +244,11 @@ class EncoderClassifier:
             batch = [train[j] for j in order[i:i + size]]
             loss = F.cross_entropy(self._logits(batch), self._labels(batch))
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            backward(loss)
             max_norm = self.config.max_grad_norm if self.config.max_grad_norm > 0 else None
             guarded_step(opt, self.net.parameters(), loss=loss, max_norm=max_norm,
                          what="encoder_classifier fit")
+            self._scheduler.step()
             total += loss.item() * len(batch)
         return total / max(len(train), 1)
 
@@ -335,6 +350,7 @@ def build_encoder_classifier(config: EncoderClassifierConfig,
 def _build(config: EncoderClassifierConfig, ctx: BuildContext) -> EncoderClassifier:
     check_minimums("classifier", config, {"batch_size": 1, "eval_batch_size": 1, "epochs": 0,
                                           "max_grad_norm": 0})
+    check_schedule(config, "classifier")
     if config.model == "tiny":
         tokenizer = _tiny_tokenizer(config, ctx)
         net = T5EncoderClassifier.tiny(len(tokenizer), config.num_labels, config.d_model,
@@ -346,4 +362,8 @@ def _build(config: EncoderClassifierConfig, ctx: BuildContext) -> EncoderClassif
         with loading(ctx.quiet):
             net, tokenizer = load_pretrained(config.model, config.arch, config.num_labels,
                                              config.dropout)
+    # LoRA: the encoder's adapters and the classification head train, the rest is frozen
+    inject_lora(net, config.lora, "classifier", keep_trainable=("head", "classifier"))
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(net, "classifier")
     return EncoderClassifier(config, net, tokenizer, ctx.seed, ctx.device)

@@ -40,6 +40,7 @@ from advx.choices import Choice
 from advx.components import BuildContext, ItemCatalogue, ItemScorer, StepContext, require
 from advx.errors import ConfigError
 from advx.rollout import Rewards, Rollout, Sample, masked_mean
+from advx.schedules import rl_total_steps
 from torch import Tensor
 
 from advx_grpo.grpo import (
@@ -252,7 +253,7 @@ class AdaGRPOOptimizer(GRPOOptimizer):
             with torch.no_grad():
                 after = -generator.nll(anchors).total.detach().float().cpu()
             self._write_samples(ctx, rollout, first, diag, hard, discriminable, open_, after)
-        return metrics
+        return self.advance_schedule(metrics)
 
     samples_path = None  # set by build_adagrpo when optimizer.log_samples is on
 
@@ -300,7 +301,7 @@ def build_adagrpo(config: AdaGRPOConfig, ctx: BuildContext) -> AdaGRPOOptimizer:
     needed_by = "optimizer 'adagrpo' (its gate's diagnostics)"
     require(ctx.task, ItemCatalogue, role=ctx.describe("task"), needed_by=needed_by)
     require(ctx.classifier, ItemScorer, role=ctx.describe("classifier"), needed_by=needed_by)
-    optimizer = AdaGRPOOptimizer(config, ctx.generator, ctx.seed)
+    optimizer = AdaGRPOOptimizer(config, ctx.generator, ctx.seed, total_steps=rl_total_steps(ctx))
     if config.log_samples:
         optimizer.samples_path = ctx.run_dir / "adagrpo_samples.jsonl"
     return optimizer

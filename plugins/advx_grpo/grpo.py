@@ -34,10 +34,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from advx.accel import backward
 from advx.components import BuildContext, StepContext
 from advx.errors import ConfigError
+from advx.microbatch import AccumulationConfig, check_accumulation, micro_batches
 from advx.numerics import guarded_step
 from advx.rollout import Rewards, Rollout, masked_mean
+from advx.schedules import ScheduleConfig, load_scheduler, make_scheduler, rl_total_steps
 from torch import Tensor
 
 __all__ = [
@@ -54,7 +57,7 @@ __all__ = [
 
 
 @dataclass
-class GRPOConfig:
+class GRPOConfig(ScheduleConfig, AccumulationConfig):
     """The ``optimizer:`` block for ``name: grpo``.
 
     Attributes:
@@ -69,6 +72,10 @@ class GRPOConfig:
         scale_rewards: ``group``, ``batch`` or ``none``.
         max_grad_norm: gradient clipping.
         max_new_tokens: the T of ``dr_grpo``'s normaliser (0 = the rollout's width).
+        lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: the learning-rate schedule
+            (:class:`advx.schedules.ScheduleConfig`), one scheduler step per improvement step.
+        grad_accum_steps: micro-batches per minibatch (:mod:`advx.microbatch`; 1 = none;
+            ``grpo`` only, not ``adagrpo``).
     """
 
     lr: float = 1e-4
@@ -169,11 +176,14 @@ class GRPOOptimizer:
     name = "grpo"
     """Names the optimizer in non-finite-value errors."""
 
-    def __init__(self, config: GRPOConfig, generator: Any, seed: int = 0) -> None:
+    def __init__(self, config: GRPOConfig, generator: Any, seed: int = 0,
+                 *, total_steps: int | None = None) -> None:
         self.config = config
         self.seed = seed
         self.eps_high = config.epsilon_high or config.epsilon
         self.optimizer = torch.optim.AdamW(generator.parameters(), lr=config.lr)
+        self.scheduler = make_scheduler(self.optimizer, config, total_steps=total_steps,
+                                        where="optimizer")
 
     def loss(self, generator: Any, rollout: Rollout, advantages: Tensor,
              num_items: Tensor | None = None) -> tuple[Tensor, dict]:
@@ -201,9 +211,39 @@ class GRPOOptimizer:
     def step(self, generator: Any, loss: Tensor) -> float:
         """Backward, clip, check for non-finite values, step; the pre-clip gradient norm."""
         self.optimizer.zero_grad()
-        loss.backward()
+        backward(loss)
         return guarded_step(self.optimizer, generator.parameters(), loss=loss,
                             max_norm=self.config.max_grad_norm, what=self.name)
+
+    def accumulated_step(self, generator: Any, batch: Rollout,
+                         advantages: Tensor) -> tuple[Tensor, dict]:
+        """One optimizer step on ``batch``, in ``grad_accum_steps`` micro-batches: each loss
+        weighted by its share of what ``loss_type`` averages over (tokens for ``bnpo`` and
+        ``dapo``, rows for ``grpo`` and ``dr_grpo``), so the gradient is the whole batch's
+        (:mod:`advx.microbatch`). Returns the batch's loss and diagnostics."""
+        cfg = self.config
+        parts = micro_batches(batch.batch_size, cfg.grad_accum_steps, advantages.device)
+        if len(parts) == 1:
+            loss, info = self.loss(generator, batch, advantages)
+            info["grpo/grad_norm"] = self.step(generator, loss)
+            return loss, info
+        self.optimizer.zero_grad()
+        mask = batch.response_mask.float()
+        by_tokens = cfg.loss_type in ("bnpo", "dapo")
+        total = mask.sum().clamp(min=1.0) if by_tokens else float(batch.batch_size)
+        loss_sum = torch.zeros((), device=mask.device)
+        info_sum: dict[str, float] = {}
+        for rows in parts:
+            part_loss, part_info = self.loss(generator, batch.select(rows), advantages[rows])
+            share = mask[rows].sum() / total if by_tokens else len(rows) / total
+            backward(part_loss * share)
+            loss_sum = loss_sum + part_loss.detach() * share
+            for key, value in part_info.items():
+                info_sum[key] = info_sum.get(key, 0.0) + value * float(share)
+        info_sum["grpo/grad_norm"] = guarded_step(
+            self.optimizer, generator.parameters(), loss=loss_sum,
+            max_norm=cfg.max_grad_norm, what=self.name)
+        return loss_sum, info_sum
 
     def minibatch_orders(self, batch_size: int, round: int, step: int) -> list[Tensor]:
         """One row order per epoch: a permutation drawn from a generator seeded by
@@ -227,23 +267,31 @@ class GRPOOptimizer:
         for order in self.minibatch_orders(rollout.batch_size, ctx.round, ctx.step):
             for start in range(0, rollout.batch_size, size):
                 rows = order[start : start + size]
-                loss, info = self.loss(ctx.generator, rollout.select(rows), advantages[rows])
-                info["grpo/grad_norm"] = self.step(ctx.generator, loss)
+                loss, info = self.accumulated_step(ctx.generator, rollout.select(rows),
+                                                   advantages[rows])
                 info["grpo/loss"] = float(loss.detach())
                 for key, value in info.items():
                     history.setdefault(key, []).append(value)
         metrics = {key: float(np.mean(values)) for key, values in history.items()}
         metrics["grpo/advantage_abs"] = float(advantages.abs().mean())
         metrics["grpo/zero_std_groups"] = _zero_std_share(rewards.total, rollout.group_ids)
+        return self.advance_schedule(metrics)
+
+    def advance_schedule(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Record the learning rate this update used (``grpo/lr``) and step the schedule;
+        called once at the end of every successful update."""
+        metrics["grpo/lr"] = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
         return metrics
 
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict()}
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
-        for group in self.optimizer.param_groups:  # the recipe's lr wins over the checkpoint's
-            group["lr"] = self.config.lr
+        # the recipe's lr wins over the checkpoint's, at the checkpoint's point of the schedule
+        load_scheduler(self.scheduler, state.get("scheduler"),
+                       base_lrs=[self.config.lr] * len(self.optimizer.param_groups))
 
 
 def _zero_std_share(rewards: Tensor, group_ids: Tensor) -> float:
@@ -257,6 +305,10 @@ def check_grpo_config(config: GRPOConfig, ctx: BuildContext, name: str = "grpo")
     """The build-time checks GRPO and AdaGRPO share: a generator, known string choices."""
     if ctx.generator is None:
         raise ConfigError(f"optimizer {name} needs a generator")
+    check_accumulation(config, "optimizer")
+    if name == "adagrpo" and config.grad_accum_steps != 1:
+        raise ConfigError("optimizer.grad_accum_steps: adagrpo's gated per-group loss does not "
+                          "split into micro-batches; leave it at 1 (grpo supports it)")
     aggregate(torch.zeros(1, 1), torch.ones(1, 1), config.loss_type)  # validates loss_type
     if config.scale_rewards not in ("group", "batch", "none"):
         raise ConfigError(
@@ -266,4 +318,4 @@ def check_grpo_config(config: GRPOConfig, ctx: BuildContext, name: str = "grpo")
 
 def build_grpo(config: GRPOConfig, ctx: BuildContext) -> GRPOOptimizer:
     check_grpo_config(config, ctx)
-    return GRPOOptimizer(config, ctx.generator, ctx.seed)
+    return GRPOOptimizer(config, ctx.generator, ctx.seed, total_steps=rl_total_steps(ctx))

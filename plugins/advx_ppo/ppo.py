@@ -42,10 +42,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from advx.accel import backward
 from advx.components import BuildContext, HasValueHead, StepContext, require
+from advx.distributed import mean_across
 from advx.errors import ConfigError, NonFiniteError
+from advx.microbatch import AccumulationConfig, check_accumulation, micro_batches
 from advx.numerics import guarded_step
 from advx.rollout import Rewards, Rollout, masked_mean
+from advx.schedules import ScheduleConfig, load_scheduler, make_scheduler, rl_total_steps
 from torch import Tensor
 
 __all__ = [
@@ -60,7 +64,7 @@ __all__ = [
 
 
 @dataclass
-class PPOConfig:
+class PPOConfig(ScheduleConfig, AccumulationConfig):
     """The ``optimizer:`` block for ``name: ppo``.
 
     Attributes:
@@ -85,6 +89,9 @@ class PPOConfig:
             centred and O(1) whatever the reward's offset and scale (cls_loss's
             −(1−α)·log P_gen is a large positive offset), so the value loss of a zero-initialised
             value head does not swamp the policy gradient under the shared gradient-norm clip.
+        lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: the learning-rate schedule
+            (:class:`advx.schedules.ScheduleConfig`), one scheduler step per improvement step.
+        grad_accum_steps: micro-batches per minibatch (:mod:`advx.microbatch`; 1 = none).
     """
 
     lr: float = 1.0e-4
@@ -195,7 +202,8 @@ def value_loss(
 class PPO:
     """``Optimizer`` protocol: ``update(rollout, rewards, ctx)`` steps ``ctx.generator``."""
 
-    def __init__(self, config: PPOConfig, parameters: Any, value_parameters: Any = ()) -> None:
+    def __init__(self, config: PPOConfig, parameters: Any, value_parameters: Any = (),
+                 *, total_steps: int | None = None) -> None:
         self.config = config
         self.params = [p for p in parameters if p.requires_grad]
         if not self.params:
@@ -206,6 +214,8 @@ class PPO:
         if value_group:
             groups.append({"params": value_group, "lr": config.value_lr or config.lr})
         self.optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = make_scheduler(self.optimizer, config, total_steps=total_steps,
+                                        where="optimizer")
         self.return_stats = RunningMoments()
 
     def _minibatches(self, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -234,18 +244,32 @@ class PPO:
         returns: Tensor,
         old_values: Tensor | None,
     ) -> dict[str, float]:
-        """One minibatch: L = L_clip + c_V·L_V − c_H·H, clipped gradient, one AdamW step."""
-        cfg = self.config
-        out = generator.policy_outputs(batch)
-        pg_loss, stats = policy_loss(out.logprobs, batch.logprobs, advantages, mask, cfg.clip)
-        vf_loss = torch.zeros((), device=mask.device)
-        if old_values is not None and out.values is not None:
-            vf_loss = value_loss(out.values, old_values, returns, mask, cfg.value_clip)
-        entropy = masked_mean(out.entropy, mask)
-        loss = pg_loss + cfg.vf_coef * vf_loss - cfg.ent_coef * entropy
+        """One minibatch: L = L_clip + c_V·L_V − c_H·H, clipped gradient, one AdamW step.
 
+        With ``grad_accum_steps`` > 1 the minibatch's rows run in micro-batches, each loss
+        weighted by its share of the minibatch's tokens (every term is a token mean), so the
+        accumulated gradient is the whole minibatch's (:mod:`advx.microbatch`)."""
+        cfg = self.config
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total_tokens = mask.sum().clamp(min=1.0)
+        sums: dict[str, Tensor] = {}
+        for rows in micro_batches(batch.batch_size, cfg.grad_accum_steps, mask.device):
+            part = batch if len(rows) == batch.batch_size else batch.select(rows)
+            m = mask[rows]
+            share = m.sum() / total_tokens
+            out = generator.policy_outputs(part)
+            pg, stats = policy_loss(out.logprobs, part.logprobs, advantages[rows], m, cfg.clip)
+            vf = torch.zeros((), device=mask.device)
+            if old_values is not None and out.values is not None:
+                vf = value_loss(out.values, old_values[rows], returns[rows], m, cfg.value_clip)
+            ent = masked_mean(out.entropy, m)
+            part_loss = pg + cfg.vf_coef * vf - cfg.ent_coef * ent
+            backward(part_loss * share)
+            terms = {"pg": pg, "vf": vf, "ent": ent, "loss": part_loss, **stats}
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + value.detach() * share
+        pg_loss, vf_loss, entropy = sums.pop("pg"), sums.pop("vf"), sums.pop("ent")
+        loss, stats = sums.pop("loss"), sums
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else None
         grad_norm = guarded_step(self.optimizer, self.params, loss=loss, max_norm=max_norm,
                                  what="ppo")
@@ -266,10 +290,13 @@ class PPO:
         """
         saved = self.return_stats.state_dict()
         try:
-            return self._update(rollout, rewards, ctx)
+            metrics = self._update(rollout, rewards, ctx)
         except NonFiniteError:
             self.return_stats.load_state_dict(saved)
             raise
+        metrics["ppo/lr"] = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        return metrics
 
     def _update(self, rollout: Rollout, rewards: Rewards, ctx: StepContext) -> dict[str, float]:
         cfg = self.config
@@ -293,7 +320,8 @@ class PPO:
                 )  # fmt: skip
                 for key, value in stats.items():
                     history.setdefault(key, []).append(value)
-                if cfg.target_kl > 0 and stats["approx_kl"] > cfg.target_kl:
+                # data-parallel: every rank stops alike, on the mean over the shards
+                if cfg.target_kl > 0 and mean_across(stats["approx_kl"]) > cfg.target_kl:
                     early_stopped = True
                     break
             epochs_done += 1
@@ -318,12 +346,14 @@ class PPO:
         return {
             "optimizer": self.optimizer.state_dict(),
             "return_stats": self.return_stats.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         if "return_stats" in state:
             self.return_stats.load_state_dict(state["return_stats"])
+        load_scheduler(self.scheduler, state.get("scheduler"))
 
 
 def build_ppo(config: PPOConfig, ctx: BuildContext) -> PPO:
@@ -338,10 +368,12 @@ def build_ppo(config: PPOConfig, ctx: BuildContext) -> PPO:
         raise ConfigError(
             f"optimizer ppo: epochs must be >= 1 and clip > 0 (got {config.epochs}, {config.clip})."
         )
+    check_accumulation(config, "optimizer")
     if config.vf_coef > 0:
         require(ctx.generator, HasValueHead, role=ctx.describe("generator"),
                 needed_by="optimizer 'ppo' with vf_coef > 0 (the critic; set "
                           "optimizer.vf_coef=0 to train without one)")
     has_head = isinstance(ctx.generator, HasValueHead)  # declared capability, optional at c_V=0
     value_parameters = ctx.generator.value_parameters() if has_head else ()
-    return PPO(config, ctx.generator.parameters(), value_parameters)
+    return PPO(config, ctx.generator.parameters(), value_parameters,
+               total_steps=rl_total_steps(ctx))

@@ -43,10 +43,12 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from advx.accel import backward
 from advx.components import BuildContext, ItemCatalogue, require
 from advx.errors import ConfigError, DataError
 from advx.numerics import guarded_step
 from advx.rollout import Sample
+from advx.schedules import ScheduleConfig, check_schedule, fit_scheduler
 from torch import Tensor, nn
 
 from advx_recsys.metrics import metrics_from_ranks, target_ranks
@@ -70,7 +72,7 @@ class LeaveOneOutSplits(Protocol):
 
 
 @dataclass
-class RankerConfig:
+class RankerConfig(ScheduleConfig):
     """The ``classifier:`` block for ``name: ranker``.
 
     Attributes:
@@ -96,6 +98,8 @@ class RankerConfig:
         valid_fraction: share of samples held out for ``select: heldout``.
         log_every: print a line per this many epochs (0 = quiet); the history is returned
             in the fit metrics either way.
+        lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: learning-rate schedule of
+            each fit (:class:`advx.schedules.ScheduleConfig`).
     """
 
     d_model: int = 64
@@ -167,6 +171,7 @@ class SASRecRanker:
 
     def __init__(self, config: RankerConfig, task: ItemCatalogue, device: str = "cpu",
                  seed: int = 0):
+        check_schedule(config, "classifier")
         self.config = config
         self.task = task
         self.device = device
@@ -361,6 +366,8 @@ class SASRecRanker:
             data = (self._history(histories), self._items(item_ids),
                     torch.tensor(labels, device=self.device))
         opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = fit_scheduler(opt, cfg, examples=len(data[0]), batch_size=cfg.batch_size,
+                                  epochs=cfg.epochs, where="classifier")
         best, best_epoch, best_state = -1.0, 0, None
         started, last_loss, since_best = time.perf_counter(), float("nan"), 0
         self.history = []
@@ -375,8 +382,9 @@ class SASRecRanker:
                 else:
                     loss = self._pair_batch_loss(*(d[batch] for d in data))
                 opt.zero_grad()
-                loss.backward()
+                backward(loss)
                 guarded_step(opt, self.net.parameters(), loss=loss, what="ranker")
+                scheduler.step()
                 total += float(loss.detach()) * len(batch)
                 count += len(batch)
             last_loss = total / max(count, 1)

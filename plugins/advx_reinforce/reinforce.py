@@ -27,17 +27,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from advx.accel import backward
 from advx.components import BuildContext, StepContext
 from advx.errors import ConfigError
+from advx.microbatch import AccumulationConfig, check_accumulation, micro_batches
 from advx.numerics import guarded_step
 from advx.rollout import Rewards, Rollout, masked_mean
+from advx.schedules import ScheduleConfig, load_scheduler, make_scheduler, rl_total_steps
 from torch import Tensor
 
 BASELINES = ("none", "moving_average", "batch_mean", "leave_one_out")
 
 
 @dataclass
-class ReinforceConfig:
+class ReinforceConfig(ScheduleConfig, AccumulationConfig):
     """The ``optimizer:`` block for ``name: reinforce``.
 
     Attributes:
@@ -49,6 +52,9 @@ class ReinforceConfig:
         entropy_coef: β of the entropy bonus (0 = off).
         teacher_forcing: real sequences mixed into each update (0 = off).
         teacher_forcing_reward: the return given to every token of a real sequence.
+        lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: the learning-rate schedule
+            (:class:`advx.schedules.ScheduleConfig`), one scheduler step per improvement step.
+        grad_accum_steps: micro-batches per update (:mod:`advx.microbatch`; 1 = none).
     """
 
     lr: float = 0.01
@@ -83,7 +89,8 @@ def leave_one_out(returns: Tensor, mask: Tensor, groups: Tensor) -> Tensor:
 class Reinforce:
     """The ``reinforce`` optimizer; satisfies ``advx.Optimizer``."""
 
-    def __init__(self, config: ReinforceConfig, parameters) -> None:
+    def __init__(self, config: ReinforceConfig, parameters,
+                 *, total_steps: int | None = None) -> None:
         if config.baseline not in BASELINES:
             raise ConfigError(
                 f"optimizer.baseline must be one of {', '.join(BASELINES)}; got {config.baseline!r}"
@@ -92,9 +99,12 @@ class Reinforce:
             raise ConfigError(
                 f"optimizer.returns must be 'reward_to_go' or 'immediate'; got {config.returns!r}"
             )
+        check_accumulation(config, "optimizer")
         self.config = config
         self.params = list(parameters)
         self.adam = torch.optim.Adam(self.params, lr=config.lr)
+        self.scheduler = make_scheduler(self.adam, config, total_steps=total_steps,
+                                        where="optimizer")
         self.moving_baseline: float | None = None
 
     # ----------------------------------------------------------------- the equation
@@ -123,18 +133,29 @@ class Reinforce:
         b = self.baseline(G, mask, rollout.group_ids.to(G.device))
         advantage = (G - b).detach()
 
-        out = ctx.generator.policy_outputs(rollout)
-        log_pi, entropy = out.logprobs, out.entropy
-        weighted = (advantage * log_pi * mask).sum()
+        # L = −Σ(A·log π·m)/tokens − β·Σ(H·m)/Σm, both sums split over micro-batches when
+        # grad_accum_steps > 1 (each part divided by the whole batch's counts: the same
+        # gradient, advx.microbatch); the teacher-forcing term joins the first part
         tokens = mask.sum()
-        entropy_term = (entropy * mask).sum()
+        extra: Tensor | float = 0.0
         if self.config.teacher_forcing:
             tf_weighted, tf_tokens = self._teacher_forcing(ctx, float(masked_mean(b, mask)))
-            weighted, tokens = weighted + tf_weighted, tokens + tf_tokens
-        loss = -weighted / tokens - self.config.entropy_coef * entropy_term / mask.sum()
-
+            tokens = tokens + tf_tokens
+            extra = -tf_weighted / tokens
         self.adam.zero_grad()
-        loss.backward()
+        loss = torch.zeros((), device=mask.device)
+        entropy_sum = torch.zeros((), device=mask.device)
+        for rows in micro_batches(rollout.batch_size, self.config.grad_accum_steps, mask.device):
+            part = rollout if len(rows) == rollout.batch_size else rollout.select(rows)
+            out = ctx.generator.policy_outputs(part)
+            weighted = (advantage[rows] * out.logprobs * mask[rows]).sum()
+            entropy_term = (out.entropy * mask[rows]).sum()
+            part_loss = (extra - weighted / tokens
+                         - self.config.entropy_coef * entropy_term / mask.sum())
+            extra = 0.0
+            backward(part_loss)
+            loss = loss + part_loss.detach()
+            entropy_sum = entropy_sum + entropy_term.detach()
         max_norm = self.config.max_grad_norm if self.config.max_grad_norm > 0 else None
         grad_norm = guarded_step(self.adam, self.params, loss=loss, max_norm=max_norm,
                                  what="reinforce")
@@ -143,9 +164,16 @@ class Reinforce:
             "rl/return": float(masked_mean(G, mask)),
             "rl/advantage": float(masked_mean(advantage, mask)),
             "rl/baseline": float(masked_mean(b, mask)),
-            "rl/entropy": float(masked_mean(entropy.detach(), mask)),
+            "rl/entropy": float(entropy_sum / mask.sum().clamp(min=1.0)),
             "rl/grad_norm": float(grad_norm),
+            "rl/lr": self._advance_schedule(),
         }
+
+    def _advance_schedule(self) -> float:
+        """The learning rate this update used; steps the schedule for the next."""
+        lr = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        return lr
 
     def _teacher_forcing(self, ctx: StepContext, baseline: float) -> tuple[Tensor, float]:
         """(Σ_t (R_real − b) log π(real_t), number of real tokens) for k random real texts."""
@@ -159,14 +187,16 @@ class Reinforce:
         return advantage * log_likelihood.sum(), tokens
 
     def state_dict(self) -> dict[str, Any]:
-        return {"adam": self.adam.state_dict(), "moving_baseline": self.moving_baseline}
+        return {"adam": self.adam.state_dict(), "moving_baseline": self.moving_baseline,
+                "scheduler": self.scheduler.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.adam.load_state_dict(state["adam"])
         self.moving_baseline = state.get("moving_baseline")
+        load_scheduler(self.scheduler, state.get("scheduler"))
 
 
 def build_reinforce(config: ReinforceConfig, ctx: BuildContext) -> Reinforce:
     if ctx.generator is None:
         raise ConfigError("optimizer reinforce needs a generator in the recipe")
-    return Reinforce(config, ctx.generator.parameters())
+    return Reinforce(config, ctx.generator.parameters(), total_steps=rl_total_steps(ctx))

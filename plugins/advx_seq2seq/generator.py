@@ -21,7 +21,11 @@ import torch
 from advx.components import BuildContext, PolicyOutputs
 from advx.errors import ConfigError
 from advx.generator_kit import SFTLoop, check_minimums, frozen_reference
+from advx.lora import LoRAKeys, apply_lora
+from advx.memory import CheckpointingKeys, enable_gradient_checkpointing
+from advx.microbatch import AccumulationConfig
 from advx.rollout import Prompt, Rollout, Sample, SequenceNLL, mask_through_eos, shift_right
+from advx.schedules import ScheduleConfig
 from torch import Tensor, nn
 from transformers import (
     AutoModelForSeq2SeqLM,
@@ -42,7 +46,7 @@ SCORE_CHUNK_ROWS = 512  # rows per teacher-forced scoring pass (bounds the [rows
 
 
 @dataclass
-class Seq2SeqConfig:
+class Seq2SeqConfig(ScheduleConfig, AccumulationConfig, LoRAKeys, CheckpointingKeys):
     """The ``generator:`` block for ``name: seq2seq``.
 
     Attributes:
@@ -60,6 +64,14 @@ class Seq2SeqConfig:
         value_head: add a linear value head V(s_t) on the decoder's last hidden state (PPO).
         dropout: dropout rate of a ``tiny`` model (and passed to a loaded T5 config).
         d_model, num_layers, num_heads, d_kv, d_ff, vocab_size, tokenizer: ``tiny`` sizes.
+        lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: learning-rate schedule of
+            each ``sft`` call (:class:`advx.schedules.ScheduleConfig`).
+        grad_accum_steps: micro-batches per SFT minibatch (:mod:`advx.microbatch`; 1 = none).
+        lora: ``{r, alpha, dropout, target_modules}`` to train a LoRA adapter through peft
+            instead of every weight; π_ref is then the model with the adapter disabled
+            (:mod:`advx.lora`). null (default) = full fine-tuning.
+        gradient_checkpointing: recompute each transformer layer in the backward pass
+            instead of storing its activations (:mod:`advx.memory`; updates are unchanged).
     """
 
     model: str = "tiny"
@@ -500,6 +512,9 @@ def build_seq2seq(config: Seq2SeqConfig, ctx: BuildContext) -> Seq2SeqGenerator:
 
     with loading(ctx.quiet):
         model, tokenizer = _pretrained(config, name_or_path)
+    model = apply_lora(model, config.lora, "SEQ_2_SEQ_LM", "generator")
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(model, "generator")
     value_head = None
     if config.value_head:
         torch.manual_seed(ctx.seed)

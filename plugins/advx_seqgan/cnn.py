@@ -22,11 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from advx.accel import backward
 from advx.components import BuildContext
 from advx.errors import ConfigError, DataError
 from advx.generator_kit import check_minimums
 from advx.numerics import guarded_step
 from advx.rollout import Sample
+from advx.schedules import ScheduleConfig, check_schedule, fit_scheduler
 from torch import Tensor, nn
 
 from advx_seqgan.vocab import VocabKind, build_vocab
@@ -36,7 +38,7 @@ PAPER_NUM_FILTERS = [100, 200, 200, 200, 200, 100, 100, 100, 100, 100, 160, 160]
 
 
 @dataclass
-class CNNConfig:
+class CNNConfig(ScheduleConfig):
     """The ``classifier:`` block for ``name: cnn_discriminator``.
 
     Attributes:
@@ -57,6 +59,8 @@ class CNNConfig:
         predict_tables_mb: the largest :class:`TokenTables` (MB, ``4·V·Σ w·F_w`` bytes: 238 MiB for
             the paper's CNN at V = 5000) predictions may keep; above it, or at 0, they convolve.
         device: torch device; empty means the run's device.
+        lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: learning-rate schedule of
+            each fit (:class:`advx.schedules.ScheduleConfig`).
     """
 
     vocab: VocabKind = VocabKind.word
@@ -185,6 +189,7 @@ class CNNDiscriminator:
                 f"classifier.max_len ({config.max_len}) must be >= the widest window "
                 f"({max(config.filter_sizes)})"
             )
+        check_schedule(config, "classifier")
         self.config = config
         self.device = torch.device(config.device or device)
         self.vocab = build_vocab(config.vocab, texts, config.vocab_size, config.lowercase)
@@ -226,6 +231,9 @@ class CNNDiscriminator:
         n_valid = int(len(samples) * self.config.valid_fraction)
         valid, train = order[:n_valid], order[n_valid:]
         self.model.train()
+        scheduler = fit_scheduler(self.optimizer, self.config, examples=len(train),
+                                  batch_size=self.config.batch_size, epochs=self.config.epochs,
+                                  where="classifier")
         loss_sum, seen = 0.0, 0
         for _ in range(self.config.epochs):
             perm = train[torch.from_numpy(self.rng.permutation(len(train))).to(self.device)]
@@ -233,9 +241,10 @@ class CNNDiscriminator:
                 rows = perm[start : start + self.config.batch_size]
                 loss = self._loss(self.model(ids[rows]), labels[rows])
                 self.optimizer.zero_grad()
-                loss.backward()
+                backward(loss)
                 guarded_step(self.optimizer, self.model.parameters(), loss=loss,
                              what="cnn_discriminator fit")
+                scheduler.step()
                 loss_sum += float(loss.detach()) * len(rows)
                 seen += len(rows)
         metrics = {"cls/loss": loss_sum / max(seen, 1), "cls/train_size": float(len(train))}

@@ -22,6 +22,7 @@ import torch
 from advx.components import BuildContext, PolicyOutputs
 from advx.errors import ConfigError, DataError
 from advx.generator_kit import SFTLoop, check_minimums, frozen_reference
+from advx.microbatch import AccumulationConfig
 from advx.rollout import (
     Prompt,
     Rollout,
@@ -31,6 +32,7 @@ from advx.rollout import (
     right_pad,
     shift_right,
 )
+from advx.schedules import ScheduleConfig
 from torch import Tensor, nn
 from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
@@ -38,7 +40,7 @@ from advx_seqgan.vocab import VocabKind, build_vocab
 
 
 @dataclass
-class LSTMConfig:
+class LSTMConfig(ScheduleConfig, AccumulationConfig):
     """The ``generator:`` block for ``name: lstm``.
 
     Attributes:
@@ -57,6 +59,9 @@ class LSTMConfig:
         init_from: a ``state_dict`` file (``torch.save(generator.state_dict())``) or a
             ``save()`` directory to start from, e.g. a shared MLE pre-training.
         device: torch device; empty means the run's device.
+        lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: learning-rate schedule of
+            each MLE (``sft``) call (:class:`advx.schedules.ScheduleConfig`).
+        grad_accum_steps: micro-batches per SFT minibatch (:mod:`advx.microbatch`; 1 = none).
     """
 
     vocab: VocabKind = VocabKind.word

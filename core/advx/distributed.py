@@ -1,0 +1,246 @@
+"""Data-parallel runs: ``accelerate launch --multi_gpu --num_processes N -m advx run RECIPE``
+or ``torchrun --nproc_per_node N -m advx run RECIPE`` (see docs/scaling.md).
+
+A launcher starts N copies of ``advx run``; each reads ``RANK``/``WORLD_SIZE`` from the
+environment and joins one process group through ``accelerate.PartialState`` (gloo on CPU,
+NCCL on GPUs). A plain ``advx run`` has no ``WORLD_SIZE`` and none of this does anything.
+
+What is sharded and what is replicated (the subset implemented; docs/scaling.md):
+
+* **Improvement steps are data-parallel.** Every process draws the same global batch of
+  ``loop.batch_size`` prompts (the loop's RNG is identical on every rank) and keeps its
+  contiguous shard (:func:`shard`), so the recipe's batch size stays the global one and must
+  be divisible by N. Each process samples its shard under its own torch seed, scores π_ref and
+  the reward on it locally, and runs the optimizer's update on it; every optimizer step
+  averages the gradients over the processes first (:func:`all_reduce_gradients`, called by
+  :func:`advx.numerics.guarded_step`), so the weights stay identical on every rank. PPO/GRPO
+  minibatch sizes, reward normalisation and advantage whitening are per process (on the
+  shard).
+* The step's metrics are averaged over the ranks (:func:`mean_metrics`); the samples kept
+  in ``samples/round-<n>.jsonl`` are the main process's shard.
+* **Everything else is replicated**: SFT, augmentation, classifier fits and evaluation run
+  whole on every process with the same RNG state, so they compute the same numbers (their
+  optimizer steps are all-reduced too, which keeps the weights bit-identical).
+* **Only the main process writes**: it creates the run folder and shares its path; the other
+  ranks get a read-only view of it (:meth:`advx.rundir.RunDir` with ``read_only``) and build
+  their components after the main process, from a private temporary copy of what it wrote
+  (tiny models, tokenizers; :func:`advx.build.build_components`); loggers and progress live
+  on the main process only. The global RNG states are the same on every rank between
+  improvement steps, so the main process's checkpoint holds every rank's RNG state;
+  ``--resume`` under the same launch reloads it on every rank.
+
+Why not ``DistributedDataParallel``: DDP synchronises gradients inside *its own* ``forward``,
+but generators score through ``generate`` and their models' forwards directly (and a value
+head beside the model), so the averaging is done once per optimizer step instead, on the
+flattened gradients, through accelerate's ``reduce``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from advx.errors import ConfigError
+
+__all__ = [
+    "all_reduce_gradients",
+    "any_rank",
+    "broadcast_object",
+    "is_distributed",
+    "is_main_process",
+    "mean_across",
+    "mean_metrics",
+    "private_dir",
+    "rank",
+    "rank_seed",
+    "shard",
+    "shared_run_dir",
+    "world_size",
+]
+
+T = TypeVar("T")
+
+
+def world_size() -> int:
+    """Processes in this run (``WORLD_SIZE`` set by the launcher; 1 for a plain run)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    """This process's global rank (``RANK``; 0 for a plain run)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_distributed() -> bool:
+    return world_size() > 1
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def _state() -> Any:
+    """accelerate's process state: initialises the process group once (gloo on CPU)."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def init() -> None:
+    """Join the process group now (a no-op for a plain run)."""
+    if is_distributed():
+        _state()
+
+
+def broadcast_object(value: T) -> T:
+    """The main process's ``value`` on every rank (picklable objects)."""
+    if not is_distributed():
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    _state()
+    box = [value]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
+def mean_across(value: float) -> float:
+    """The mean of a float over the ranks (a decision every rank must take alike, e.g.
+    PPO's early stop on approx-KL)."""
+    if not is_distributed():
+        return value
+    from accelerate.utils import reduce
+
+    _state()
+    return float(reduce(torch.tensor([float(value)], dtype=torch.float64), reduction="mean"))
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on any (a failure every rank must act on,
+    e.g. a non-finite reward on one shard: all skip the step, none waits in an all-reduce)."""
+    if not is_distributed():
+        return flag
+    return mean_across(1.0 if flag else 0.0) > 0.0
+
+
+def mean_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """Each metric averaged over the ranks that report it (an improvement step's metrics are
+    means over the rank's shard; shards are equal, so this is the global batch's mean)."""
+    if not is_distributed():
+        return metrics
+    _state()
+    everyone: list[Any] = [None] * world_size()
+    torch.distributed.all_gather_object(everyone, metrics)
+    keys = dict.fromkeys(k for m in everyone for k in m)
+    out = {}
+    for key in keys:
+        values = [m[key] for m in everyone if key in m]
+        numeric = [float(v) for v in values if isinstance(v, (int, float))]
+        out[key] = sum(numeric) / len(numeric) if len(numeric) == len(values) else values[0]
+    return out
+
+
+def all_reduce_gradients(parameters: Sequence[torch.Tensor], loss: torch.Tensor | None) -> (
+        torch.Tensor | None):
+    """Average the gradients of ``parameters`` over the ranks, in place; returns the mean
+    loss (None without one). A missing gradient counts as zeros, so every rank sends the same
+    flat vector, and stays missing only where no rank has one (an optimizer then skips the
+    parameter, as in one process); a NaN on one rank reaches every rank, so all of them
+    refuse the step alike."""
+    if not is_distributed():
+        return loss
+    from accelerate.utils import reduce
+
+    _state()
+    params = [p for p in parameters if p.requires_grad]
+    if not params:
+        return loss
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1).float() for g in grads])
+    has_grad = torch.tensor([float(p.grad is not None) for p in params], dtype=flat.dtype,
+                            device=flat.device)
+    extra = torch.zeros(1, dtype=flat.dtype, device=flat.device)
+    if loss is not None:
+        extra += loss.detach().float().to(flat.device)
+    flat = reduce(torch.cat([flat, has_grad, extra]), reduction="mean")
+    offset, flags = 0, flat[-1 - len(params) : -1]
+    for p, flag in zip(params, flags.tolist(), strict=True):
+        n = p.numel()
+        chunk = flat[offset : offset + n].view_as(p).to(p.dtype)
+        if p.grad is not None:
+            p.grad.copy_(chunk)
+        elif flag > 0:
+            p.grad = chunk.clone()
+        offset += n
+    return flat[-1] if loss is not None else None
+
+
+def shard(items: Sequence[T]) -> list[T]:
+    """This rank's contiguous share of a global batch (rank 0 the first ``len/N`` items);
+    ConfigError unless the batch divides evenly (every rank must take the same number of
+    optimizer steps)."""
+    n, size = world_size(), len(items)
+    if n == 1:
+        return list(items)
+    if size % n:
+        raise ConfigError(
+            f"loop.batch_size ({size} prompts) must be divisible by the number of processes "
+            f"({n}) in a data-parallel run: the batch size is the global one, split evenly"
+        )
+    per = size // n
+    return list(items[rank() * per : (rank() + 1) * per])
+
+
+@contextmanager
+def rank_seed() -> Iterator[None]:
+    """Within the block, torch draws from a seed of its own on each rank (sampling a shard,
+    dropout); outside, every rank's global RNG stays the same. One draw from the shared
+    stream picks the seed, so runs are reproducible and the ranks' samples independent."""
+    if not is_distributed():
+        yield
+        return
+    seed = int(torch.randint(0, 2**62, ()).item())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + rank())
+        yield
+
+
+def shared_run_dir(make: Callable[[], Any]) -> Any:
+    """The run folder: made by the main process (``make()``), the same path on every rank,
+    read-only on the others."""
+    if not is_distributed():
+        return make()
+    from advx.rundir import RunDir
+
+    made, error = None, None
+    if is_main_process():
+        try:
+            made = make()
+        except ConfigError as exc:
+            error = str(exc)
+    path, error = broadcast_object((None if made is None else str(made.path), error))
+    if error is not None:  # every rank stops with the main process's message
+        raise ConfigError(error)
+    if is_main_process():
+        return made
+    view = RunDir(Path(path))
+    view.read_only = True
+    return view
+
+
+def private_dir(run_dir: Path) -> Path:
+    """Where this rank's components write: the run folder on the main process, a temporary
+    folder (removed at exit) on the others."""
+    if is_main_process():
+        return run_dir
+    path = Path(tempfile.mkdtemp(prefix=f"advx-rank{rank()}-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
