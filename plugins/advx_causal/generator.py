@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from advx.choices import Choice
 from advx.components import BuildContext, PolicyOutputs
 from advx.errors import ConfigError
 from advx.generator_kit import SFTLoop, check_minimums, frozen_reference
@@ -56,6 +57,13 @@ from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 __all__ = ["CausalConfig", "CausalGenerator", "build_causal"]
 
 
+class CausalArch(Choice):
+    """``generator.arch`` of the tiny causal model."""
+
+    llama = "llama"
+    gpt2 = "gpt2"
+
+
 @dataclass
 class CausalConfig(ScheduleConfig, AccumulationConfig, LoRAKeys, CheckpointingKeys):
     """The ``generator:`` block for ``name: causal``.
@@ -84,7 +92,7 @@ class CausalConfig(ScheduleConfig, AccumulationConfig, LoRAKeys, CheckpointingKe
     """
 
     model: str = "tiny"
-    arch: str = "llama"
+    arch: CausalArch = CausalArch.llama
     tokenizer: str = "word"
     vocab_size: int = 20000
     d_model: int = 64
@@ -118,13 +126,11 @@ def _tiny_model(config: CausalConfig, tokenizer: PreTrainedTokenizerBase) -> Pre
             tie_word_embeddings=True,
             **common,
         )
-    elif config.arch == "gpt2":
+    else:  # gpt2
         hf_config = GPT2Config(
             n_embd=config.d_model, n_layer=config.num_layers, n_head=config.num_heads,
             n_positions=positions, **common,
         )
-    else:
-        raise ConfigError(f"generator.arch must be 'llama' or 'gpt2', got {config.arch!r}")
     return AutoModelForCausalLM.from_config(hf_config)
 
 

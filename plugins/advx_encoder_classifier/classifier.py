@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from advx.accel import backward
+from advx.choices import Choice
 from advx.components import BuildContext
 from advx.errors import ConfigError, DataError
 from advx.generator_kit import check_minimums
@@ -35,6 +36,15 @@ __all__ = ["EncoderClassifier", "EncoderClassifierConfig", "build_encoder_classi
 
 # Prompt keys that carry the desired label: a classifier input must never see them.
 _LABEL_KEYS = {"label", "label_name"}
+
+
+class EncoderArch(Choice):
+    """``classifier.arch``: ``auto`` (T5 checkpoints → T5 encoder + head, others
+    ``sequence_classification``), ``t5`` or ``sequence_classification``."""
+
+    auto = "auto"
+    t5 = "t5"
+    sequence_classification = "sequence_classification"
 
 
 @dataclass
@@ -75,7 +85,7 @@ class EncoderClassifierConfig(ScheduleConfig, CheckpointingKeys, LoRAKeys):
     """
 
     model: str = "tiny"
-    arch: str = "auto"
+    arch: EncoderArch = EncoderArch.auto
     num_labels: int = 2
     input: str = "{query}"
     max_length: int = 64

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 from advx.accel import backward
+from advx.choices import Choice
 from advx.components import BuildContext, HasValueHead, StepContext, require
 from advx.distributed import mean_across
 from advx.errors import ConfigError, NonFiniteError
@@ -61,6 +62,14 @@ __all__ = [
     "value_loss",
     "whiten",
 ]
+
+
+class RewardNorm(Choice):
+    """``optimizer.reward_norm`` of ``ppo``."""
+
+    norm = "norm"
+    scale = "scale"
+    none = "none"
 
 
 @dataclass
@@ -108,10 +117,9 @@ class PPOConfig(ScheduleConfig, AccumulationConfig):
     whiten_advantages: bool = True
     max_grad_norm: float = 1.0
     target_kl: float = 0.0
-    reward_norm: str = "norm"
+    reward_norm: RewardNorm = RewardNorm.norm
 
 
-REWARD_NORMS = ("norm", "scale", "none")
 
 
 class RunningMoments:
@@ -359,11 +367,6 @@ class PPO:
 def build_ppo(config: PPOConfig, ctx: BuildContext) -> PPO:
     if ctx.generator is None:
         raise ConfigError("optimizer ppo needs a generator: add a `generator:` block.")
-    if config.reward_norm not in REWARD_NORMS:
-        raise ConfigError(
-            f"optimizer.reward_norm must be one of {', '.join(REWARD_NORMS)}, "
-            f"got {config.reward_norm!r}."
-        )
     if config.epochs < 1 or config.clip <= 0:
         raise ConfigError(
             f"optimizer ppo: epochs must be >= 1 and clip > 0 (got {config.epochs}, {config.clip})."

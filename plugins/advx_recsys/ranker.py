@@ -76,7 +76,7 @@ class RankerConfig(ScheduleConfig):
     """The ``classifier:`` block for ``name: ranker``.
 
     Attributes:
-        d_model, n_layers, n_heads, dropout: encoder size (dropout on embeddings, attention
+        d_model, num_layers, num_heads, dropout: encoder size (dropout on embeddings, attention
             and feed-forward).
         max_history: most recent items the scorer reads (SASRec's maximum sequence length).
         training: ``sequence`` (every position of each user's training sequence) or
@@ -103,8 +103,8 @@ class RankerConfig(ScheduleConfig):
     """
 
     d_model: int = 64
-    n_layers: int = 2
-    n_heads: int = 2
+    num_layers: int = 2
+    num_heads: int = 2
     dropout: float = 0.2
     max_history: int = 50
     training: str = "sequence"
@@ -129,15 +129,15 @@ class SASRecEncoder(nn.Module):
 
     def __init__(self, num_items: int, cfg: RankerConfig) -> None:
         super().__init__()
-        self.n_heads = cfg.n_heads
+        self.num_heads = cfg.num_heads
         self.max_history = cfg.max_history
         self.items = nn.Embedding(num_items + 1, cfg.d_model, padding_idx=0)  # 0 = padding
         self.positions = nn.Embedding(cfg.max_history, cfg.d_model)
         layer = nn.TransformerEncoderLayer(
-            cfg.d_model, cfg.n_heads, 2 * cfg.d_model, cfg.dropout, batch_first=True,
+            cfg.d_model, cfg.num_heads, 2 * cfg.d_model, cfg.dropout, batch_first=True,
             norm_first=True,
         )
-        self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(layer, cfg.num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)
         nn.init.normal_(self.items.weight, std=0.05)  # small dot products: CE starts near log N
@@ -157,7 +157,7 @@ class SASRecEncoder(nn.Module):
         causal = torch.ones(length, length, dtype=torch.bool, device=history.device).triu(1)
         blocked = causal[None] | (history == 0)[:, None, :]
         blocked &= ~torch.eye(length, dtype=torch.bool, device=history.device)[None]
-        mask = blocked.repeat_interleave(self.n_heads, dim=0)
+        mask = blocked.repeat_interleave(self.num_heads, dim=0)
         x = self.encoder(x, mask=mask)
         return self.norm(x)
 
@@ -452,8 +452,8 @@ def build_ranker(config: RankerConfig, ctx: BuildContext) -> SASRecRanker:
             f"classifier.select: valid needs a task with leave-one-out validation users "
             f"(eval_pairs); {ctx.describe('task')} has none. Set classifier.select: heldout."
         )
-    if config.d_model % config.n_heads:
-        raise ConfigError("classifier.d_model must be divisible by classifier.n_heads")
+    if config.d_model % config.num_heads:
+        raise ConfigError("classifier.d_model must be divisible by classifier.num_heads")
     if config.loss == "bce" and config.negatives < 1:
         raise ConfigError("classifier.negatives must be ≥ 1 for classifier.loss: bce")
     if config.max_history < 1 or config.epochs < 1 or config.batch_size < 1:

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 from advx.accel import backward
+from advx.choices import Choice
 from advx.components import BuildContext, StepContext
 from advx.errors import ConfigError
 from advx.microbatch import AccumulationConfig, check_accumulation, micro_batches
@@ -36,7 +37,21 @@ from advx.rollout import Rewards, Rollout, masked_mean
 from advx.schedules import ScheduleConfig, load_scheduler, make_scheduler, rl_total_steps
 from torch import Tensor
 
-BASELINES = ("none", "moving_average", "batch_mean", "leave_one_out")
+
+class Baseline(Choice):
+    """``optimizer.baseline`` of ``reinforce``."""
+
+    none = "none"
+    moving_average = "moving_average"
+    batch_mean = "batch_mean"
+    leave_one_out = "leave_one_out"
+
+
+class Returns(Choice):
+    """``optimizer.returns`` of ``reinforce``."""
+
+    reward_to_go = "reward_to_go"
+    immediate = "immediate"
 
 
 @dataclass
@@ -59,9 +74,9 @@ class ReinforceConfig(ScheduleConfig, AccumulationConfig):
 
     lr: float = 0.01
     max_grad_norm: float = 5.0
-    baseline: str = "none"
+    baseline: Baseline = Baseline.none
     baseline_momentum: float = 0.9
-    returns: str = "reward_to_go"
+    returns: Returns = Returns.reward_to_go
     entropy_coef: float = 0.0
     teacher_forcing: int = 0
     teacher_forcing_reward: float = 1.0
@@ -91,14 +106,6 @@ class Reinforce:
 
     def __init__(self, config: ReinforceConfig, parameters,
                  *, total_steps: int | None = None) -> None:
-        if config.baseline not in BASELINES:
-            raise ConfigError(
-                f"optimizer.baseline must be one of {', '.join(BASELINES)}; got {config.baseline!r}"
-            )
-        if config.returns not in ("reward_to_go", "immediate"):
-            raise ConfigError(
-                f"optimizer.returns must be 'reward_to_go' or 'immediate'; got {config.returns!r}"
-            )
         check_accumulation(config, "optimizer")
         self.config = config
         self.params = list(parameters)

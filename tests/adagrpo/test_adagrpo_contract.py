@@ -156,7 +156,7 @@ def test_ranker_fit_stops_on_a_non_finite_loss(tmp_path):
     folder = write_beauty_fixture(tmp_path / "data")
     task = build_next_item(NextItemConfig(path=str(folder / "seq.txt"), item_tokens="id"),
                            _ctx(tmp_path))
-    ranker = build_ranker(RankerConfig(d_model=8, n_heads=2, n_layers=1, epochs=3,
+    ranker = build_ranker(RankerConfig(d_model=8, num_heads=2, num_layers=1, epochs=3,
                                        lr=1e30, dropout=0.0), _ctx(tmp_path, task=task))
     with pytest.raises(NonFiniteError, match=r"ranker (loss|gradient norm)"):
         ranker.fit(task.classifier_train())

@@ -32,7 +32,7 @@ def recipe(data: Path, generator: dict, optimizer: dict) -> dict:
                  "attributes": str(data / "attrs.json"), "codebook": [3, 3], "svd_dim": 4,
                  "history": 3, "eval_users": 10, "topk": 5},
         "generator": generator,
-        "classifier": {"name": "ranker", "d_model": 16, "n_heads": 2, "n_layers": 1,
+        "classifier": {"name": "ranker", "d_model": 16, "num_heads": 2, "num_layers": 1,
                        "epochs": 2},
         "reward": {"name": "ranker_score"},
         "optimizer": optimizer,
@@ -83,7 +83,8 @@ def test_closed_gate_is_pure_nll_and_open_gate_adds_grpo(tmp_path):
     ctx.task = build_next_item(NextItemConfig(
         path=str(data / "seq.txt"), attributes=str(data / "attrs.json"), codebook=[3, 3],
         svd_dim=4, history=3), ctx)
-    ctx.classifier = build_ranker(RankerConfig(d_model=16, n_heads=2, n_layers=1, epochs=1), ctx)
+    ctx.classifier = build_ranker(
+        RankerConfig(d_model=16, num_heads=2, num_layers=1, epochs=1), ctx)
     ctx.classifier.fit(ctx.task.classifier_train())
     ctx.generator = build_causal(CausalConfig(d_model=16, num_heads=2, max_new_tokens=4), ctx)
     reward = build_ranker_score(RankerScoreConfig(), ctx)

@@ -125,7 +125,7 @@ def test_interaction_table_by_column_mapping(tmp_path):
 
 def test_ranker_learns_the_fixture_and_reward_penalises_invalid(tmp_path):
     task = fixture_task(tmp_path)
-    ranker = build_ranker(RankerConfig(d_model=16, n_heads=2, n_layers=1, epochs=30,
+    ranker = build_ranker(RankerConfig(d_model=16, num_heads=2, num_layers=1, epochs=30,
                                        batch_size=32, lr=1e-2, dropout=0.0), ctx(task=task))
     metrics = ranker.fit(task.classifier_train())
     samples = task.classifier_train()

@@ -12,7 +12,7 @@ from adagrpo_kit import write_beauty_fixture
 from advx import BuildContext, ConfigError, DataError, Sample
 from advx_recsys import NextItemConfig, RankerConfig, build_next_item, build_ranker
 
-SMALL = {"d_model": 16, "n_heads": 2, "n_layers": 1, "dropout": 0.0, "batch_size": 16,
+SMALL = {"d_model": 16, "num_heads": 2, "num_layers": 1, "dropout": 0.0, "batch_size": 16,
          "lr": 1e-2, "max_history": 8}
 
 

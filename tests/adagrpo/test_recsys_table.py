@@ -32,7 +32,7 @@ def test_the_documented_csv_runs_through_task_and_ranker(tmp_path):
     u3 = next(e for e in task.split.test if e.user == "u3")  # sorted by timestamp: 100,200,300,400
     assert u3.history == ("item-4", "item-5", "item-3") and u3.target == "item-6"
     assert all(task.item_of(task.codec.text_of(i)) == i for i in task.items)
-    ranker = build_ranker(RankerConfig(d_model=8, n_heads=2, n_layers=1, epochs=2,
+    ranker = build_ranker(RankerConfig(d_model=8, num_heads=2, num_layers=1, epochs=2,
                                        max_history=4), BuildContext(tmp_path, 0, "cpu",
                                                                     task=task))
     out = ranker.fit(task.classifier_train())

@@ -147,11 +147,18 @@ def test_reward_norm_uses_running_return_statistics(policy, toy_task, tmp_path, 
     assert metrics["ppo/loss/value"] == pytest.approx(expected_loss, rel=1e-4)
 
 
-def test_unknown_reward_norm_is_a_config_error(policy, tmp_path):
-    from advx.errors import ConfigError
+def test_unknown_reward_norm_is_a_config_error():
+    """An Enum choice: the recipe validator names the key and the choices before any build."""
+    from pathlib import Path
 
-    with pytest.raises(ConfigError, match="reward_norm"):
-        _ppo(policy, tmp_path, reward_norm="whiten")
+    from advx.errors import ConfigError
+    from advx.plugins import get_registry
+    from advx.recipe import load_recipe, validate_recipe
+
+    recipe = Path(__file__).parents[2] / "recipes" / "ppo_cls_loss.yaml"
+    with pytest.raises(ConfigError,
+                       match=r"optimizer.reward_norm: 'whiten' is not one of norm, scale, none"):
+        validate_recipe(load_recipe(recipe, ["optimizer.reward_norm=whiten"]), get_registry())
 
 
 def test_ppo_with_cls_loss_learns_what_the_classifier_rewards(policy, toy_task, tmp_path):
