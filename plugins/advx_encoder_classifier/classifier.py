@@ -323,7 +323,7 @@ class EncoderClassifier:
         lora = self.config.lora
         assert lora is not None
         heads = [] if model is None else [n for n, _ in model.named_children()
-                                          if n in ("classifier", "score", "head")]
+                                          if n in ("classifier", "head")]
         return peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                target_modules=list(lora.target_modules),
                                modules_to_save=heads or None)

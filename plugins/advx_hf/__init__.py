@@ -192,7 +192,8 @@ def save_adapter(model: nn.Module, path: Path, config: Any = None) -> None:
     A PeftModel saves itself (``save_pretrained``). For injected adapters (no PeftModel
     around them) ``config`` is their ``peft.LoraConfig`` and the file is written as
     ``save_pretrained`` writes it: the ``lora_`` tensors with the adapter name removed from
-    the keys and PeftModel's ``base_model.model.`` prefix added (peft has no public call for
+    the keys and PeftModel's ``base_model.model.`` prefix added, plus the whole weights of
+    ``config.modules_to_save`` (peft has no public call for
     a model that is not wrapped; the round trip is tested in tests/use/test_use_lora.py)."""
     from peft import PeftModel
 
@@ -203,9 +204,11 @@ def save_adapter(model: nn.Module, path: Path, config: Any = None) -> None:
     if config is None:
         raise ValueError("save_adapter: injected adapters need their peft.LoraConfig")
     path.mkdir(parents=True, exist_ok=True)
-    tensors = {
+    saved = tuple(f"{name}." for name in config.modules_to_save or ())
+    tensors = {  # modules_to_save (a head trained in full) are stored whole, as peft does
         "base_model.model." + name.replace(".default.", "."): param.detach().cpu().contiguous()
-        for name, param in model.state_dict().items() if "lora_" in name
+        for name, param in model.state_dict().items()
+        if "lora_" in name or name.startswith(saved)
     }
     save_file(tensors, str(path / "adapter_model.safetensors"), metadata={"format": "pt"})
     config.save_pretrained(str(path))

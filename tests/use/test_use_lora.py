@@ -192,3 +192,92 @@ def test_run_from_a_lora_run_starts_from_its_adapters(lora_run, tmp_path):
     started, origin = generator_state(new, 0), generator_state(lora_run, source_rounds[-1])
     assert any("lora_" in k for k in started) and started.keys() == origin.keys()
     assert all(torch.equal(started[k], origin[k]) for k in origin)
+
+
+def test_sequence_classification_lora_export(tmp_path):
+    """A LoRA ``arch: sequence_classification`` classifier (adapters injected, head trained in
+    full): merged directory and adapter (with the head as peft's ``modules_to_save``) give the
+    classifier's probabilities; the adapter loads onto the model it started from."""
+    from advx.components import BuildContext
+    from advx.lora import LoRAConfig
+    from advx_encoder_classifier.classifier import (
+        EncoderClassifierConfig,
+        build_encoder_classifier,
+    )
+    from advx_hf import train_tokenizer
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig
+    from transformers import BertForSequenceClassification as Bert
+
+    class Task:
+        def texts(self) -> list[str]:
+            return ["red shoes for running", "a blue lamp", "steel kettle"] * 4
+
+    tokenizer = train_tokenizer(Task().texts(), vocab_size=60)
+    base = tmp_path / "tiny-bert"
+    Bert(BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1,
+                    num_attention_heads=2, intermediate_size=32, num_labels=2,
+                    pad_token_id=tokenizer.pad_token_id)).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    classifier = build_encoder_classifier(
+        EncoderClassifierConfig(model=str(base), arch="sequence_classification",
+                                input="{query} | {title}",
+                                lora=LoRAConfig(r=2, target_modules=["query", "value"])),
+        BuildContext(run_dir=tmp_path, seed=0, device="cpu", task=Task()))
+    with torch.no_grad():  # stands in for training: adapters and head away from their start
+        for param in classifier.net.parameters():
+            if param.requires_grad:
+                param.add_(0.5 * torch.randn_like(param))
+    classifier.export(tmp_path / "cls")
+    info = json.loads((tmp_path / "cls/advx.json").read_text())
+    assert (info["lora_adapter"], info["lora_base"]) == ("adapter", str(base))
+    rows = [("red shoes", "a blue lamp"), ("steel kettle", "steel kettle")]
+    expected = classifier.predict_proba([Sample(q, Prompt("", {"title": t})) for q, t in rows])
+    tok = AutoTokenizer.from_pretrained(tmp_path / "cls")
+    batch = tok([info["input"].format(query=q, title=t) for q, t in rows], padding=True,
+                truncation=True, max_length=info["max_length"], return_tensors="pt")
+    merged = AutoModelForSequenceClassification.from_pretrained(tmp_path / "cls").eval()
+    adapted = PeftModel.from_pretrained(
+        AutoModelForSequenceClassification.from_pretrained(base), tmp_path / "cls/adapter")
+    untouched = AutoModelForSequenceClassification.from_pretrained(base).eval()
+    with torch.no_grad():
+        for model in (merged, adapted.eval()):
+            torch.testing.assert_close(torch.softmax(model(**batch).logits, -1), expected,
+                                       rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(torch.softmax(untouched(**batch).logits, -1), expected,
+                                  atol=1e-4)
+
+
+def test_causal_lora_export(tmp_path):
+    """A LoRA causal generator (peft's default target modules): the merged directory and the
+    adapter on the exported ``base/`` give the generator's own logits."""
+    from advx.components import BuildContext
+    from advx.lora import LoRAConfig
+    from advx_causal.generator import CausalConfig, build_causal
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    class Task:
+        def texts(self) -> list[str]:
+            return ["red shoes for running", "a blue lamp", "steel kettle"] * 4
+
+    generator = build_causal(CausalConfig(d_model=16, num_heads=2, vocab_size=60,
+                                          lora=LoRAConfig(r=2)),
+                             BuildContext(run_dir=tmp_path, seed=0, device="cpu", task=Task()))
+    with torch.no_grad():  # stands in for training: the adapters away from their start
+        for param in generator.model.parameters():
+            if param.requires_grad:
+                param.add_(0.5 * torch.randn_like(param))
+    generator.export(tmp_path / "gen")
+    ids = torch.tensor([[3, 5, 7, 9, 4], [6, 8, 4, 5, 10]])
+    generator.model.eval()
+    with torch.no_grad():
+        expected = generator.model(input_ids=ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(tmp_path / "gen").eval()
+        base = AutoModelForCausalLM.from_pretrained(tmp_path / "gen/base").eval()
+        base_logits = base(input_ids=ids).logits
+        adapted = PeftModel.from_pretrained(base, tmp_path / "gen/adapter").eval()
+        for model in (merged, adapted):
+            torch.testing.assert_close(model(input_ids=ids).logits, expected, rtol=1e-5,
+                                       atol=1e-5)
+    assert (base_logits - expected).abs().max() > 1e-4
