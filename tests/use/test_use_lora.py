@@ -166,7 +166,7 @@ def test_generate_and_predict_on_a_lora_run(lora_run, tmp_path):
         pytest.approx(1.0, abs=1e-5))
 
 
-def test_eval_and_run_from_on_a_lora_run(lora_run, tmp_path):
+def test_eval_on_a_lora_run_reproduces_its_record(lora_run, tmp_path):
     result = _invoke("eval", lora_run, "--name", "again")
     assert result.exit_code == 0, result.output
     record = json.loads((lora_run / "evals/again.json").read_text())
