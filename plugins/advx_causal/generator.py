@@ -389,13 +389,18 @@ class CausalGenerator:
     def export(self, path: Path) -> None:
         """``advx export``: a Hugging Face directory that ``AutoModelForCausalLM`` and
         ``AutoTokenizer`` load with ``from_pretrained(path)`` (safetensors), and
-        ``advx.json`` (how prompts were rendered)."""
-        from advx_hf import export_pretrained
+        ``advx.json`` (how prompts were rendered). A LoRA generator (``lora:``) is written
+        merged (a copy; the policy keeps its adapter), its adapter in peft's format under
+        ``adapter/`` (and the random base of a ``tiny`` model under ``base/``)."""
+        from advx_hf import export_lora, export_pretrained, has_adapters, without_adapters
 
         keys = ("prompt_template", "max_prompt_tokens", "max_new_tokens", "top_k", "top_p")
-        export_pretrained(self.model, self.tokenizer, path, {
+        lora = has_adapters(self.model)
+        entries = export_lora(self.model, self.tokenizer, path, self.config.model) if lora else {}
+        export_pretrained(without_adapters(self.model, merge=True) if lora else self.model,
+                          self.tokenizer, path, {
             "kind": "generator", "architecture": "causal",
-            **{k: getattr(self.config, k) for k in keys if hasattr(self.config, k)},
+            **{k: getattr(self.config, k) for k in keys if hasattr(self.config, k)}, **entries,
         })
 
     def num_parameters(self) -> int:

@@ -288,7 +288,13 @@ class EncoderClassifier:
         written as the encoder's Hugging Face directory (``T5EncoderModel.from_pretrained``),
         ``head.safetensors`` + ``head.json`` and a README.md with the ten lines that apply it
         (docs/using-models.md). Both get ``advx.json``: the input template and max_length."""
-        from advx_hf import export_pretrained, save_module
+        from advx_hf import (
+            export_lora,
+            export_pretrained,
+            has_adapters,
+            save_module,
+            without_adapters,
+        )
 
         from advx_encoder_classifier.model import T5EncoderClassifier
 
@@ -296,7 +302,12 @@ class EncoderClassifier:
         info = {"kind": "classifier", "input": self.config.input,
                 "max_length": self.config.max_length, "num_labels": self.config.num_labels}
         if isinstance(self.net, T5EncoderClassifier):
-            export_pretrained(self.net.encoder, self.tokenizer, path,
+            encoder = self.net.encoder
+            if has_adapters(encoder):  # LoRA: merged; the adapter (encoder only) under adapter/
+                info.update(export_lora(encoder, self.tokenizer, path, self.config.model,
+                                        self._peft_config()))
+                encoder = without_adapters(encoder, merge=True)
+            export_pretrained(encoder, self.tokenizer, path,
                               {**info, "architecture": "t5_encoder_mean_pool_linear"})
             save_module(self.net.head, path, "head", {
                 "module": "torch.nn.Linear", "in_features": self.net.head.in_features,
@@ -305,8 +316,27 @@ class EncoderClassifier:
             })
             (path / "README.md").write_text(_T5_EXPORT_README)
         else:
-            export_pretrained(self.net.model, self.tokenizer, path,
+            model = self.net.model
+            if has_adapters(model):  # LoRA: merged; the adapter + trained head under adapter/
+                info.update(export_lora(model, self.tokenizer, path, self.config.model,
+                                        self._peft_config(model)))
+                model = without_adapters(model, merge=True)
+            export_pretrained(model, self.tokenizer, path,
                               {**info, "architecture": "sequence_classification"})
+
+    def _peft_config(self, model: Any = None) -> Any:
+        """The ``peft.LoraConfig`` of the injected adapters (``lora:``), as the exported
+        ``adapter_config.json``; a sequence-classification ``model``'s head trains in full
+        next to the adapter, so it is saved with it (peft's ``modules_to_save``)."""
+        import peft
+
+        lora = self.config.lora
+        assert lora is not None
+        heads = [] if model is None else [n for n, _ in model.named_children()
+                                          if n in ("classifier", "head")]
+        return peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                               target_modules=list(lora.target_modules),
+                               modules_to_save=heads or None)
 
 
 _T5_EXPORT_README = """# advx encoder classifier (T5 encoder + mean pooling + linear head)

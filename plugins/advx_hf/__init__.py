@@ -13,10 +13,14 @@ outside ``advx`` core, which must not depend on ``transformers``/``tokenizers``.
 * :func:`export_pretrained`, :func:`save_module`: the ``export(path)`` methods of the model
   plugins (``advx export``): a Hugging Face directory (safetensors weights, config,
   tokenizer) and plain ``torch.nn`` modules as safetensors + a JSON description.
+* :func:`without_adapters`, :func:`save_adapter`: a LoRA-trained model (``lora:``,
+  :mod:`advx.lora`) is exported merged (a plain ``transformers`` directory) and its adapter in
+  peft's own format (``PeftModel.from_pretrained(base, path)``).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -36,8 +40,17 @@ from tokenizers import (
 from torch import nn
 from transformers import PreTrainedTokenizerFast
 
-__all__ = ["SPECIAL_TOKENS", "export_pretrained", "loading", "save_module",
-           "train_tokenizer"]
+__all__ = [
+    "SPECIAL_TOKENS",
+    "export_lora",
+    "export_pretrained",
+    "has_adapters",
+    "loading",
+    "save_adapter",
+    "save_module",
+    "train_tokenizer",
+    "without_adapters",
+]
 
 SPECIAL_TOKENS = {
     "pad_token": "<pad>",
@@ -102,6 +115,22 @@ def loading(quiet: bool) -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def export_lora(model: nn.Module, tokenizer: Any, path: Path, base_name: str,
+                config: Any = None) -> dict[str, Any]:
+    """The adapter part of a LoRA model's export (:func:`export_pretrained` wrote the merged
+    model into ``path``): ``path/adapter/`` (:func:`save_adapter`) and, when the base exists
+    nowhere else (``base_name`` is ``tiny``: random weights made by the run), the frozen base
+    as a Hugging Face directory ``path/base/``. Returns the ``advx.json`` entries that say
+    where the adapter and its base are."""
+    path = Path(path)
+    save_adapter(model, path / "adapter", config)
+    if base_name == "tiny":
+        base = without_adapters(model, merge=False)
+        export_pretrained(base, tokenizer, path / "base")
+        base_name = "base"
+    return {"lora_adapter": "adapter", "lora_base": base_name}
+
+
 def export_pretrained(model: Any, tokenizer: Any, path: Path,
                       advx: Mapping[str, Any] | None = None) -> None:
     """``save_pretrained`` of model (safetensors) and tokenizer into ``path``, plus
@@ -122,3 +151,64 @@ def save_module(module: nn.Module, path: Path, name: str, info: Mapping[str, Any
     tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     save_file(tensors, str(path / f"{name}.safetensors"))
     (path / f"{name}.json").write_text(json.dumps(dict(info), indent=2) + "\n")
+
+
+def has_adapters(model: nn.Module) -> bool:
+    """Whether ``model`` carries peft LoRA adapters (a PeftModel, or adapters injected with
+    ``peft.inject_adapter_in_model`` as the encoder classifier's ``lora:`` does)."""
+    return any("lora_" in name for name, _ in model.named_parameters())
+
+
+def without_adapters(model: nn.Module, merge: bool) -> nn.Module:
+    """A copy of ``model`` with its LoRA adapters removed: merged into the base weights
+    (``merge=True``: the trained model as plain ``transformers`` modules) or dropped (the
+    frozen base the adapter applies to). ``model`` itself is untouched (a deep copy: the
+    model's size again in memory while exporting).
+
+    A PeftModel goes through peft's ``merge_and_unload``/``unload``. Adapters injected with
+    ``peft.inject_adapter_in_model`` have no such wrapper, so the same walk is done here: each
+    peft layer merges itself (``merge()``) and is replaced by its base layer."""
+    from peft import PeftModel
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    clone = copy.deepcopy(model)
+    if isinstance(clone, PeftModel):
+        return clone.merge_and_unload() if merge else clone.unload()
+    for name, module in list(clone.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            if merge:
+                module.merge()
+            parent, _, child = name.rpartition(".")
+            setattr(clone.get_submodule(parent) if parent else clone, child,
+                    module.get_base_layer())
+    return clone
+
+
+def save_adapter(model: nn.Module, path: Path, config: Any = None) -> None:
+    """The LoRA adapter of ``model`` in peft's format (``adapter_config.json`` +
+    ``adapter_model.safetensors``) in ``path``, loadable with
+    ``peft.PeftModel.from_pretrained(base, path)`` onto the model without adapters.
+
+    A PeftModel saves itself (``save_pretrained``). For injected adapters (no PeftModel
+    around them) ``config`` is their ``peft.LoraConfig`` and the file is written as
+    ``save_pretrained`` writes it: the ``lora_`` tensors with the adapter name removed from
+    the keys and PeftModel's ``base_model.model.`` prefix added, plus the whole weights of
+    ``config.modules_to_save`` (peft has no public call for
+    a model that is not wrapped; the round trip is tested in tests/use/test_use_lora.py)."""
+    from peft import PeftModel
+
+    path = Path(path)
+    if isinstance(model, PeftModel):
+        model.save_pretrained(str(path), safe_serialization=True)
+        return
+    if config is None:
+        raise ValueError("save_adapter: injected adapters need their peft.LoraConfig")
+    path.mkdir(parents=True, exist_ok=True)
+    saved = tuple(f"{name}." for name in config.modules_to_save or ())
+    tensors = {  # modules_to_save (a head trained in full) are stored whole, as peft does
+        "base_model.model." + name.replace(".default.", "."): param.detach().cpu().contiguous()
+        for name, param in model.state_dict().items()
+        if "lora_" in name or name.startswith(saved)
+    }
+    save_file(tensors, str(path / "adapter_model.safetensors"), metadata={"format": "pt"})
+    config.save_pretrained(str(path))

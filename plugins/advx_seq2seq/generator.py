@@ -413,15 +413,27 @@ class Seq2SeqGenerator:
         """``advx export``: a Hugging Face directory that ``AutoModelForSeq2SeqLM`` and
         ``AutoTokenizer`` load with ``from_pretrained(path)`` (safetensors), the value head
         (PPO) as ``value_head.safetensors`` + ``value_head.json`` (a ``torch.nn.Linear`` on
-        the decoder's last hidden state), and ``advx.json`` (prompt template, lengths)."""
-        from advx_hf import export_pretrained, save_module
+        the decoder's last hidden state), and ``advx.json`` (prompt template, lengths).
+        A LoRA generator (``lora:``) is written merged (a copy; the policy keeps its adapter),
+        its adapter in peft's format under ``adapter/`` (and the random base of a ``tiny``
+        model under ``base/``)."""
+        from advx_hf import (
+            export_lora,
+            export_pretrained,
+            has_adapters,
+            save_module,
+            without_adapters,
+        )
 
-        export_pretrained(self.model, self.tokenizer, path, {
+        lora = has_adapters(self.model)
+        entries = export_lora(self.model, self.tokenizer, path, self.config.model) if lora else {}
+        export_pretrained(without_adapters(self.model, merge=True) if lora else self.model,
+                          self.tokenizer, path, {
             "kind": "generator", "architecture": "seq2seq",
             "prompt_template": self.config.prompt_template,
             "max_prompt_tokens": self.config.max_prompt_tokens,
             "max_new_tokens": self.config.max_new_tokens,
-            "top_k": self.config.top_k, "top_p": self.config.top_p,
+            "top_k": self.config.top_k, "top_p": self.config.top_p, **entries,
         })
         if self.value_head is not None:
             save_module(self.value_head, path, "value_head", {
