@@ -376,7 +376,8 @@ def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
                       highlight=False)
         return "failed"
     run = load_run(result.run_dir)
-    metrics = {m: run.value(m, spec.summary) for m in spec.metrics}
+    # eval:NAME/... metrics are read from the cell's evals/ folder by `show`, later
+    metrics = {m: run.value(m, spec.summary) for m in spec.metrics if not m.startswith("eval:")}
     rounds = [{"round": int(r.get("round", 0)), **{m: v for m in spec.metrics
                                                     if (v := _finite(r.get(m))) is not None}}
               for r in run.evaluated_rounds()]

@@ -7,7 +7,8 @@
       seqgan: {recipe: recipes/seqgan_oracle_cpu.yaml, overrides: [loop.rounds=20]}
     overrides: [loop.eval_every=5]     # applied to every condition first (list or mapping)
     seeds: 5                           # 0..4, or an explicit list [0, 1, 7]
-    metrics: [oracle/nll, test/nll]    # what to report
+    metrics: [oracle/nll, test/nll]    # what to report; eval:NAME/METRIC reads advx eval's
+                                       # <cell>/evals/NAME.json (see advx.compare.report)
     primary: oracle/nll                # the metric of the curves and the per-round table
     baseline: mle                      # the condition every other one is paired against
     summary: final                     # which summary.json record gives a cell's value
@@ -182,7 +183,17 @@ def load_compare(path: str | Path) -> CompareSpec:
     conditions = _conditions(raw.get("conditions"), shared, path, where)
     seeds = _seeds(raw.get("seeds"), where)
     metrics = _strings(raw.get("metrics"), f"{where}: metrics", "[oracle/nll, test/nll]")
-    primary = raw.get("primary") or metrics[0]
+    for metric in metrics:
+        if metric.startswith(EVAL_PREFIX) and eval_metric(metric) is None:
+            raise ConfigError(f"{where}: metrics: {metric!r}: expected 'eval:NAME/METRIC', the "
+                              "metric METRIC of each cell's evals/NAME.json (advx eval --name "
+                              "NAME), e.g. eval:users1000/test/hr@10")
+    primary = raw.get("primary") or next((m for m in metrics
+                                          if not m.startswith(EVAL_PREFIX)), metrics[0])
+    if primary.startswith(EVAL_PREFIX):
+        raise ConfigError(f"{where}: primary: {primary!r} is a re-evaluation, written after "
+                          "the cells ran; the primary must be a metric the runs log themselves "
+                          "(it decides whether a cell succeeded). Name another metric")
     if primary not in metrics:
         raise ConfigError(f"{where}: primary: {primary!r} is not one of metrics "
                           f"{metrics}.{did_you_mean(str(primary), metrics)} Add it to metrics "
@@ -246,6 +257,18 @@ def _shared_start(raw: Any, conditions: dict[str, Condition], shared: list[str],
         raise ConfigError(f"{at}.recipe: expected a recipe file, got {recipe!r}")
     return SharedStart(recipe=str(recipe_file(recipe, path, f"{at}.recipe")),
                        overrides=[*shared, *own], round=round)
+
+
+EVAL_PREFIX = "eval:"
+
+
+def eval_metric(metric: str) -> tuple[str, str] | None:
+    """``eval:NAME/METRIC`` -> (NAME, METRIC): the metric of ``advx eval --name NAME``'s
+    record ``<cell>/evals/NAME.json``; None for an ordinary metric or a malformed name."""
+    if not metric.startswith(EVAL_PREFIX):
+        return None
+    name, _, key = metric[len(EVAL_PREFIX):].partition("/")
+    return (name, key) if name and key and not name.startswith(".") else None
 
 
 def _conditions(raw: Any, shared: list[str], path: Path, where: str) -> dict[str, Condition]:
