@@ -37,6 +37,7 @@ class CompareToyTaskConfig:
     barrier: str = ""
     barrier_parties: int = 2
     noise: float = 0.1
+    eval_offset: float = 0.0  # added to the score: an evaluation key that `advx eval` may set
 
 
 @dataclass
@@ -90,7 +91,8 @@ class CompareToyTask:
         if self.seed == cfg.fail_seed and (not cfg.fail_file or Path(cfg.fail_file).exists()):
             raise RuntimeError(f"toy task exploded for seed {self.seed}")
         gain = components.reward.config.gain
-        return {"toy/score": score(gain, self.seed, round, cfg.rounds, cfg.noise),
+        return {"toy/score": score(gain, self.seed, round, cfg.rounds, cfg.noise)
+                + cfg.eval_offset,
                 "toy/gain": gain}
 
 

@@ -24,6 +24,17 @@ that claims a trial of a cell that already has a COMPLETE trial, or a RUNNING on
 lower number, marks its own PRUNED (``superseded``) instead of running it. Workers claim in
 trial-number order, so the lower-numbered trial of a cell is always claimed first.
 
+Shared start (``shared_start:``). Each seed gets one more cell, ``(_start, S)``: the start
+recipe run for ``round`` rounds and checkpointed, an ordinary run folder
+``<runs-dir>/_start/seed-<S>/`` recorded as a trial like the others (same claiming, retry,
+recovery). It is enqueued before its seed's conditions, so it has the lower trial number. A
+condition cell of seed S is not claimed before that start cell is done; it then runs with
+``run_recipe(start_from="<start run>:<round>")``. A worker that finds only blocked cells waits
+(polling, and recovering dead workers' claims as it goes) while a start is waiting or running
+elsewhere; a start never waits on anything, so workers cannot deadlock. When a start cell
+failed, its dependants are failed at once with a message naming it; ``--retry-failed`` retries
+the start and then them.
+
 A worker that dies leaves its cell RUNNING: Optuna's heartbeat (recorded every 30 s by a
 thread) lets any later worker fail it after the grace period, and a worker on the same host
 fails it at once when the owning process no longer exists.
@@ -51,7 +62,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.markup import escape
 
-from advx.compare.spec import CompareSpec, check_conditions
+from advx.compare.spec import START, CompareSpec, check_conditions
 from advx.errors import AdvxError, ConfigError, print_error
 from advx.recipe import import_plugins
 from advx.sweep.storage import make_storage
@@ -113,16 +124,17 @@ def _key(trial: FrozenTrial) -> tuple[str, int] | None:
     return str(condition), int(seed)
 
 
-def cells_of(spec: CompareSpec, trials: Sequence[FrozenTrial]) -> list[Cell]:
+def cells_of(spec: CompareSpec, trials: Sequence[FrozenTrial],
+             starts: bool = False) -> list[Cell]:
     """The state of every cell of ``spec`` (trials of cells no longer in the file are
-    ignored), in the spec's order."""
+    ignored), in the spec's order; with ``starts``, the shared-start cells too."""
     by_cell: dict[tuple[str, int], list[FrozenTrial]] = defaultdict(list)
     for trial in sorted(trials, key=lambda t: t.number):
         key = _key(trial)
         if key is not None:
             by_cell[key].append(trial)
     cells = []
-    for condition, seed in spec.cells:
+    for condition, seed in (spec.all_cells if starts else spec.cells):
         mine = by_cell.get((condition, seed), [])
         cell = Cell(condition, seed, attempts=len(mine))
         for state, label in ((TrialState.COMPLETE, "done"), (TrialState.RUNNING, "running"),
@@ -151,14 +163,23 @@ def open_study(spec: CompareSpec, url: str) -> tuple[optuna.Study, optuna.storag
     study = optuna.create_study(study_name=spec.name, storage=storage, load_if_exists=True)
     recorded = study.user_attrs.get("conditions", {})
     mine = {name: _definition(spec, c) for name, c in spec.conditions.items()}
+    if spec.shared_start is not None:
+        mine[START] = {**_definition(spec, spec.shared_start), "round": spec.shared_start.round}
     for name, definition in mine.items():
         if name in recorded and recorded[name] != definition:
             raise ConfigError(
-                f"{spec.path}: conditions.{name} changed since its cells ran in study "
+                f"{spec.path}: {'shared_start' if name == START else 'conditions.' + name} "
+                "changed since its cells ran in study "
                 f"{spec.name!r} (then: {recorded[name]}, now: {definition}); the finished cells "
                 "would mix two definitions. Give the changed condition a new name, or the "
                 "compare a new name: (adding conditions or seeds is fine)"
             )
+    if recorded and (START in recorded) != (START in mine):
+        raise ConfigError(
+            f"{spec.path}: shared_start was {'removed' if START in recorded else 'added'} since "
+            f"cells of study {spec.name!r} ran; the finished cells would mix cells that branch "
+            "from one start with cells that pre-train on their own. Give the compare a new name"
+        )
     if any(name not in recorded for name in mine):
         study.set_user_attr("conditions", {**recorded, **mine})
         study.set_user_attr("compare", spec.to_dict())
@@ -172,14 +193,15 @@ def _definition(spec: CompareSpec, condition: Any) -> dict[str, Any]:
     return {"recipe": recipe, "overrides": list(condition.overrides)}
 
 
-def load_cells(spec: CompareSpec, url: str) -> list[Cell]:
-    """The cells as the storage records them now (for ``show`` and the tests)."""
+def load_cells(spec: CompareSpec, url: str, starts: bool = False) -> list[Cell]:
+    """The cells as the storage records them now (for ``show`` and the tests); with
+    ``starts``, the shared-start cells too."""
     storage = make_storage(url)
     try:
         study_id = storage.get_study_id_from_name(spec.name)
     except KeyError:
-        return cells_of(spec, [])
-    return cells_of(spec, storage.get_all_trials(study_id, deepcopy=False))
+        return cells_of(spec, [], starts)
+    return cells_of(spec, storage.get_all_trials(study_id, deepcopy=False), starts)
 
 
 def _trials(study: optuna.Study, storage: optuna.storages.RDBStorage,
@@ -194,7 +216,7 @@ def _enqueue(study: optuna.Study, storage: optuna.storages.RDBStorage, spec: Com
     """A WAITING trial for every cell that is new, interrupted, or failed and to be retried."""
     wanted = {"new", "interrupted", *(("failed",) if retry_failed else ())}
     added = 0
-    for cell in cells_of(spec, _trials(study, storage)):
+    for cell in cells_of(spec, _trials(study, storage), starts=True):
         if cell.state in wanted:
             study.enqueue_trial({}, user_attrs={
                 "condition": cell.condition, "seed": cell.seed, "attempt": cell.attempts + 1,
@@ -317,17 +339,21 @@ def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
     from advx.runner import run_recipe
 
     tid = trial._trial_id
-    condition = spec.conditions[trial.user_attrs["condition"]]
+    name = trial.user_attrs["condition"]
+    is_start = name == START
+    condition = spec.shared_start if is_start else spec.conditions[name]
     seed = int(trial.user_attrs["seed"])
     attempt = int(trial.user_attrs.get("attempt", 1))
     resume = _resumable(trial.user_attrs.get("previous_run_dir"))
-    run_dir = resume or _cell_run_dir(runs_dir, condition.name, seed, attempt)
+    run_dir = resume or _cell_run_dir(runs_dir, name, seed, attempt)
     overrides = condition.cell_overrides(seed)
+    origin = None if is_start else _start_of(spec, study, storage, seed)
     for key, value in {"run_dir": str(run_dir), "host": socket.gethostname(), "pid": os.getpid(),
                        "overrides": overrides, "recipe": condition.recipe,
-                       "resumed": resume is not None, "advx": __version__}.items():
+                       "resumed": resume is not None, "advx": __version__,
+                       **({"from": origin} if origin else {})}.items():
         storage.set_trial_user_attr(tid, key, value)
-    label = f"{condition.name} seed {seed}"
+    label = f"shared start seed {seed}" if is_start else f"{name} seed {seed}"
     console.print(f"cell [bold]{escape(label)}[/bold]: "
                   f"{'resuming' if resume else 'running'} in {run_dir}", highlight=False)
     started = time.perf_counter()
@@ -337,7 +363,7 @@ def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
                 result = run_recipe(resume=resume, plugins=plugins)
             else:
                 result = run_recipe(condition.recipe, overrides, run_dir=run_dir,
-                                    plugins=plugins)
+                                    plugins=plugins, start_from=origin)
     except (KeyboardInterrupt, SystemExit):
         storage.set_trial_user_attr(tid, "interrupted", "stopped by the user")
         storage.set_trial_state_values(tid, TrialState.FAIL)
@@ -350,7 +376,8 @@ def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
                       highlight=False)
         return "failed"
     run = load_run(result.run_dir)
-    metrics = {m: run.value(m, spec.summary) for m in spec.metrics}
+    # eval:NAME/... metrics are read from the cell's evals/ folder by `show`, later
+    metrics = {m: run.value(m, spec.summary) for m in spec.metrics if not m.startswith("eval:")}
     rounds = [{"round": int(r.get("round", 0)), **{m: v for m in spec.metrics
                                                     if (v := _finite(r.get(m))) is not None}}
               for r in run.evaluated_rounds()]
@@ -362,6 +389,11 @@ def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
     problem = None
     if run.status not in FINISHED_OK:
         problem = f"the run ended with status {run.status!r} (see {result.run_dir})"
+    elif is_start:
+        if not (Path(result.run_dir) / "checkpoints" / f"round-{spec.shared_start.round}"
+                ).is_dir():
+            problem = (f"the start run left no checkpoint of round {spec.shared_start.round} "
+                       f"in {result.run_dir}")
     elif primary is None:
         logged = sorted({k for r in run.rounds for k in r if "/" in k and not
                          k.startswith("time/")})
@@ -373,14 +405,37 @@ def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
         storage.set_trial_state_values(tid, TrialState.FAIL)
         console.print(f"cell [bold]{escape(label)}[/bold] failed: {escape(problem)}",
                       highlight=False)
-        if primary is None and run.status in FINISHED_OK and not _trials(
-                study, storage, (TrialState.COMPLETE,)):
+        if not is_start and primary is None and run.status in FINISHED_OK and not any(
+                _key(t) and _key(t)[0] != START
+                for t in _trials(study, storage, (TrialState.COMPLETE,))):
             raise _StopCompare(f"{spec.path}: primary: {problem}")
         return "failed"
+    if is_start:
+        # No value: a start cell is not a result (the dashboard's "best trial" ignores it).
+        storage.set_trial_state_values(tid, TrialState.COMPLETE)
+        console.print(f"cell [bold]{escape(label)}[/bold] done: {result.run_dir}",
+                      highlight=False)
+        return "done"
     storage.set_trial_state_values(tid, TrialState.COMPLETE, values=[primary])
     console.print(f"cell [bold]{escape(label)}[/bold] done: {spec.primary}={primary:.4g}",
                   highlight=False)
     return "done"
+
+
+def _start_of(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.RDBStorage,
+              seed: int) -> str | None:
+    """``<start run>:<round>`` for the cells of ``seed`` (None without a shared start)."""
+    if spec.shared_start is None:
+        return None
+    start = _start_cell(spec, _trials(study, storage), seed)
+    if start is None or start.state != "done" or not start.run_dir:
+        raise ConfigError(f"shared start of seed {seed} is not done")  # the claim checked it
+    return f"{start.run_dir}:{spec.shared_start.round}"
+
+
+def _start_cell(spec: CompareSpec, trials: Sequence[FrozenTrial], seed: int) -> Cell | None:
+    return next((c for c in cells_of(spec, trials, starts=True)
+                 if c.condition == START and c.seed == seed), None)
 
 
 def _finite(value: Any) -> float | None:
@@ -414,14 +469,20 @@ def work(spec: CompareSpec, url: str, runs_dir: Path, retry_failed: bool = False
     _recover(study, storage)
     _enqueue(study, storage, spec, retry_failed)
     ran = 0
+    known = {*spec.conditions, *((START,) if spec.shared_start is not None else ())}
     while True:
-        waiting = _trials(study, storage, (TrialState.WAITING,))
-        claimed = next((t for t in sorted(waiting, key=lambda t: t.number)
-                        if _key(t) is not None and _claim(storage, t._trial_id)), None)
+        claimed, blocked = _next_cell(spec, study, storage)
         if claimed is None:
-            return ran
+            if not blocked:
+                return ran
+            # Only cells whose shared start is waiting or running elsewhere are left: wait for
+            # it, recovering dead workers' claims (a killed start is enqueued again).
+            time.sleep(POLL_S)
+            _recover(study, storage)
+            _enqueue(study, storage, spec, retry_failed=False)
+            continue
         claimed = storage.get_trial(claimed._trial_id)
-        if _key(claimed)[0] not in spec.conditions or _superseded(study, storage, claimed):
+        if _key(claimed)[0] not in known or _superseded(study, storage, claimed):
             storage.set_trial_user_attr(claimed._trial_id, "superseded", True)
             storage.set_trial_state_values(claimed._trial_id, TrialState.PRUNED)
             continue
@@ -429,6 +490,43 @@ def work(spec: CompareSpec, url: str, runs_dir: Path, retry_failed: bool = False
         storage.set_trial_user_attr(claimed._trial_id, "host", socket.gethostname())
         _run_cell(spec, study, storage, claimed, runs_dir, plugins)
         ran += 1
+
+
+POLL_S = 1.0
+"""How often a worker whose remaining cells wait for a shared start looks again."""
+
+
+def _next_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.RDBStorage
+               ) -> tuple[FrozenTrial | None, bool]:
+    """Claim the lowest-numbered claimable WAITING trial. A condition cell is claimable only
+    once its seed's shared start is done; one whose start failed is failed here (with a
+    message naming the start). Returns (the claimed trial or None, whether some cell is
+    still blocked by a start that is waiting or running)."""
+    trials = _trials(study, storage)
+    waiting = sorted((t for t in trials if t.state == TrialState.WAITING
+                      and _key(t) is not None), key=lambda t: t.number)
+    blocked = False
+    for trial in waiting:
+        condition, seed = _key(trial)
+        if spec.shared_start is not None and condition != START:
+            start = _start_cell(spec, trials, seed)
+            state = start.state if start else "new"
+            if state == "failed":
+                if _claim(storage, trial._trial_id):
+                    storage.set_trial_user_attr(
+                        trial._trial_id, "error",
+                        f"the shared start of seed {seed} failed ({start.error}); fix its cause "
+                        f"and rerun with --retry-failed (the start runs again, then this cell)")
+                    storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                    console.print(f"cell [bold]{escape(condition)} seed {seed}[/bold] failed: "
+                                  "its shared start failed", highlight=False)
+                continue
+            if state != "done":
+                blocked = True
+                continue
+        if _claim(storage, trial._trial_id):
+            return trial, blocked
+    return None, blocked
 
 
 def _worker_entry(spec_dict: dict[str, Any], url: str, runs_dir: str) -> None:
@@ -449,6 +547,8 @@ class CompareResult:
     storage: str
     runs_dir: Path
     cells: list[Cell] = field(default_factory=list)
+    starts: list[Cell] = field(default_factory=list)
+    """The shared-start cells (one per seed; empty without ``shared_start``)."""
 
     def count(self, state: str) -> int:
         return sum(c.state == state for c in self.cells)
@@ -473,11 +573,17 @@ def run_compare(spec: CompareSpec, storage: str | None = None, jobs: int = 1,
     added = _enqueue(study, rdb, spec, retry_failed)
     cells = cells_of(spec, _trials(study, rdb))
     done = sum(c.state == "done" for c in cells)
-    console.print(f"compare {spec.name}: {len(cells)} cells, {done} done, "
+    if spec.shared_start is not None:
+        added_note = f" (+ {len(spec.seeds)} shared start cells)"
+    else:
+        added_note = ""
+    console.print(f"compare {spec.name}: {len(cells)} cells{added_note}, {done} done, "
                   f"{added} to run, {jobs} job(s); runs in {runs_dir}", highlight=False,
                   markup=False)
     if jobs == 1:
         work(spec, url, runs_dir, plugins=plugins)
     else:
         spawn_workers(_worker_entry, [(spec.to_dict(), url, str(runs_dir))] * jobs, "compare")
-    return CompareResult(spec.name, url, runs_dir, load_cells(spec, url))
+    every = load_cells(spec, url, starts=True)
+    return CompareResult(spec.name, url, runs_dir, [c for c in every if c.condition != START],
+                         [c for c in every if c.condition == START])

@@ -2,17 +2,20 @@
 
 Only cells that finished (``done``) count; ``n`` next to every figure says how many seeds are
 behind it, so a report made while cells still run is honest about what it rests on.
+A metric ``eval:NAME/METRIC`` is read from each done cell's ``evals/NAME.json`` (``advx eval
+CELL_RUN_DIR --name NAME ...``) at report time; cells not re-evaluated yet are left out of it.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from advx.compare.cells import Cell
-from advx.compare.spec import CompareSpec
+from advx.compare.spec import CompareSpec, eval_metric
 from advx.stats import describe, mean_ci, paired
 
 __all__ = ["CompareData", "collect", "markdown", "plot_curves", "plot_paired"]
@@ -40,11 +43,29 @@ def collect(spec: CompareSpec, cells: Sequence[Cell]) -> CompareData:
         for metric, value in cell.metrics.items():
             if metric in data.values[cell.condition] and _finite(value):
                 data.values[cell.condition][metric][cell.seed] = float(value)
+        for metric in spec.metrics:
+            value = _evaluated(cell, metric)
+            if value is not None:
+                data.values[cell.condition][metric][cell.seed] = value
         curve = {int(r["round"]): float(r[spec.primary]) for r in cell.rounds
                  if _finite(r.get(spec.primary))}
         if curve:
             data.curves[cell.condition][cell.seed] = curve
     return data
+
+
+def _evaluated(cell: Cell, metric: str) -> float | None:
+    """``eval:NAME/METRIC``: the value in the cell's ``evals/NAME.json`` (written by
+    ``advx eval RUN --name NAME``), read at report time; None while not evaluated yet."""
+    parsed = eval_metric(metric)
+    if parsed is None or not cell.run_dir:
+        return None
+    path = Path(cell.run_dir) / "evals" / f"{parsed[0]}.json"
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("metrics", {}).get(parsed[1])
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if _finite(value) else None
 
 
 def _finite(value: object) -> bool:

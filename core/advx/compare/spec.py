@@ -7,14 +7,18 @@
       seqgan: {recipe: recipes/seqgan_oracle_cpu.yaml, overrides: [loop.rounds=20]}
     overrides: [loop.eval_every=5]     # applied to every condition first (list or mapping)
     seeds: 5                           # 0..4, or an explicit list [0, 1, 7]
-    metrics: [oracle/nll, test/nll]    # what to report
+    metrics: [oracle/nll, test/nll]    # what to report; eval:NAME/METRIC reads advx eval's
+                                       # <cell>/evals/NAME.json (see advx.compare.report)
     primary: oracle/nll                # the metric of the curves and the per-round table
     baseline: mle                      # the condition every other one is paired against
     summary: final                     # which summary.json record gives a cell's value
     rounds: null                       # rounds of the per-round table (default: all)
     storage: null                      # default sqlite:///<runs-dir>/compare.db
     plugins: []                        # extra plugin modules loaded into every cell
-    shared_start: null                 # reserved: not yet supported
+    shared_start:                      # optional: pre-train once per seed, then branch
+      condition: mle                   #   that condition's recipe + overrides (or recipe: FILE)
+      overrides: [generator.epochs=15] #   its own overrides on top
+      round: 0                         #   the round every condition starts from (default 0)
 
 Everything is checked before any cell runs: every key (with a did-you-mean), every recipe
 file, every condition's recipe with its overrides against the installed components (without
@@ -36,7 +40,8 @@ from omegaconf.errors import OmegaConfBaseException
 from advx.errors import ConfigError, did_you_mean
 from advx.recipe import import_plugins, overrides_from, recipe_file
 
-__all__ = ["COMPARE_KEYS", "CompareSpec", "Condition", "check_conditions", "load_compare"]
+__all__ = ["COMPARE_KEYS", "START", "CompareSpec", "Condition", "SharedStart",
+           "check_conditions", "load_compare"]
 
 COMPARE_KEYS = {
     "name": "the study and folder name (default: the file's stem)",
@@ -51,8 +56,17 @@ COMPARE_KEYS = {
     "rounds": "list of rounds for the per-round table (default: every evaluated round)",
     "storage": "Optuna storage URL (default sqlite:///<runs-dir>/compare.db)",
     "plugins": "extra plugin modules imported into every cell",
-    "shared_start": "reserved for branching every condition of a seed from one checkpoint",
+    "shared_start": "{condition: NAME | recipe: FILE, overrides: [...], round: N}: pre-train "
+                    "once per seed, every condition of that seed starts from its checkpoint",
 }
+SHARED_START_KEYS = {
+    "condition": "pre-train with this condition's recipe and overrides",
+    "recipe": "or: pre-train with this recipe file (plus the shared overrides)",
+    "overrides": "key=value overrides of the start run, on top of the above",
+    "round": "the start run's round every condition starts from (default 0)",
+}
+START = "_start"
+"""The pseudo-condition of the start cells (a leading '_' cannot be a condition's name)."""
 CONDITION_KEYS = {
     "recipe": "the recipe file (relative to the working directory or the compare file)",
     "overrides": "key=value overrides (a list, or a mapping {loop.rounds: 2})",
@@ -74,6 +88,22 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class SharedStart:
+    """The start cells' recipe: run once per seed for ``round`` rounds (pre-training plus
+    round 0 when ``round`` is 0), checkpointed, then every condition of that seed runs with
+    ``advx run --from <start run>:<round>``."""
+
+    recipe: str
+    overrides: list[str] = field(default_factory=list)
+    round: int = 0
+
+    def cell_overrides(self, seed: int) -> list[str]:
+        """The start run stops at ``round`` and checkpoints it (the last round always is)."""
+        return [*self.overrides, f"loop.rounds={self.round}", "loop.checkpoint=true",
+                f"seed={seed}"]
+
+
+@dataclass(frozen=True)
 class CompareSpec:
     name: str
     path: str
@@ -87,12 +117,21 @@ class CompareSpec:
     rounds: list[int] | None = None
     storage: str | None = None
     plugins: list[str] = field(default_factory=list)
+    shared_start: SharedStart | None = None
 
     @property
     def cells(self) -> list[tuple[str, int]]:
         """Every (condition, seed), seed-major: a partial study has whole seeds first, so
         paired differences become available as early as possible."""
         return [(c, s) for s in self.seeds for c in self.conditions]
+
+    @property
+    def all_cells(self) -> list[tuple[str, int]]:
+        """:attr:`cells` with each seed's start cell (``START``) before its conditions, so
+        the start gets the lower trial number and is claimed first."""
+        if self.shared_start is None:
+            return self.cells
+        return [(c, s) for s in self.seeds for c in (START, *self.conditions)]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,6 +140,8 @@ class CompareSpec:
     def from_dict(cls, data: Mapping[str, Any]) -> CompareSpec:
         values = dict(data)
         values["conditions"] = {k: Condition(**v) for k, v in values["conditions"].items()}
+        if values.get("shared_start") is not None:
+            values["shared_start"] = SharedStart(**values["shared_start"])
         return cls(**values)
 
 
@@ -129,12 +170,6 @@ def load_compare(path: str | Path) -> CompareSpec:
             hint = did_you_mean(str(key), COMPARE_KEYS)
             raise ConfigError(f"{where}: unknown key {key!r}.{hint} Allowed: "
                               f"{', '.join(COMPARE_KEYS)}")
-    if raw.get("shared_start") is not None:
-        raise ConfigError(
-            f"{where}: shared_start: not yet supported (branching every condition of a seed "
-            "from one pre-trained checkpoint needs `advx run --from`, which is not there yet); "
-            "remove the key, so that each cell pre-trains on its own"
-        )
 
     name = raw.get("name") or path.stem
     if not isinstance(name, str) or not _NAME.match(name):
@@ -148,7 +183,17 @@ def load_compare(path: str | Path) -> CompareSpec:
     conditions = _conditions(raw.get("conditions"), shared, path, where)
     seeds = _seeds(raw.get("seeds"), where)
     metrics = _strings(raw.get("metrics"), f"{where}: metrics", "[oracle/nll, test/nll]")
-    primary = raw.get("primary") or metrics[0]
+    for metric in metrics:
+        if metric.startswith(EVAL_PREFIX) and eval_metric(metric) is None:
+            raise ConfigError(f"{where}: metrics: {metric!r}: expected 'eval:NAME/METRIC', the "
+                              "metric METRIC of each cell's evals/NAME.json (advx eval --name "
+                              "NAME), e.g. eval:users1000/test/hr@10")
+    primary = raw.get("primary") or next((m for m in metrics
+                                          if not m.startswith(EVAL_PREFIX)), metrics[0])
+    if primary.startswith(EVAL_PREFIX):
+        raise ConfigError(f"{where}: primary: {primary!r} is a re-evaluation, written after "
+                          "the cells ran; the primary must be a metric the runs log themselves "
+                          "(it decides whether a cell succeeded). Name another metric")
     if primary not in metrics:
         raise ConfigError(f"{where}: primary: {primary!r} is not one of metrics "
                           f"{metrics}.{did_you_mean(str(primary), metrics)} Add it to metrics "
@@ -170,11 +215,60 @@ def load_compare(path: str | Path) -> CompareSpec:
         raise ConfigError(f"{where}: storage: expected a database URL, got {storage!r}")
     plugins = _strings(raw.get("plugins") or [], f"{where}: plugins", "[my_plugin_module]",
                        allow_empty=True)
+    start = _shared_start(raw.get("shared_start"), conditions, shared, path, where)
     return CompareSpec(
         name=name, path=str(path.resolve()), conditions=conditions, seeds=seeds,
         metrics=metrics, primary=primary, baseline=baseline, description=description,
-        summary=summary, rounds=rounds, storage=storage, plugins=plugins,
+        summary=summary, rounds=rounds, storage=storage, plugins=plugins, shared_start=start,
     )
+
+
+def _shared_start(raw: Any, conditions: dict[str, Condition], shared: list[str], path: Path,
+                  where: str) -> SharedStart | None:
+    """``shared_start: {condition: NAME | recipe: FILE, overrides: [...], round: N}``."""
+    at = f"{where}: shared_start"
+    if raw is None:
+        return None
+    example = "{condition: mle} or {recipe: recipes/mle_oracle.yaml, overrides: [...], round: 0}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{at}: expected a mapping like {example}, got {raw!r}")
+    for key in raw:
+        if key not in SHARED_START_KEYS:
+            raise ConfigError(f"{at}: unknown key {key!r}."
+                              f"{did_you_mean(str(key), SHARED_START_KEYS)} Allowed: "
+                              f"{', '.join(SHARED_START_KEYS)}")
+    if ("condition" in raw) == ("recipe" in raw):
+        raise ConfigError(f"{at}: name exactly one of 'condition' (pre-train with that "
+                          f"condition's recipe) and 'recipe' (a recipe file), e.g. {example}")
+    round = raw.get("round", 0)
+    if not isinstance(round, int) or isinstance(round, bool) or round < 0:
+        raise ConfigError(f"{at}.round: expected a round number >= 0 (the start run's round "
+                          f"every condition starts from), got {round!r}")
+    own = overrides_from(raw.get("overrides"), f"{at}.overrides")
+    if "condition" in raw:
+        name = raw["condition"]
+        if name not in conditions:
+            raise ConfigError(f"{at}.condition: {name!r} is not a condition "
+                              f"({', '.join(conditions)}).{did_you_mean(str(name), conditions)}")
+        base = conditions[name]
+        return SharedStart(recipe=base.recipe, overrides=[*base.overrides, *own], round=round)
+    recipe = raw["recipe"]
+    if not isinstance(recipe, str) or not recipe:
+        raise ConfigError(f"{at}.recipe: expected a recipe file, got {recipe!r}")
+    return SharedStart(recipe=str(recipe_file(recipe, path, f"{at}.recipe")),
+                       overrides=[*shared, *own], round=round)
+
+
+EVAL_PREFIX = "eval:"
+
+
+def eval_metric(metric: str) -> tuple[str, str] | None:
+    """``eval:NAME/METRIC`` -> (NAME, METRIC): the metric of ``advx eval --name NAME``'s
+    record ``<cell>/evals/NAME.json``; None for an ordinary metric or a malformed name."""
+    if not metric.startswith(EVAL_PREFIX):
+        return None
+    name, _, key = metric[len(EVAL_PREFIX):].partition("/")
+    return (name, key) if name and key and not name.startswith(".") else None
 
 
 def _conditions(raw: Any, shared: list[str], path: Path, where: str) -> dict[str, Condition]:
@@ -238,6 +332,12 @@ def check_conditions(spec: CompareSpec, plugins: Sequence[Any] = ()) -> None:
 
     extra = [*import_plugins(spec.plugins, f"{spec.path}: plugins"), *plugins]
     with run_plugins(extra) as pm:
+        if spec.shared_start is not None:
+            start = spec.shared_start
+            try:
+                prepare_recipe(start.recipe, start.cell_overrides(spec.seeds[0]), pm)
+            except ConfigError as exc:
+                raise ConfigError(f"{spec.path}: shared_start ({start.recipe}): {exc}") from exc
         for condition in spec.conditions.values():
             try:
                 prepare_recipe(condition.recipe, condition.cell_overrides(spec.seeds[0]), pm)

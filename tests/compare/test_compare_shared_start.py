@@ -1,0 +1,122 @@
+"""``shared_start``: one start run per seed, every condition of that seed branches from its
+checkpoint (``run_recipe(start_from=...)``), recorded and claimed like the other cells."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+from advx.compare import load_compare, run_compare
+from advx.compare.cells import default_runs_dir, load_cells, storage_url
+from advx.results import load_run
+from compare_helpers import write_compare
+from test_compare_run import _worker
+
+# The start run has its own gain, so its evaluations leave markers of their own.
+START = {"recipe": "toy.yaml", "overrides": ["reward.gain=0.5"]}
+
+
+def _all_cells(path: Path):
+    spec = load_compare(path)
+    return load_cells(spec, storage_url(spec, None, default_runs_dir(spec)), starts=True)
+
+
+def _starts_per_seed(marks: Path) -> dict[int, int]:
+    """How often each seed's start run was evaluated at round 0."""
+    runs: dict[int, int] = {}
+    for mark in marks.iterdir():
+        if "-gain0.5-round0" in mark.name:
+            seed = int(mark.name.split("-")[0].removeprefix("seed"))
+            runs[seed] = runs.get(seed, 0) + 1
+    return runs
+
+
+def test_every_condition_of_a_seed_branches_from_one_start_run(toy):
+    marks = toy / "marks"
+    path = write_compare(toy, seeds=2, shared_start=START, overrides=[f"task.marker={marks}"])
+    result = run_compare(load_compare(path))
+    assert [(c.condition, c.seed, c.state) for c in result.cells] == [
+        (c, s, "done") for s in range(2) for c in ("low", "high")]
+    starts = {c.seed: c for c in result.starts}
+    assert sorted(starts) == [0, 1] and all(c.state == "done" for c in starts.values())
+    for seed, start in starts.items():  # an ordinary run folder, stopped after round 0
+        assert Path(start.run_dir) == (toy / f"runs/compares/toy_cmp/_start/seed-{seed}"
+                                       ).resolve()
+        run = load_run(start.run_dir)
+        assert run.seed == seed and [r["round"] for r in run.rounds] == [0]
+    # the start ran once per seed, not once per cell (a marker is written per evaluation)
+    assert _starts_per_seed(marks) == {0: 1, 1: 1}
+    for cell in result.cells:
+        origin = str(Path(starts[cell.seed].run_dir))
+        summary = json.loads((Path(cell.run_dir) / "summary.json").read_text())
+        assert summary["from"]["run_dir"] == origin and summary["from"]["round"] == 0
+        assert (Path(cell.run_dir) / "recipe.yaml").read_text().startswith(f"# from: {origin}")
+        assert cell.trial.user_attrs["from"] == f"{origin}:0"
+        assert load_run(cell.run_dir).seed == cell.seed
+    again = run_compare(load_compare(path))  # nothing left to do
+    assert [c.trial.number for c in again.starts] == [c.trial.number for c in result.starts]
+
+
+def test_a_failed_start_fails_its_seeds_cells_with_a_message_and_is_retried(toy):
+    (toy / "broken").touch()
+    path = write_compare(toy, seeds=2, shared_start={
+        **START, "overrides": ["reward.gain=0.5", "task.fail_seed=1", "task.fail_file=broken"]})
+    result = run_compare(load_compare(path))
+    states = {(c.condition, c.seed): c for c in [*result.cells, *result.starts]}
+    assert states[("_start", 1)].state == "failed"
+    assert "toy task exploded for seed 1" in states[("_start", 1)].error
+    for condition in ("low", "high"):
+        assert states[(condition, 0)].state == "done"
+        cell = states[(condition, 1)]
+        assert cell.state == "failed" and cell.run_dir is None  # never ran
+        assert "the shared start of seed 1 failed (RuntimeError: toy task exploded" in cell.error
+        assert "--retry-failed" in cell.error
+
+    (toy / "broken").unlink()
+    retried = run_compare(load_compare(path), retry_failed=True)
+    assert all(c.state == "done" for c in [*retried.cells, *retried.starts])
+    start = next(c for c in retried.starts if c.seed == 1)
+    assert start.attempts == 2 and start.run_dir.endswith("seed-1.2")
+    high = next(c for c in retried.cells if c.condition == "high" and c.seed == 1)
+    assert high.trial.user_attrs["from"] == f"{start.run_dir}:0"
+
+
+def test_resuming_after_a_kill_does_not_repeat_a_finished_start(toy):
+    marks = toy / "marks"
+    path = write_compare(toy, seeds=2, shared_start=START, overrides=[
+        f"task.marker={marks}", "task.sleep_s=0.5", "task.slow_seed=1"])
+    worker = _worker(toy, path)
+    deadline = time.monotonic() + 120
+    # kill it while it runs seed 1's first condition cell (its start is done by then)
+    while not (marks / "seed1-gain1.0-round0").exists():
+        assert time.monotonic() < deadline and worker.poll() is None, worker.communicate()[0]
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    before = {(c.condition, c.seed): c for c in _all_cells(path)}
+    assert before[("_start", 1)].state == "done" and before[("low", 1)].state == "running"
+    for mark in marks.iterdir():
+        mark.unlink()
+
+    result = run_compare(load_compare(path))
+    assert all(c.state == "done" for c in [*result.cells, *result.starts])
+    assert _starts_per_seed(marks) == {}  # both starts finished before the kill: not rerun
+    low = next(c for c in result.cells if c.condition == "low" and c.seed == 1)
+    assert low.attempts == 2
+    assert low.trial.user_attrs["from"] == f"{before[('_start', 1)].run_dir}:0"
+
+
+def test_two_workers_share_the_starts_without_deadlock(toy):
+    marks = toy / "marks"
+    path = write_compare(toy, seeds=2, shared_start=START, overrides=[
+        f"task.barrier={toy / 'barrier'}", f"task.marker={marks}"])
+    workers = [_worker(toy, path) for _ in range(2)]
+    outputs = [w.communicate(timeout=400)[0] for w in workers]
+    for worker, output in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, output
+    cells = _all_cells(path)
+    assert len(cells) == 6 and all(c.state == "done" and c.attempts == 1 for c in cells), (
+        [(c.condition, c.seed, c.state, c.attempts) for c in cells], outputs)
+    assert _starts_per_seed(marks) == {0: 1, 1: 1}
