@@ -33,7 +33,7 @@ from advx.numerics import guarded_step
 from advx.rollout import Sample
 from advx.schedules import check_schedule, fit_scheduler
 
-__all__ = ["SFTLoop", "check_minimums", "frozen_reference"]
+__all__ = ["ModelState", "SFTLoop", "check_minimums", "frozen_reference"]
 
 G = TypeVar("G")
 
@@ -208,3 +208,33 @@ def frozen_reference(generator: G, **replace: Any) -> G:
         setattr(ref, name, value)
     ref._reference = ref  # type: ignore[attr-defined]
     return ref
+
+
+class ModelState:
+    """The state half of the Generator protocol for a generator whose weights are one
+    ``self.model`` (``nn.Module``), trained by an optional ``self._sft`` (:class:`SFTLoop`),
+    with π_ref cached in ``self._reference``: ``reference()``, ``parameters()``,
+    ``state_dict()``, ``load_state_dict()``. A generator with more weights (the seq2seq
+    value head) writes its own."""
+
+    model: nn.Module
+    _sft: SFTLoop | None
+    _reference: Any
+
+    def reference(self) -> Any:
+        """π_ref: see :func:`frozen_reference`."""
+        if self._reference is None:
+            self._reference = frozen_reference(self)
+        return self._reference
+
+    def parameters(self) -> Any:
+        return self.model.parameters()
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"model": self.model.state_dict()}
+        return state if self._sft is None else self._sft.save_into(state)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        if self._sft is not None:
+            self._sft.load_from(state)

@@ -18,16 +18,15 @@ a hub id or local directory loaded with ``from_pretrained``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from advx.choices import Choice
 from advx.components import BuildContext, PolicyOutputs
 from advx.errors import ConfigError
-from advx.generator_kit import SFTLoop, check_minimums, frozen_reference
+from advx.generator_kit import ModelState, SFTLoop, check_minimums
 from advx.lora import LoRAKeys, apply_lora
 from advx.memory import CheckpointingKeys, enable_gradient_checkpointing
 from advx.microbatch import AccumulationConfig
@@ -134,7 +133,7 @@ def _tiny_model(config: CausalConfig, tokenizer: PreTrainedTokenizerBase) -> Pre
     return AutoModelForCausalLM.from_config(hf_config)
 
 
-class CausalGenerator:
+class CausalGenerator(ModelState):
     """A decoder-only policy (see the module docstring for the token layout)."""
 
     def __init__(
@@ -361,25 +360,7 @@ class CausalGenerator:
         self._trie_cache = (allowed, children)
         return children
 
-    # ---------------------------------------------------------------- state
-    def reference(self) -> CausalGenerator:
-        """π_ref: see :func:`advx.generator_kit.frozen_reference`."""
-        if self._reference is None:
-            self._reference = frozen_reference(self)
-        return self._reference
-
-    def parameters(self) -> Any:
-        return self.model.parameters()
-
-    def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"model": self.model.state_dict()}
-        return state if self._sft is None else self._sft.save_into(state)
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        if self._sft is not None:
-            self._sft.load_from(state)
-
+    # ---------------------------------------------------------------- state (ModelState) and saving
     def save(self, path: Path) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)

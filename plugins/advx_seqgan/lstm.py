@@ -12,16 +12,15 @@ LSTM step per absolute position.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from advx.components import BuildContext, PolicyOutputs
 from advx.errors import ConfigError, DataError
-from advx.generator_kit import SFTLoop, check_minimums, frozen_reference
+from advx.generator_kit import ModelState, SFTLoop, check_minimums
 from advx.microbatch import AccumulationConfig
 from advx.rollout import (
     Prompt,
@@ -140,7 +139,7 @@ class LSTMLanguageModel(nn.Module):
 DRAW_ROWS = 256  # cache-sized slices: measured faster than 4096 on CPU
 
 
-class LSTMGenerator:
+class LSTMGenerator(ModelState):
     """The ``lstm`` generator (see module docstring); satisfies ``advx.Generator``."""
 
     def __init__(self, config: LSTMConfig, texts: Sequence[str], device: str = "cpu") -> None:
@@ -358,24 +357,6 @@ class LSTMGenerator:
         entropy = entropy_from_logits(logits.masked_fill(self._banned, -1e9)) * mask
         logprobs = self._token_logprobs(logits, targets, mask)
         return PolicyOutputs(logprobs=logprobs, entropy=entropy)
-
-    def reference(self) -> LSTMGenerator:
-        """π_ref: see :func:`advx.generator_kit.frozen_reference`."""
-        if self._reference is None:
-            self._reference = frozen_reference(self)
-        return self._reference
-
-    def parameters(self) -> Any:
-        return self.model.parameters()
-
-    def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"model": self.model.state_dict()}
-        return state if self._sft is None else self._sft.save_into(state)
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        if self._sft is not None:
-            self._sft.load_from(state)
 
     def save(self, path: Path) -> None:
         path = Path(path)
