@@ -121,7 +121,7 @@ def encode_targets(
     right-padded with ``[PAD]``: ids ``[N, T]`` and mask ``[N, T]``."""
     pieces = tokenizer(list(texts), add_special_tokens=False, truncation=True,
                        max_length=max(max_tokens - 1, 1))["input_ids"]
-    rows = [ids[: max_tokens - 1] + [tokenizer.sep_token_id] for ids in pieces]
+    rows = [[*ids[: max_tokens - 1], tokenizer.sep_token_id] for ids in pieces]
     width = max(len(r) for r in rows) if rows else 1
     ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)

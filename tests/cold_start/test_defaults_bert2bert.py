@@ -101,5 +101,5 @@ def test_save_reloads_as_a_plain_path(trained, tmp_path):
 
 @pytest.mark.parametrize("model", ["bert2bert:", "bert2bert:/no/such/checkpoint"])
 def test_bad_checkpoint_is_a_config_error(tmp_path, model):
-    with pytest.raises(ConfigError, match="generator.model"):
+    with pytest.raises(ConfigError, match=r"generator\.model"):
         build(tmp_path, model=model)
