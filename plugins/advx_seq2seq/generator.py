@@ -453,7 +453,7 @@ def _pretrained(config: Seq2SeqConfig, name_or_path: str) -> tuple[PreTrainedMod
         raise ConfigError(
             f"generator.model {name_or_path!r}: could not load a seq2seq model and tokenizer "
             f"({exc}). Give a local directory written by save_pretrained, a hub id reachable "
-            f"from this machine, or 'tiny'."
+            f"from this machine, 'tiny', or 'bert2bert:minilm' (pretrained, offline)."
         ) from None
     if hasattr(model.config, "dropout_rate"):  # T5 family: RL wants deterministic forwards
         model.config.dropout_rate = config.dropout
@@ -468,7 +468,9 @@ def _pretrained(config: Seq2SeqConfig, name_or_path: str) -> tuple[PreTrainedMod
 
 def build_seq2seq(config: Seq2SeqConfig, ctx: BuildContext) -> Seq2SeqGenerator:
     """Factory: a tiny T5 (saved under ``<run_dir>/generator-tiny`` and reloaded from there on
-    resume), or any seq2seq model by hub id / local path."""
+    resume), a BERT2BERT warm start (``bert2bert:<checkpoint>``, rebuilt from the checkpoint
+    under the run's seed; a resume then loads the trained weights from the run's checkpoint),
+    or any seq2seq model by hub id / local path."""
     check_minimums("generator", config, {
         "batch_size": 1, "max_new_tokens": 1, "max_prompt_tokens": 1, "epochs": 0,
         "lr": 0.0, "max_grad_norm": 0, "vocab_size": 8, "d_model": 1, "num_layers": 1,
