@@ -74,8 +74,15 @@ def load_bert2bert(model: str, seed: int) -> tuple[PreTrainedModel, Any]:
     The new cross-attention weights are drawn under ``torch.manual_seed(seed)`` so a run and
     its repeat start from the same model.
     """
+    from transformers.utils import logging as hf_logging
+
     path = resolve_checkpoint(model)
     torch.manual_seed(seed)
+    # The load report lists the decoder's cross-attention and LM-head bias as MISSING (and may
+    # call the checkpoint "corrupted" for the absent tied bias): expected for a warm start, as
+    # those layers are new by design. Shown only as errors so a user is not alarmed by it.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         net = EncoderDecoderModel.from_encoder_decoder_pretrained(path, path)
@@ -86,6 +93,8 @@ def load_bert2bert(model: str, seed: int) -> tuple[PreTrainedModel, Any]:
             f"({exc}). Give bert2bert:minilm or bert2bert:<directory of a BERT-like checkpoint "
             f"with config.json, weights and a WordPiece tokenizer>."
         ) from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
     missing = [name for name in ("cls_token_id", "sep_token_id", "pad_token_id")
                if getattr(tokenizer, name, None) is None]
     if missing:
