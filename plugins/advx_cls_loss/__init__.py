@@ -5,9 +5,9 @@ from __future__ import annotations
 import advx
 from advx.hookspecs import Register
 
-from advx_cls_loss.reward import ClsLossConfig, ClsLossReward, build_cls_loss
+from advx_cls_loss.reward import ClsLossConfig, ClsLossReward, GenTerm, build_cls_loss
 
-__all__ = ["ClsLossConfig", "ClsLossReward", "advx_register_rewards", "build_cls_loss"]
+__all__ = ["ClsLossConfig", "ClsLossReward", "GenTerm", "advx_register_rewards", "build_cls_loss"]
 
 
 @advx.hookimpl

@@ -1,9 +1,17 @@
 """The cold-start paper's structured reward (ACL 2025), per token.
 
     t < T:   R(t) = −β · KL_t(π_θ ‖ π_FT)
-    t = T:   R(T) = α · L_cls − (1 − α) · log P_gen − β · KL_T
+    t = T:   R(T) = α · L_cls + G − β · KL_T
 
-T is each row's last generated token (EOS, or the last token of a truncated response).
+T is each row's last generated token (EOS, or the last token of a truncated response). G is the
+generation-probability term, whose form is one key (``gen_term``):
+
+    novelty (the paper's literal formula):  G = −(1 − α) · log P_gen
+    fluency:                                G = +(1 − α) · log P_gen
+    none:                                   G = 0
+
+then, in this order, optionally per token (``gen_term_per_token``: log P_gen is the mean token
+log-prob instead of the sum) and capped (``gen_term_cap`` c > 0: G is clamped to [−c, c]).
 
 * KL_t is the per-token estimator ``log π_θ(a_t|s_t) − log π_FT(a_t|s_t)`` of the sampled token
   (the "k1" estimator PPO-for-LMs uses: unbiased for the sequence KL, its per-token value may
@@ -12,24 +20,43 @@ T is each row's last generated token (EOS, or the last token of a truncated resp
 * L_cls = ``ctx.classifier.loss(rollout.samples())``: the current classifier's cross-entropy
   against each prompt's label. Large when the classifier gets the query wrong: the adversarial
   signal.
-* log P_gen = Σ_t log π_θ(a_t|s_t) over the response (``length_normalize: true`` uses the
-  per-token mean instead). Implemented exactly as the paper writes it: with α < 1 the term
-  −(1 − α)·log P_gen is POSITIVE and grows as the query gets LESS likely, so it rewards unusual,
-  low-probability queries (an exploration/novelty bonus), not fluent ones. With the summed form it
-  also rewards longer responses (every extra token adds −log p > 0); ``length_normalize: true``
-  removes that length incentive.
+* log P_gen = Σ_t log π_θ(a_t|s_t) over the response. Why the form is a key: as the paper
+  writes it (``novelty``), with α < 1 the term −(1 − α)·log P_gen is POSITIVE and grows as the
+  query gets LESS likely, so it pays for unusual, low-probability queries (an exploration /
+  novelty bonus), not fluent ones; summed over tokens it also pays for length (every extra
+  token adds −log p > 0). On CrowdFlower (docs/results/cold_start.md) this term was 98 % of the
+  reward and PPO learned "longer, less likely text". ``fluency`` flips the sign (likely text is
+  preferred), ``gen_term_per_token`` removes the length incentive, ``gen_term_cap`` bounds the
+  term so L_cls can compete; ``none`` keeps L_cls and the KL penalty only.
+
+Every part is logged as its own term: ``cls_loss`` (L_cls), ``cls_term`` (α·L_cls),
+``log_p_gen`` (the log P_gen that enters G: sum, or mean per token), ``gen_term`` (G as paid,
+after sign, weight, normalisation and cap), ``gen_term_capped`` (1 where the cap bit), ``kl``
+(Σ_t KL_t) and ``total``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 import torch
 from advx.components import StepContext
 from advx.errors import ConfigError
 from advx.rollout import Rewards, Rollout
 
-__all__ = ["ClsLossConfig", "ClsLossReward", "build_cls_loss"]
+__all__ = ["ClsLossConfig", "ClsLossReward", "GenTerm", "build_cls_loss"]
+
+
+class GenTerm(str, Enum):
+    """``reward.gen_term``: the sign/form of the log P_gen term G."""
+
+    novelty = "novelty"  # the paper's literal −(1 − α)·log P_gen: pays for unlikely text
+    fluency = "fluency"  # +(1 − α)·log P_gen: pays for likely text
+    none = "none"  # no log P_gen term
+
+    def __str__(self) -> str:
+        return str(self.value)
 
 
 @dataclass
@@ -37,25 +64,49 @@ class ClsLossConfig:
     """The ``reward:`` block for ``name: cls_loss``.
 
     Attributes:
-        alpha: weight α of L_cls; (1 − α) weighs −log P_gen.
+        alpha: weight α of L_cls; (1 − α) weighs the log P_gen term.
         beta: weight β of the per-token KL penalty to the frozen SFT policy π_FT.
-        length_normalize: use the mean token log-prob for log P_gen instead of the sum
-            (default false: the paper's sequence log-probability).
+        gen_term: form of the log P_gen term: ``novelty`` (default, the paper's literal
+            −(1 − α)·log P_gen), ``fluency`` (+(1 − α)·log P_gen) or ``none``.
+        gen_term_per_token: log P_gen as the mean token log-prob instead of the paper's sum.
+        gen_term_cap: clamp the term to [−cap, cap] (0 = no cap).
+        length_normalize: the former name of ``gen_term_per_token`` (kept so older recipes
+            and sweeps run; true sets ``gen_term_per_token``).
     """
 
     alpha: float = 0.7
     beta: float = 0.05
+    gen_term: GenTerm = GenTerm.novelty
+    gen_term_per_token: bool = False
+    gen_term_cap: float = 0.0
     length_normalize: bool = False
+
+    def __post_init__(self) -> None:
+        # Checked here, not in the reward, so `advx sweep`/`compare` pre-checks every cell.
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"reward.alpha must lie in [0, 1], got {self.alpha}.")
+        if self.beta < 0:
+            raise ConfigError(f"reward.beta must be >= 0, got {self.beta}.")
+        try:
+            self.gen_term = GenTerm(str(getattr(self.gen_term, "value", self.gen_term)))
+        except ValueError:
+            raise ConfigError(
+                f"reward.gen_term: {self.gen_term!r} is not one of "
+                f"{', '.join(g.value for g in GenTerm)} (novelty is the paper's literal form)."
+            ) from None
+        if not self.gen_term_cap >= 0.0:  # also rejects NaN
+            raise ConfigError(
+                f"reward.gen_term_cap must be >= 0 (0 = no cap), got {self.gen_term_cap}."
+            )
+        if self.length_normalize:
+            self.gen_term_per_token = True
 
 
 class ClsLossReward:
-    """``(rollout, ctx) -> Rewards`` with terms ``cls_loss``, ``log_p_gen``, ``kl``, ``total``."""
+    """``(rollout, ctx) -> Rewards`` with the terms listed in the module docstring."""
 
     def __init__(self, config: ClsLossConfig) -> None:
-        if not 0.0 <= config.alpha <= 1.0:
-            raise ConfigError(f"reward.alpha must lie in [0, 1], got {config.alpha}.")
-        if config.beta < 0:
-            raise ConfigError(f"reward.beta must be >= 0, got {config.beta}.")
+        config.__post_init__()  # a config built by hand and then edited is checked again
         self.config = config
 
     def __call__(self, rollout: Rollout, ctx: StepContext) -> Rewards:
@@ -80,21 +131,34 @@ class ClsLossReward:
             raise ConfigError("reward cls_loss needs a classifier: add a `classifier:` block.")
         cls_loss = ctx.classifier.loss(rollout.samples()).float().to(per_token.device)
         log_p_gen = logprobs.sum(-1)
-        if self.config.length_normalize:
+        if self.config.gen_term_per_token:
             log_p_gen = log_p_gen / mask.sum(-1).clamp(min=1.0)
-        at_eos = alpha * cls_loss - (1.0 - alpha) * log_p_gen
+        gen_term, capped = self._gen_term(log_p_gen, alpha)
+        cls_term = alpha * cls_loss
         rows = torch.arange(rollout.batch_size, device=per_token.device)
-        per_token[rows, rollout.last_index] += at_eos
+        per_token[rows, rollout.last_index] += cls_term + gen_term
 
         return Rewards(
             per_token=per_token,
             terms={
                 "cls_loss": cls_loss,
+                "cls_term": cls_term,
                 "log_p_gen": log_p_gen,
+                "gen_term": gen_term,
+                "gen_term_capped": capped,
                 "kl": kl_t.sum(-1),
                 "total": per_token.sum(-1),
             },
         )
+
+    def _gen_term(self, log_p_gen: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """G per row (sign and weight of ``gen_term``, then the cap) and where the cap bit."""
+        sign = {GenTerm.novelty: -1.0, GenTerm.fluency: 1.0, GenTerm.none: 0.0}
+        term = sign[self.config.gen_term] * (1.0 - alpha) * log_p_gen
+        cap = self.config.gen_term_cap
+        if cap <= 0:
+            return term, torch.zeros_like(term)
+        return term.clamp(-cap, cap), (term.abs() > cap).to(term.dtype)
 
 
 def _masked(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -440,6 +440,9 @@ class ProductRelevanceTask:
             metrics["gen/label_agreement"] = float(agree.mean())
             metrics["gen/label_agreement_se"] = mean_se(agree)
         self._write_examples(stage, rollout, texts)
+        if components.classifier is not None:  # agreement under the frozen C_0 (agreement.py)
+            from advx_product_relevance.agreement import c0_agreement
+            metrics.update(c0_agreement(self, stage, components.classifier, synthetic))
         return metrics
 
     def _write_examples(self, stage: str, rollout: Rollout, texts: list[str]) -> None:

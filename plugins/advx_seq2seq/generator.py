@@ -39,6 +39,13 @@ from transformers import (
 )
 from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
+from advx_seq2seq.bert2bert import (
+    encode_targets,
+    is_bert2bert,
+    load_bert2bert,
+    uses_cls_sep_targets,
+)
+
 __all__ = ["Seq2SeqConfig", "Seq2SeqGenerator", "build_seq2seq"]
 
 VALUE_HEAD_FILE = "value_head.pt"
@@ -51,8 +58,10 @@ class Seq2SeqConfig(ScheduleConfig, AccumulationConfig, LoRAKeys, CheckpointingK
 
     Attributes:
         model: a hub id (``google/flan-t5-small``), a local directory written by
-            ``save_pretrained``/``Seq2SeqGenerator.save``, or ``tiny`` (a small T5 built from the
-            size keys below with a tokenizer trained on the task's texts, saved in the run dir).
+            ``save_pretrained``/``Seq2SeqGenerator.save``, ``tiny`` (a small T5 built from the
+            size keys below with a tokenizer trained on the task's texts, saved in the run dir),
+            or ``bert2bert:minilm`` / ``bert2bert:<BERT-like checkpoint>`` (an encoder-decoder
+            warm-started from a pretrained encoder, offline: :mod:`advx_seq2seq.bert2bert`).
         prompt_template: Python format string for the encoder input; ``{text}`` is
             ``Prompt.text`` (the task already renders product fields and label into it), other
             names are looked up in ``Prompt.meta``.
@@ -143,6 +152,8 @@ class Seq2SeqGenerator:
         self.pad_id = int(model.config.pad_token_id)
         self.eos_id = int(model.config.eos_token_id)
         self.start_id = int(model.config.decoder_start_token_id)
+        # BERT2BERT targets are "w_1 … w_n [SEP]": no leading [CLS] (it is the start token)
+        self._cls_sep_targets = uses_cls_sep_targets(model, tokenizer)
 
     # ----------------------------------------------------------------- encoding
     def _render(self, prompt: Prompt) -> str:
@@ -165,6 +176,9 @@ class Seq2SeqGenerator:
         return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
 
     def _encode_targets(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
+        if self._cls_sep_targets:
+            ids, mask = encode_targets(self.tokenizer, texts, self.config.max_new_tokens)
+            return ids.to(self.device), mask.to(self.device)
         enc = self.tokenizer(
             text_target=list(texts),
             padding=True,
@@ -485,7 +499,7 @@ def _pretrained(config: Seq2SeqConfig, name_or_path: str) -> tuple[PreTrainedMod
         raise ConfigError(
             f"generator.model {name_or_path!r}: could not load a seq2seq model and tokenizer "
             f"({exc}). Give a local directory written by save_pretrained, a hub id reachable "
-            f"from this machine, or 'tiny'."
+            f"from this machine, 'tiny', or 'bert2bert:minilm' (pretrained, offline)."
         ) from None
     if hasattr(model.config, "dropout_rate"):  # T5 family: RL wants deterministic forwards
         model.config.dropout_rate = config.dropout
@@ -500,7 +514,9 @@ def _pretrained(config: Seq2SeqConfig, name_or_path: str) -> tuple[PreTrainedMod
 
 def build_seq2seq(config: Seq2SeqConfig, ctx: BuildContext) -> Seq2SeqGenerator:
     """Factory: a tiny T5 (saved under ``<run_dir>/generator-tiny`` and reloaded from there on
-    resume), or any seq2seq model by hub id / local path."""
+    resume), a BERT2BERT warm start (``bert2bert:<checkpoint>``, rebuilt from the checkpoint
+    under the run's seed; a resume then loads the trained weights from the run's checkpoint),
+    or any seq2seq model by hub id / local path."""
     check_minimums("generator", config, {
         "batch_size": 1, "max_new_tokens": 1, "max_prompt_tokens": 1, "epochs": 0,
         "lr": 0.0, "max_grad_norm": 0, "vocab_size": 8, "d_model": 1, "num_layers": 1,
@@ -523,14 +539,19 @@ def build_seq2seq(config: Seq2SeqConfig, ctx: BuildContext) -> Seq2SeqGenerator:
     from advx_hf import loading
 
     with loading(ctx.quiet):
-        model, tokenizer = _pretrained(config, name_or_path)
+        if is_bert2bert(config.model):
+            model, tokenizer = load_bert2bert(config.model, ctx.seed)
+            tokenizer.padding_side = "right"
+        else:
+            model, tokenizer = _pretrained(config, name_or_path)
     model = apply_lora(model, config.lora, "SEQ_2_SEQ_LM", "generator")
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(model, "generator")
     value_head = None
     if config.value_head:
         torch.manual_seed(ctx.seed)
-        value_head = nn.Linear(model.config.hidden_size, 1)
+        decoder_config = getattr(model.config, "decoder", model.config)  # EncoderDecoderConfig
+        value_head = nn.Linear(decoder_config.hidden_size, 1)
         nn.init.zeros_(value_head.weight)
         nn.init.zeros_(value_head.bias)
         head_file = Path(name_or_path) / VALUE_HEAD_FILE
