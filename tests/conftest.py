@@ -24,3 +24,23 @@ def _fresh_plugin_manager_afterwards():
     registered a toy plugin leaves none of that to the next test."""
     yield
     advx.plugins.reset_plugin_manager()
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The PostgreSQL server CI starts with ``.ci/postgres.sh`` (``ADVX_TEST_POSTGRES_URL``,
+    a throwaway cluster on 127.0.0.1); the test skips, saying why, when it is not there."""
+    url = os.environ.get("ADVX_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("ADVX_TEST_POSTGRES_URL is not set: run `source .ci/postgres.sh` first "
+                    "(CI does) to start a throwaway PostgreSQL on loopback")
+    try:
+        import psycopg2
+    except ImportError:
+        pytest.skip("psycopg2 is not installed (pip install 'advx[postgres]')")
+    try:
+        psycopg2.connect(url.replace("postgresql+psycopg2://", "postgresql://"),
+                         connect_timeout=5).close()
+    except psycopg2.Error as exc:
+        pytest.skip(f"PostgreSQL at {url} is unreachable: {str(exc).strip()}")
+    return url

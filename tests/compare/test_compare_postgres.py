@@ -19,34 +19,12 @@ from compare_helpers import write_compare
 
 pytestmark = pytest.mark.postgres
 
-URL = os.environ.get("ADVX_TEST_POSTGRES_URL")
-
-
-def _reachable(url: str) -> str | None:
-    """None when a connection works, else why not."""
-    try:
-        import psycopg2
-    except ImportError:
-        return "psycopg2 is not installed (pip install 'advx[postgres]')"
-    try:
-        psycopg2.connect(url.replace("postgresql+psycopg2://", "postgresql://"),
-                         connect_timeout=5).close()
-    except psycopg2.Error as exc:
-        return f"PostgreSQL at {url} is unreachable: {str(exc).strip()}"
-    return None
-
-
-def test_two_workers_share_the_cells_of_one_postgres_study(toy):
-    if not URL:
-        pytest.skip("ADVX_TEST_POSTGRES_URL is not set: run `source .ci/postgres.sh` first "
-                    "(CI does) to start a throwaway PostgreSQL on loopback")
-    problem = _reachable(URL)
-    if problem:
-        pytest.skip(problem)
+def test_two_workers_share_the_cells_of_one_postgres_study(toy, postgres_url):
+    url = postgres_url
     name = f"toy_pg_{uuid.uuid4().hex[:8]}"  # a fresh study per test run in a shared database
     path = write_compare(toy, name=name, overrides=[
         f"task.barrier={toy / 'barrier'}", f"task.marker={toy / 'marks'}"])
-    command = [sys.executable, "-m", "advx.compare", "run", str(path), "--storage", URL]
+    command = [sys.executable, "-m", "advx.compare", "run", str(path), "--storage", url]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     workers = [subprocess.Popen(command, cwd=toy, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True) for _ in range(2)]
@@ -54,7 +32,7 @@ def test_two_workers_share_the_cells_of_one_postgres_study(toy):
     for worker, output in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, output
 
-    cells = load_cells(load_compare(path), URL)
+    cells = load_cells(load_compare(path), url)
     assert all(c.state == "done" and c.attempts == 1 for c in cells), [
         (c.condition, c.seed, c.state, c.attempts) for c in cells]
     assert len({c.trial.user_attrs["pid"] for c in cells}) == 2  # both workers ran cells

@@ -22,30 +22,8 @@ from sweep_helpers import write_sweep
 
 pytestmark = pytest.mark.postgres
 
-URL = os.environ.get("ADVX_TEST_POSTGRES_URL")
-
-
-def _reachable(url: str) -> str | None:
-    """None when a connection works, else why not."""
-    try:
-        import psycopg2
-    except ImportError:
-        return "psycopg2 is not installed (pip install 'advx[postgres]')"
-    try:
-        psycopg2.connect(url.replace("postgresql+psycopg2://", "postgresql://"),
-                         connect_timeout=5).close()
-    except psycopg2.Error as exc:
-        return f"PostgreSQL at {url} is unreachable: {str(exc).strip()}"
-    return None
-
-
-def test_two_workers_share_one_postgres_study(toy):
-    if not URL:
-        pytest.skip("ADVX_TEST_POSTGRES_URL is not set: run `source .ci/postgres.sh` first "
-                    "(CI does) to start a throwaway PostgreSQL on loopback")
-    problem = _reachable(URL)
-    if problem:
-        pytest.skip(problem)
+def test_two_workers_share_one_postgres_study(toy, postgres_url):
+    url = postgres_url
     name = f"toy_pg_{uuid.uuid4().hex[:8]}"  # a fresh study per test run in a shared database
     path = write_sweep(
         toy, name=name, n_trials=6,
@@ -53,7 +31,7 @@ def test_two_workers_share_one_postgres_study(toy):
         overrides={"task.barrier": str(toy / "barrier")},
         sampler={"name": "random"},  # unseeded: two seeded workers would repeat each other
     )
-    command = [sys.executable, "-m", "advx.sweep", "run", str(path), "--storage", URL,
+    command = [sys.executable, "-m", "advx.sweep", "run", str(path), "--storage", url,
                "--runs-root", "runs"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     workers = [subprocess.Popen(command, cwd=toy, env=env, stdout=subprocess.PIPE,
@@ -62,7 +40,7 @@ def test_two_workers_share_one_postgres_study(toy):
     for worker, output in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, output
 
-    study = optuna.load_study(study_name=name, storage=make_storage(URL))
+    study = optuna.load_study(study_name=name, storage=make_storage(url))
     trials = study.get_trials()
     numbers = [t.number for t in trials]
     assert len(set(numbers)) == len(numbers)
@@ -79,7 +57,7 @@ def test_two_workers_share_one_postgres_study(toy):
     folders = sorted((toy / "runs" / "sweeps" / name).glob("trial-*"))
     assert folders == sorted(run_dirs)
     assert len({t.user_attrs["worker"] for t in trials}) == 2, "one worker did all trials"
-    optuna.delete_study(study_name=name, storage=make_storage(URL))
+    optuna.delete_study(study_name=name, storage=make_storage(url))
 
 
 def test_postgres_script_never_fails_its_caller(tmp_path):
