@@ -143,14 +143,16 @@ def export_pretrained(model: Any, tokenizer: Any, path: Path,
         (path / "advx.json").write_text(json.dumps(dict(advx), indent=2) + "\n")
 
 
-def save_module(module: nn.Module, path: Path, name: str, info: Mapping[str, Any]) -> None:
-    """``<name>.safetensors`` (the module's state dict) and ``<name>.json`` (``info``: what
-    the weights are and how to rebuild the module around them) in ``path``."""
+def save_module(module: nn.Module, path: Path, name: str, info: Mapping[str, Any],
+                info_file: str | None = None) -> None:
+    """``<name>.safetensors`` (the module's state dict) and ``<name>.json`` (or ``info_file``;
+    ``info``: what the weights are and how to rebuild the module around them) in ``path``."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     save_file(tensors, str(path / f"{name}.safetensors"))
-    (path / f"{name}.json").write_text(json.dumps(dict(info), indent=2) + "\n")
+    (path / (info_file or f"{name}.json")).write_text(
+        json.dumps(dict(info), indent=2, default=str) + "\n")
 
 
 def has_adapters(model: nn.Module) -> bool:

@@ -13,7 +13,6 @@ per-token tables built once per set of weights (:class:`TokenTables`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -302,17 +301,13 @@ class CNNDiscriminator:
         one ``Conv2d`` per filter size, highway, dropout-free linear output), ``config.json``
         (the classifier config plus ``vocab_size``, ``pad_id``) and the vocabulary;
         docs/using-models.md shows how to rebuild it."""
-        from safetensors.torch import save_file
+        from advx_hf import save_module
 
         info = {**asdict(self.config), "kind": "classifier", "architecture": "cnn",
                 "vocab_size": self.vocab.size, "vocab": self.vocab.kind,
                 "pad_id": self.vocab.pad_id}
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()},
-                  str(path / "model.safetensors"))
-        (path / "config.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
-        self.vocab.save(path)
+        save_module(self.model, Path(path), "model", info, info_file="config.json")
+        self.vocab.save(Path(path))
 
 
 def build_cnn_discriminator(config: CNNConfig, ctx: BuildContext) -> CNNDiscriminator:

@@ -372,18 +372,14 @@ class LSTMGenerator(ModelState):
         ``config.json`` (the generator config plus ``vocab_size``, ``start_id``, ``eos_id``,
         ``pad_id``) and the vocabulary (``vocab.txt`` or ``tokenizer/``); docs/using-models.md
         shows how to rebuild the module with torch alone."""
-        from safetensors.torch import save_file
+        from advx_hf import save_module
 
         info = {**asdict(self.config), "kind": "generator", "architecture": "lstm",
                 "vocab_size": self.vocab.size, "vocab": self.vocab.kind,
                 "start_id": self.vocab.start_id, "eos_id": self.vocab.eos_id,
                 "pad_id": self.vocab.pad_id}
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()},
-                  str(path / "model.safetensors"))
-        (path / "config.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
-        self.vocab.save(path)
+        save_module(self.model, Path(path), "model", info, info_file="config.json")
+        self.vocab.save(Path(path))
 
 
 def build_lstm(config: LSTMConfig, ctx: BuildContext) -> LSTMGenerator:
