@@ -38,6 +38,7 @@ flattened gradients, through accelerate's ``reduce``.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
 import shutil
 import tempfile
@@ -46,6 +47,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
 from advx.errors import ConfigError
@@ -61,12 +63,16 @@ __all__ = [
     "private_dir",
     "rank",
     "rank_seed",
+    "same_on_every_rank",
     "shard",
+    "shard_bounds",
+    "shard_map",
     "shared_run_dir",
     "world_size",
 ]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def world_size() -> int:
@@ -136,9 +142,7 @@ def mean_metrics(metrics: dict[str, float]) -> dict[str, float]:
     means over the rank's shard; shards are equal, so this is the global batch's mean)."""
     if not is_distributed():
         return metrics
-    _state()
-    everyone: list[Any] = [None] * world_size()
-    torch.distributed.all_gather_object(everyone, metrics)
+    everyone = _gather(metrics)
     keys = dict.fromkeys(k for m in everyone for k in m)
     out = {}
     for key in keys:
@@ -197,6 +201,68 @@ def shard(items: Sequence[T]) -> list[T]:
         )
     per = size // n
     return list(items[rank() * per : (rank() + 1) * per])
+
+
+def shard_bounds(size: int) -> tuple[int, int]:
+    """``[lo, hi)`` of this rank's contiguous share of ``size`` items when they need not
+    divide evenly (evaluation splits, a fit's last minibatch): shares differ by at most one
+    item, rank order is item order, and a rank may get none when ``size < N``."""
+    n, r = world_size(), rank()
+    return size * r // n, size * (r + 1) // n
+
+
+def _gather(value: Any) -> list[Any]:
+    """Every rank's ``value``, in rank order, on every rank (picklable objects)."""
+    _state()
+    everyone: list[Any] = [None] * world_size()
+    torch.distributed.all_gather_object(everyone, value)
+    return everyone
+
+
+def _concat(parts: list[Any]) -> Any:
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts, dim=0)
+    if isinstance(first, np.ndarray):
+        return np.concatenate(parts, axis=0)
+    if isinstance(first, list):
+        return [x for part in parts for x in part]
+    raise TypeError(f"shard_map: fn returned {type(first).__name__}; expected a tensor, a "
+                    "numpy array or a list (rows along the first axis)")
+
+
+def shard_map(fn: Callable[[Sequence[T]], R], items: Sequence[T]) -> R:
+    """``fn(items)``, computed as ``fn`` on this rank's contiguous share of ``items``
+    (:func:`shard_bounds`) and the shares gathered in order on every rank, so every rank holds
+    the whole result; the same as ``fn(items)`` for a row-wise ``fn`` (accelerate's
+    ``gather_for_metrics`` for a list of items instead of a DataLoader: shares may be uneven,
+    and nothing is padded or duplicated, so metrics are computed on the whole split once).
+
+    Use it where every rank holds the *same* ``items`` and would otherwise compute ``fn`` on
+    all of them (evaluation: the classifier's probabilities and losses on a split). ``fn``
+    must map rows to rows (a tensor, numpy array or list with one row per item), must not
+    itself communicate, and must accept an empty share (``size < N``). A plain run calls
+    ``fn(items)``: nothing else happens. Tensors travel through the CPU (``all_gather_object``
+    pickles them) and come back on the device of this rank's share."""
+    if not is_distributed():
+        return fn(items)
+    lo, hi = shard_bounds(len(items))
+    part = fn(list(items[lo:hi]))
+    if isinstance(part, torch.Tensor):
+        device = part.device
+        return _concat([p.to(device) for p in _gather(part.detach().cpu())])
+    return _concat(_gather(part))
+
+
+def same_on_every_rank(key: str) -> bool:
+    """True on every rank when every rank passes the same ``key`` (compared by its SHA-256,
+    so a long key costs a few bytes); always True in a plain run. A component checks this
+    before sharding work over inputs it expects to be replicated (a classifier fit's
+    training set), and keeps the replicated path when the ranks disagree."""
+    if not is_distributed():
+        return True
+    digests = _gather(hashlib.sha256(key.encode()).hexdigest())
+    return all(d == digests[0] for d in digests)
 
 
 @contextmanager

@@ -20,6 +20,14 @@ import torch.nn.functional as F
 from advx.accel import backward
 from advx.choices import Choice
 from advx.components import BuildContext
+from advx.distributed import (
+    is_distributed,
+    mean_across,
+    same_on_every_rank,
+    shard_bounds,
+    shard_map,
+    world_size,
+)
 from advx.errors import ConfigError, DataError
 from advx.generator_kit import check_minimums
 from advx.lora import LoRAKeys, inject_lora
@@ -126,6 +134,7 @@ class EncoderClassifier:
         self.device = device
         self.seed = seed
         self.fits = 0
+        self._sharded = False  # within a data-parallel fit: minibatches split over the ranks
         self._init_state = init_state or freeze_copy(self.net)
 
     # ------------------------------------------------------------------ inputs
@@ -194,6 +203,12 @@ class EncoderClassifier:
             raise DataError("classifier.fit got no samples (is the task's warm split empty?).")
         self._labels(samples)  # fail early on bad labels
         self.fits += 1
+        # Data-parallel (advx.distributed): the fit's training set is the same on every rank
+        # (the task's split plus the replicated augmentation pool), so each rank takes its
+        # share of every minibatch and the optimizer steps average the gradients; checked, so
+        # a fit on rank-local data stays whole on every rank instead of silently mixing them.
+        self._sharded = is_distributed() and same_on_every_rank(
+            "\n".join(f"{s.label}\t{self.render(s)}" for s in samples))
         # Own RNG stream (dropout, shuffling) seeded by (seed, fit number): a fit does not
         # depend on what else drew from torch's global RNG before it (e.g. a generator), so
         # recipes with and without augmentation start from the same C_0 (paired comparison).
@@ -229,7 +244,9 @@ class EncoderClassifier:
                "cls/best_epoch": float(best_epoch), "cls/n_train": float(len(train)),
                "cls/n_synthetic": float(n_syn)}
         if valid:
-            pred = self.predict_proba(valid).argmax(1).cpu()
+            proba = shard_map(self.predict_proba, valid) if self._sharded else (
+                self.predict_proba(valid))
+            pred = proba.argmax(1).cpu()
             out["cls/valid_accuracy"] = float((pred == self._labels(valid).cpu()).float().mean())
         return out
 
@@ -250,20 +267,46 @@ class EncoderClassifier:
         self.net.train()
         order = torch.randperm(len(train), generator=gen).tolist()
         total, size = 0.0, self.config.batch_size
+        max_norm = self.config.max_grad_norm if self.config.max_grad_norm > 0 else None
         for i in range(0, len(order), size):
             batch = [train[j] for j in order[i:i + size]]
-            loss = F.cross_entropy(self._logits(batch), self._labels(batch))
             opt.zero_grad(set_to_none=True)
-            backward(loss)
-            max_norm = self.config.max_grad_norm if self.config.max_grad_norm > 0 else None
+            if self._sharded:
+                loss, summed = self._sharded_backward(batch)
+                total += summed
+            else:
+                loss = F.cross_entropy(self._logits(batch), self._labels(batch))
+                backward(loss)
+                total += loss.item() * len(batch)
+            # data-parallel: guarded_step averages the gradients (and the loss) over the ranks
             guarded_step(opt, self.net.parameters(), loss=loss, max_norm=max_norm,
                          what="encoder_classifier fit")
             self._scheduler.step()
-            total += loss.item() * len(batch)
+        if self._sharded:  # every rank's summed loss: the epoch's total over the whole set
+            total = mean_across(total) * world_size()
         return total / max(len(train), 1)
 
+    def _sharded_backward(self, batch: Sequence[Sample]) -> tuple[Tensor, float]:
+        """Backward on this rank's contiguous share of a global minibatch (shares may be
+        uneven or empty); returns the loss it differentiated and the share's summed
+        cross-entropy. The share's loss is its sum × N / |batch|, so the mean over the N ranks
+        that the all-reduce takes is the batch's mean cross-entropy, and so is the averaged
+        gradient: the update is the one-process update on the whole minibatch (up to float
+        rounding; dropout masks differ from one process's)."""
+        lo, hi = shard_bounds(len(batch))
+        part = batch[lo:hi]
+        if not part:  # nothing here: this rank contributes zero gradient to the average
+            return torch.zeros((), device=self.device), 0.0
+        summed = F.cross_entropy(self._logits(part), self._labels(part), reduction="sum")
+        loss = summed * (world_size() / len(batch))
+        backward(loss)
+        return loss, float(summed.detach())
+
     def _valid_loss(self, valid: Sequence[Sample]) -> float:
-        return float(self.loss(valid).mean()) if valid else float("inf")
+        if not valid:
+            return float("inf")
+        losses = shard_map(self.loss, valid) if self._sharded else self.loss(valid)
+        return float(losses.mean())
 
     def state_dict(self) -> dict[str, Any]:
         return {"net": self.net.state_dict(), "fits": self.fits}

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from advx.components import BuildContext, Components
+from advx.distributed import shard_map
 from advx.errors import ConfigError, DataError
 from advx.rollout import Prompt, Rollout, Sample
 from advx.uncertainty import bootstrap_se, mean_se, two_class, with_uncertainty
@@ -386,7 +387,8 @@ class ProductRelevanceTask:
 
     def _classifier_metrics(self, classifier: Any) -> dict[str, float]:
         samples = self._cold_eval
-        probs = classifier.predict_proba(samples).float().cpu().numpy()
+        # data-parallel: each rank scores its share of the split, every rank gets all of it
+        probs = shard_map(classifier.predict_proba, samples).float().cpu().numpy()
         y = np.array([s.label for s in samples])
         pred = probs.argmax(1)
         pos = self.config.positive_label
@@ -406,7 +408,7 @@ class ProductRelevanceTask:
             roc_auc = roc_auc_score(onehot[:, present], probs[:, present], average="macro")
             f1 = f1_score(y, pred, average="macro")
             ses = {}
-        losses = classifier.loss(samples).detach().float().cpu().numpy()
+        losses = shard_map(classifier.loss, samples).detach().float().cpu().numpy()
         ses["cold/accuracy"] = mean_se(pred == y)
         ses["cold/cls_loss"] = mean_se(losses)
         metrics = {
@@ -432,8 +434,9 @@ class ProductRelevanceTask:
         }
         synthetic = self.synthetic_samples(rollout)
         if components.classifier is not None and synthetic:
-            losses = components.classifier.loss(synthetic).float().cpu()
-            probs = components.classifier.predict_proba(synthetic).float().cpu()
+            # the evaluation rollout is the same on every rank: score it sharded
+            losses = shard_map(components.classifier.loss, synthetic).float().cpu()
+            probs = shard_map(components.classifier.predict_proba, synthetic).float().cpu()
             agree = probs.argmax(1).numpy() == np.array([s.label for s in synthetic])
             metrics["gen/cls_loss"] = float(losses.mean())
             metrics["gen/cls_loss_se"] = mean_se(losses.detach().numpy())
