@@ -1,0 +1,77 @@
+"""Sharded evaluation and classifier fits in a data-parallel run (advx.distributed.shard_map):
+two gloo processes through torchrun against the same worker run as one plain process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from advx import distributed
+from test_distributed import BIN, _env, _port
+
+WORKER = Path(__file__).with_name("dp_eval_worker.py")
+
+
+def _numbers(metrics: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+def _close(one: dict, two: dict, tol: float) -> None:
+    one, two = _numbers(one), _numbers(two)
+    assert one.keys() == two.keys()
+    worst = max(abs(one[k] - two[k]) for k in one)
+    assert worst <= tol, {k: (one[k], two[k]) for k in one if abs(one[k] - two[k]) > tol}
+
+
+@pytest.mark.slow
+def test_two_processes_evaluate_and_fit_as_one(tmp_path: Path) -> None:
+    plain = subprocess.run([sys.executable, str(WORKER), str(tmp_path)], env=_env(),
+                           timeout=120, capture_output=True, text=True)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    cmd = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(_port()),
+           str(WORKER), str(tmp_path)]
+    two = subprocess.run(cmd, env=_env(), timeout=150, capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = json.loads((tmp_path / "rank-0-of-1.json").read_text())
+    first, second = (json.loads((tmp_path / f"rank-{r}-of-2.json").read_text()) for r in (0, 1))
+    assert not one["sharded"] and first["sharded"] and second["sharded"]
+    # evaluation of a fixed checkpoint: each rank scored half the cold split, both hold the
+    # metrics of the whole split, equal to one process's
+    assert first["fixed"] == second["fixed"]
+    _close(one["fixed"], first["fixed"], 1e-6)
+    assert one["fixed"]["cold/n"] == first["fixed"]["cold/n"] > 0
+    # a sharded fit (uneven shares, uneven last minibatch): identical weights on both ranks,
+    # the one-process weights up to float rounding, and the same fit metrics / evaluation
+    assert first["params"] == second["params"]
+    assert max(abs(a - b) for a, b in zip(one["params"], first["params"], strict=True)) < 1e-5
+    _close(one["fit"], first["fit"], 1e-6)
+    assert first["after"] == second["after"]
+    _close(one["after"], first["after"], 1e-6)
+
+
+def test_a_plain_run_calls_fn_on_everything() -> None:
+    seen: list[list[int]] = []
+
+    def fn(items):
+        seen.append(list(items))
+        return torch.tensor(items) * 2
+
+    assert not distributed.is_distributed()
+    assert distributed.shard_map(fn, [1, 2, 3]).tolist() == [2, 4, 6]
+    assert seen == [[1, 2, 3]]  # one call, on the whole list: the identity
+    assert distributed.same_on_every_rank("anything")
+
+
+@pytest.mark.parametrize(("size", "shares"), [
+    (7, [(0, 3), (3, 7)]), (1, [(0, 0), (0, 1)]), (8, [(0, 4), (4, 8)])])
+def test_shard_bounds_are_contiguous_and_cover_the_items(monkeypatch, size, shares) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    got = []
+    for r in (0, 1):
+        monkeypatch.setenv("RANK", str(r))
+        got.append(distributed.shard_bounds(size))
+    assert got == shares
