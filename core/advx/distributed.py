@@ -18,9 +18,19 @@ What is sharded and what is replicated (the subset implemented; docs/scaling.md)
   shard).
 * The step's metrics are averaged over the ranks (:func:`mean_metrics`); the samples kept
   in ``samples/round-<n>.jsonl`` are the main process's shard.
-* **Everything else is replicated**: SFT, augmentation, classifier fits and evaluation run
-  whole on every process with the same RNG state, so they compute the same numbers (their
-  optimizer steps are all-reduced too, which keeps the weights bit-identical).
+* **Evaluation scoring is sharded and gathered** where a task asks for it
+  (:func:`shard_map`, accelerate's ``gather_for_metrics`` for a list of items): each rank
+  scores its contiguous share of the split, every rank gets the whole result, and the metrics
+  are computed on the whole split once, equal to one process's (the ``product_relevance``
+  task's classifier probabilities and losses).
+* **Classifier fits are sharded** where the classifier does it (the ``encoder`` classifier):
+  every rank holds the same training set (checked, :func:`same_on_every_rank`), takes its
+  share of each minibatch (:func:`shard_bounds`), and the all-reduce inside ``guarded_step``
+  averages the gradients, weighted so the update is the whole minibatch's.
+* **Everything else is replicated**: SFT, augmentation, the other classifiers' fits, the
+  generator's evaluation sampling and the rest of evaluation run whole on every process with
+  the same RNG state, so they compute the same numbers (their optimizer steps are all-reduced
+  too, which keeps the weights bit-identical).
 * **Only the main process writes**: it creates the run folder and shares its path; the other
   ranks get a read-only view of it (:meth:`advx.rundir.RunDir` with ``read_only``) and build
   their components after the main process, from a private temporary copy of what it wrote
