@@ -66,3 +66,17 @@ def test_rich_progress_on_a_terminal(pm, toy_recipe, tmp_path):
     text = buffer.getvalue()
     assert "round 2/2" in text and "ETA" in text and "disc_prob=" in text
     assert "round 1/2 done" in text and "eval/p_real=" in text
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    """mkstemp creates 0600 files; run folders are read by other users and machines."""
+    import os
+    import stat
+
+    from advx.rundir import atomic_write_text
+
+    path = tmp_path / "summary.json"
+    atomic_write_text(path, "{}")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
