@@ -121,3 +121,25 @@ def test_show_of_a_corrupt_study_database_is_one_message(toy):
     assert "Traceback" not in result.output
     assert result.output.startswith("error: storage: cannot open sqlite:///")
     assert "file is not a database" in result.output
+
+
+def test_workers_creating_one_sqlite_storage_at_once_do_not_fail(tmp_path):
+    """Several processes opening a new SQLite storage at the same moment race to create its
+    tables; the losers retry instead of failing with "table ... already exists"."""
+    import subprocess
+    import sys
+    import time
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    code = ("import sys, time; from advx.sweep.storage import make_storage; "
+            "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); "  # start together
+            "make_storage(sys.argv[1]); print('ok')")
+    for _ in range(2):  # a race: give it two chances to happen (it does on the old code)
+        (tmp_path / "race.db").unlink(missing_ok=True)
+        start = str(time.time() + 8)  # after every process has imported optuna
+        procs = [subprocess.Popen([sys.executable, "-c", code, url, start],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(6)]
+        outs = [p.communicate(timeout=120) for p in procs]
+        for proc, (out, err) in zip(procs, outs, strict=True):
+            assert proc.returncode == 0 and out.strip() == "ok", err

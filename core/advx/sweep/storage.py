@@ -83,6 +83,8 @@ def _rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDB
 
     On an empty PostgreSQL database two workers may both try ``CREATE TYPE``/``CREATE
     TABLE``; the loser gets an IntegrityError/ProgrammingError, and a retry finds the schema.
+    On a new SQLite file the loser gets an OperationalError "table ... already exists"
+    (seen when two ``advx compare`` workers start at the same moment).
     """
     import random
 
@@ -95,8 +97,11 @@ def _rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDB
                 return optuna.storages.RDBStorage(
                     url, engine_kwargs=engine_kwargs, heartbeat_interval=30, grace_period=120
                 )
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-            if attempt == 4:
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError,
+                sqlalchemy.exc.OperationalError) as exc:
+            lost_race = not isinstance(exc, sqlalchemy.exc.OperationalError) or (
+                "already exists" in str(exc))
+            if attempt == 4 or not lost_race:
                 raise
             time.sleep(0.5 + random.random())
     raise AssertionError("unreachable")  # pragma: no cover
