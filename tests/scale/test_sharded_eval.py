@@ -30,11 +30,11 @@ def _close(one: dict, two: dict, tol: float) -> None:
 @pytest.mark.slow
 def test_two_processes_evaluate_and_fit_as_one(tmp_path: Path) -> None:
     plain = subprocess.run([sys.executable, str(WORKER), str(tmp_path)], env=_env(),
-                           timeout=120, capture_output=True, text=True)
+                           timeout=300, capture_output=True, text=True)
     assert plain.returncode == 0, plain.stderr[-3000:]
     cmd = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(_port()),
            str(WORKER), str(tmp_path)]
-    two = subprocess.run(cmd, env=_env(), timeout=150, capture_output=True, text=True)
+    two = subprocess.run(cmd, env=_env(), timeout=300, capture_output=True, text=True)
     assert two.returncode == 0, two.stderr[-3000:]
     one = json.loads((tmp_path / "rank-0-of-1.json").read_text())
     first, second = (json.loads((tmp_path / f"rank-{r}-of-2.json").read_text()) for r in (0, 1))
