@@ -103,9 +103,12 @@ def _launch(*args: str) -> list[str]:
 def test_accelerate_launch_runs_writes_one_folder_and_resumes_after_a_kill(
         tmp_path: Path) -> None:
     recipe, runs = _corpus(tmp_path), tmp_path / "runs"
-    first = subprocess.Popen(_launch(str(recipe), "--runs-root", str(runs)), env=_env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             start_new_session=True)
+    # The output goes to a file, not a pipe nobody reads while polling: a full pipe buffer
+    # would block the run (seen in fresh-clone runs, whose first imports print more).
+    log = tmp_path / "first.log"
+    with open(log, "wb") as out:
+        first = subprocess.Popen(_launch(str(recipe), "--runs-root", str(runs)), env=_env(),
+                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 420  # 2 processes' start-up can take minutes on busy cores
     marker = None
     while time.monotonic() < deadline and first.poll() is None:
@@ -114,7 +117,7 @@ def test_accelerate_launch_runs_writes_one_folder_and_resumes_after_a_kill(
             marker = found[0]
             break
         time.sleep(0.2)
-    assert marker is not None, first.communicate()[0].decode()[-3000:]
+    assert marker is not None, log.read_text(errors="replace")[-3000:]
     os.killpg(first.pid, signal.SIGKILL)  # every rank, mid-run
     first.wait(timeout=30)
     run_dir = marker.parents[2]
