@@ -19,6 +19,7 @@ fails before logging anything leaves no empty tracker run behind.
 
 from __future__ import annotations
 
+import abc
 import json
 import math
 import re
@@ -87,7 +88,7 @@ def _require(module: str, logger: str) -> Any:
         ) from exc
 
 
-class _Tracker:
+class _Tracker(abc.ABC):
     """What the three trackers share: record dispatch, the recipe, the samples table."""
 
     name = "tracker"
@@ -105,20 +106,25 @@ class _Tracker:
         self.step_keys: set[str] = set()  # keys seen in step records (see log())
 
     # ------------------------------------------------------------- what subclasses write
+    @abc.abstractmethod
     def _start(self, recipe: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Written by each tracker."""
 
+    @abc.abstractmethod
     def _log_step(self, metrics: dict[str, float], global_step: int) -> None:
-        raise NotImplementedError
+        """Written by each tracker."""
 
+    @abc.abstractmethod
     def _log_round(self, metrics: dict[str, float], round: int, global_step: int) -> None:
-        raise NotImplementedError
+        """Written by each tracker."""
 
+    @abc.abstractmethod
     def _log_samples(self, rows: list[dict[str, Any]], columns: list[str], round: int) -> None:
-        raise NotImplementedError
+        """Written by each tracker."""
 
+    @abc.abstractmethod
     def _finish(self, status: str) -> None:
-        raise NotImplementedError
+        """Written by each tracker."""
 
     # ------------------------------------------------------------- the Logger protocol
     def log(self, metrics: Mapping[str, Any], step: int) -> None:
