@@ -450,23 +450,39 @@ def compare_show(
     storage: Annotated[str | None, typer.Option(help=_COMPARE_STORAGE_HELP)] = None,
     runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help=_COMPARE_RUNS_HELP)] = None,
     plots: Annotated[bool, typer.Option(help="Write the PNG plots.")] = True,
+    baseline: Annotated[str | None, typer.Option(
+        help="Pair every condition against this one instead of the file's `baseline` "
+             "(e.g. (c) vs (b)); the report goes to <runs-dir>/report-vs-NAME/.")] = None,
 ) -> None:
     """Print the markdown report of the finished cells (also while others still run) and
     write it with curves.png and paired.png."""
+    import dataclasses
+
     from advx.compare.cells import default_runs_dir, load_cells, storage_url
     from advx.compare.report import collect, markdown, plot_curves, plot_paired
     from advx.compare.spec import load_compare
+    from advx.errors import did_you_mean
     from advx.rundir import atomic_write_text
 
     spec = load_compare(compare_file)
     folder = Path(runs_dir) if runs_dir else default_runs_dir(spec)
+    report_dir = "report"
+    if baseline is not None and baseline != spec.baseline:
+        # Pairing is a reading of the finished cells, not part of the protocol: any condition
+        # can be the reference without touching the file (which would change the study).
+        if baseline not in spec.conditions:
+            raise AdvxError(f"--baseline {baseline!r}: not a condition of {compare_file}; "
+                            f"expected one of {', '.join(spec.conditions)}."
+                            f"{did_you_mean(baseline, spec.conditions)}")
+        spec = dataclasses.replace(spec, baseline=baseline)
+        report_dir = f"report-vs-{baseline}"
     url = storage_url(spec, storage, folder)
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         raise AdvxError(f"no cells recorded for {spec.name!r}: {url} does not exist; run "
                         f"`advx compare {compare_file}` first (or pass its --storage/--runs-dir)")
     data = collect(spec, load_cells(spec, url))
     text = markdown(data)
-    out = Path(out) if out else folder / "report"
+    out = Path(out) if out else folder / report_dir
     atomic_write_text(out / "report.md", text + "\n")
     written = [out / "report.md"]
     if plots:

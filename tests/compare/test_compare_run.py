@@ -55,6 +55,19 @@ def test_two_conditions_three_seeds_end_to_end_with_show(toy):
         data = (toy / "report" / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
 
+    # the same cells paired against the other condition: low - high = -1 per seed, in a
+    # report folder of its own (the file's report is not overwritten)
+    flipped = CliRunner().invoke(app, ["compare", "show", str(path), "--baseline", "high",
+                                       "--no-plots"])
+    assert flipped.exit_code == 0, flipped.output
+    row = next(line for line in flipped.output.splitlines()
+               if line.startswith("| low | `toy/score`"))
+    assert row.split("|")[4].strip() == "-1" and "| high (baseline) |" in flipped.output
+    assert (toy / "runs/compares/toy_cmp/report-vs-high/report.md").is_file()
+    typo = CliRunner().invoke(app, ["compare", "show", str(path), "--baseline", "hihg"])
+    assert typo.exit_code == 2
+    assert "not a condition" in typo.output and "Did you mean 'high'?" in typo.output
+
 
 def test_a_second_invocation_runs_nothing_and_a_failed_cell_is_retried_on_request(toy):
     (toy / "broken").touch()
