@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from advx.accel import backward
 from advx.errors import ConfigError, DataError
-from advx.lora import AdapterDisabled, is_peft_model
+from advx.lora import AdapterDisabled, fold_adapter, is_peft_model
 from advx.microbatch import check_accumulation, micro_batches
 from advx.numerics import guarded_step
 from advx.rollout import Sample
@@ -195,11 +195,14 @@ def frozen_reference(generator: G, **replace: Any) -> G:
     copy has no SFT loop and is its own reference. Generators cache the result in
     ``_reference`` so it is taken once, when first asked for. With a LoRA model
     (:mod:`advx.lora`) the copy's ``model`` is the policy's own model with the adapter
-    disabled, which is exactly the frozen base: nothing is copied.
+    disabled: the adapter trained so far (SFT) is first folded into the base
+    (:func:`advx.lora.fold_adapter`), so the adapter-off model is the policy as it is now,
+    as the deep copy is without LoRA; nothing is copied.
     """
     ref = copy.copy(generator)
     model = generator.model  # type: ignore[attr-defined]
     if is_peft_model(model):  # LoRA: the base weights, adapter off; no second copy
+        fold_adapter(model)
         ref.model = AdapterDisabled(model)  # type: ignore[attr-defined]
     else:
         ref.model = copy.deepcopy(model).eval().requires_grad_(False)  # type: ignore[attr-defined]

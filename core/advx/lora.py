@@ -7,15 +7,25 @@ optimizers, the gradient all-reduce of a data-parallel run and the optimizer sta
 adapters alone. π_ref is then **the same model with the adapter disabled**
 (``with model.disable_adapter():``, :class:`AdapterDisabled`), not a second copy of the
 weights: :func:`advx.generator_kit.frozen_reference` does this for any generator whose model
-is a ``PeftModel``. Checkpoints hold the model's whole ``state_dict`` (base and adapter), so
-``--resume`` restores the adapter.
+is a ``PeftModel``.
+
+π_ref must be the policy *as it is when the reference is taken* (G_0 after SFT, the loaded
+policy of ``run --from``), as it is without LoRA. The adapter has usually trained by then (SFT
+trains the adapter too), so taking the reference first **folds** the adapter into the base
+(:func:`fold_adapter`: base ← base + alpha/r·BA, then B ← 0, in place): the adapter-disabled
+model is then exactly the policy at that moment, the adapter restarts at zero for RL, and no
+Parameter object changes (the optimizers built earlier keep theirs). Checkpoints hold the
+model's whole ``state_dict`` (the folded base and the adapter), so ``--resume`` restores both;
+an export of a folded model ships its base (:func:`base_is_folded`).
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from advx.errors import ConfigError
@@ -25,6 +35,8 @@ __all__ = [
     "LoRAConfig",
     "LoRAKeys",
     "apply_lora",
+    "base_is_folded",
+    "fold_adapter",
     "inject_lora",
     "is_peft_model",
 ]
@@ -91,6 +103,39 @@ def apply_lora(model: nn.Module, lora: LoRAConfig | None, task_type: str, where:
             f"{where}.lora.target_modules {list(lora.target_modules)}: {exc}. The model's "
             f"linear modules are named {', '.join(names)}"
         ) from None
+
+
+# Models whose base absorbed an adapter (fold_adapter). A weak set, not an attribute on the
+# model, so a deep copy (a fresh model) does not inherit it and nothing is saved with it.
+_FOLDED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
+def fold_adapter(model: Any) -> None:
+    """Fold a PeftModel's LoRA update into its base weights and restart the adapter at zero,
+    in place: afterwards ``model`` computes what it computed before, and so does ``model``
+    with the adapter disabled. Used by :func:`advx.generator_kit.frozen_reference` so that
+    π_ref (adapter off) is the policy when the reference is taken, not the base before SFT.
+
+    peft's ``merge_adapter`` adds alpha/r·BA to each base weight; zeroing B then makes the
+    adapter the identity, and ``unmerge_adapter`` (which subtracts the now-zero update) only
+    clears peft's "merged" mark so the adapter trains as usual. The same Parameter objects
+    stay in place, so optimizers created before keep working."""
+    from peft.tuners.lora import LoraLayer
+
+    with torch.no_grad():
+        model.merge_adapter()
+        for module in model.modules():
+            if isinstance(module, LoraLayer):
+                for layer in module.lora_B.values():
+                    layer.weight.zero_()
+        model.unmerge_adapter()
+    _FOLDED.add(model)
+
+
+def base_is_folded(model: nn.Module) -> bool:
+    """Whether ``model``'s base weights absorbed a trained adapter (:func:`fold_adapter`), so
+    they are no longer the recipe's ``model:`` and an export must ship them."""
+    return model in _FOLDED
 
 
 class AdapterDisabled:

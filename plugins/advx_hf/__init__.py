@@ -119,12 +119,15 @@ def export_lora(model: nn.Module, tokenizer: Any, path: Path, base_name: str,
                 config: Any = None) -> dict[str, Any]:
     """The adapter part of a LoRA model's export (:func:`export_pretrained` wrote the merged
     model into ``path``): ``path/adapter/`` (:func:`save_adapter`) and, when the base exists
-    nowhere else (``base_name`` is ``tiny``: random weights made by the run), the frozen base
-    as a Hugging Face directory ``path/base/``. Returns the ``advx.json`` entries that say
-    where the adapter and its base are."""
+    nowhere else, the frozen base as a Hugging Face directory ``path/base/``: ``tiny`` (random
+    weights made by the run), ``bert2bert:...`` (cross-attention initialised by the run), or a
+    base that absorbed the SFT adapter when π_ref was taken (:func:`advx.lora.base_is_folded`).
+    Returns the ``advx.json`` entries that say where the adapter and its base are."""
+    from advx.lora import base_is_folded
+
     path = Path(path)
     save_adapter(model, path / "adapter", config)
-    if base_name == "tiny":
+    if base_name == "tiny" or base_name.startswith("bert2bert:") or base_is_folded(model):
         base = without_adapters(model, merge=False)
         export_pretrained(base, tokenizer, path / "base")
         base_name = "base"

@@ -9,7 +9,7 @@ import pytest
 import torch
 from advx.components import StepContext
 from advx.errors import ConfigError
-from advx.lora import AdapterDisabled, LoRAConfig
+from advx.lora import AdapterDisabled, LoRAConfig, base_is_folded
 from advx.rollout import Rewards
 from advx_ppo.ppo import PPO, PPOConfig
 from ppo_toy import ToyTask, make_generator
@@ -65,6 +65,32 @@ def test_reference_is_the_base_model_not_a_copy_and_training_moves_only_the_adap
         expected = generator_base.policy_outputs(rollout).logprobs
     torch.testing.assert_close(ref, expected, atol=1e-6, rtol=1e-5)
     assert not torch.allclose(policy, ref)  # the adapter did move the policy
+
+
+def test_reference_after_sft_is_the_fine_tuned_policy_not_the_pre_sft_base(
+        lora_generator) -> None:
+    task, generator = lora_generator
+    generator = copy.deepcopy(generator)
+    with torch.no_grad():  # an adapter that SFT has trained (B away from its zero init)
+        for name, p in generator.model.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.3)
+    params = [id(p) for p in generator.parameters()]
+    rollout = generator.sample(task.rl_prompts(4, np.random.default_rng(1)), temperature=1.0)
+    with torch.no_grad():
+        tuned = generator.policy_outputs(rollout).logprobs
+        with generator.model.disable_adapter():
+            pre_sft = generator.policy_outputs(rollout).logprobs
+    assert not torch.allclose(tuned, pre_sft)  # the adapter matters
+    reference = generator.reference()
+    with torch.no_grad():
+        ref = reference.policy_outputs(rollout).logprobs
+        policy = generator.policy_outputs(rollout).logprobs
+    torch.testing.assert_close(ref, tuned, atol=1e-5, rtol=1e-5)  # π_ref = G_0 after SFT
+    torch.testing.assert_close(policy, tuned, atol=1e-5, rtol=1e-5)  # the policy unchanged
+    assert all(not p.any() for n, p in generator.model.named_parameters() if "lora_B" in n)
+    assert [id(p) for p in generator.parameters()] == params  # optimizers keep their tensors
+    assert base_is_folded(generator.model)
 
 
 def test_checkpoint_holds_the_adapter(lora_generator, tmp_path) -> None:

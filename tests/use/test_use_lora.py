@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from advx.cli import app
+from advx.lora import LoRAConfig
 from advx.rollout import Prompt, Sample
 from advx.use import open_run
 from conftest import COLD_START, TINY
@@ -191,7 +192,23 @@ def test_run_from_a_lora_run_starts_from_its_adapters(lora_run, tmp_path):
 
     started, origin = generator_state(new, 0), generator_state(lora_run, source_rounds[-1])
     assert any("lora_" in k for k in started) and started.keys() == origin.keys()
-    assert all(torch.equal(started[k], origin[k]) for k in origin)
+    # π_ref of the new run is the loaded policy: its adapter was folded into the base
+    # (advx.lora.fold_adapter), so the stored tensors differ but the effective weights
+    # W + alpha/r · B A are the source's, and the adapter restarts at zero
+    adapted = [k.removesuffix(".lora_A.default.weight") for k in origin if "lora_A" in k]
+    assert adapted
+    assert all(torch.equal(started[k], origin[k]) for k in origin
+               if not any(k.startswith(f"{layer}.") for layer in adapted))
+    scale = LoRAConfig().alpha / 4  # generator.lora={r: 4}, alpha at its default
+
+    def effective(state: dict, layer: str) -> torch.Tensor:
+        return state[f"{layer}.base_layer.weight"] + scale * (
+            state[f"{layer}.lora_B.default.weight"] @ state[f"{layer}.lora_A.default.weight"])
+
+    for layer in adapted:
+        torch.testing.assert_close(effective(started, layer), effective(origin, layer),
+                                   atol=1e-6, rtol=1e-5)
+        assert not started[f"{layer}.lora_B.default.weight"].any()
 
 
 def test_sequence_classification_lora_export(tmp_path):
