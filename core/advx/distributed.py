@@ -314,16 +314,31 @@ def same_on_every_rank(key: str) -> bool:
 
 
 @contextmanager
-def rank_seed() -> Iterator[None]:
+def rank_seed(step: int | None = None) -> Iterator[None]:
     """Within the block, torch draws from a seed of its own on each rank (sampling a shard,
     dropout); outside, every rank's global RNG stays the same. One draw from the shared
-    stream picks the seed, so runs are reproducible and the ranks' samples independent."""
+    stream picks the seed, so runs are reproducible and the ranks' samples independent.
+
+    With ``step`` (a sharded fit's optimizer-step counter) the shared stream is only peeked,
+    not advanced, and the seed mixes the peeked value, ``step`` and the rank: a sharded fit
+    then leaves the global stream where a one-process fit without dropout leaves it, so its
+    later draws (the next epoch's minibatch order) are the ones one process makes.
+
+    The CPU generator, and the current CUDA device's when there is one, are forked: both
+    are restored after the block."""
     if not is_distributed():
         yield
         return
-    seed = int(torch.randint(0, 2**62, ()).item())
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed + rank())
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    if step is None:
+        seed = int(torch.randint(0, 2**62, ()).item()) + rank()
+    else:
+        with torch.random.fork_rng(devices=[]):
+            peeked = int(torch.randint(0, 2**62, ()).item())
+        seed = int(np.random.SeedSequence([peeked, step, rank()]).generate_state(1, np.uint64)[0])
+        seed %= 2**62
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
         yield
 
 

@@ -131,7 +131,7 @@ class SFTLoop:
         # share of every global minibatch and guarded_step averages the gradients.
         sharded = is_distributed() and same_on_every_rank("\n".join(
             f"{s.prompt.text if s.prompt is not None else ''}\t{s.text}" for s in samples))
-        loss_sum, tokens = 0.0, 0
+        loss_sum, tokens, step = 0.0, 0, 0
         for _ in range(self.epochs):
             loss_sum, tokens = 0.0, 0
             order = torch.randperm(len(samples)).tolist()
@@ -141,7 +141,8 @@ class SFTLoop:
                 batch = [samples[i] for i in order[start : start + self.batch_size]]
                 optimizer.zero_grad(set_to_none=True)
                 if sharded:
-                    total, count, loss = self.sharded_backward(batch, batch_loss, params)
+                    total, count, loss = self.sharded_backward(batch, batch_loss, params, step)
+                    step += 1
                 elif self.grad_accum_steps > 1:
                     total, count, loss = self._accumulate(batch, batch_loss, params)
                 else:
@@ -181,18 +182,20 @@ class SFTLoop:
         return total, count, total / max(count, 1)
 
     def sharded_backward(self, batch: Sequence[Sample], batch_loss: BatchLoss,
-                         params: list[nn.Parameter]) -> tuple[Tensor, int, Tensor]:
+                         params: list[nn.Parameter], step: int = 0
+                         ) -> tuple[Tensor, int, Tensor]:
         """Data-parallel: backward on this rank's contiguous share of the global minibatch
         ``batch`` (uneven or empty shares allowed; in ``grad_accum_steps`` micro-batches),
         leaving gradients whose average over the ranks — what :func:`guarded_step` takes —
         is the gradient of the whole minibatch's token-mean NLL. Returns the share's summed
         NLL, the *whole* minibatch's token count and the loss to check (its rank average is
-        the minibatch's token-mean). Dropout draws from a per-rank seed (:func:`rank_seed`),
-        so the global RNG stays the same on every rank."""
+        the minibatch's token-mean). Dropout draws from a per-rank seed
+        (:func:`rank_seed` of ``step``, the call's step counter), so the global RNG stays the
+        same on every rank, where a one-process SFT without dropout leaves it."""
         lo, hi = shard_bounds(len(batch))
         part = batch[lo:hi]
         total, count = torch.zeros(()), 0
-        with rank_seed():
+        with rank_seed(step):
             for rows in micro_batches(len(part), self.grad_accum_steps):
                 part_total, part_count = batch_loss([part[i] for i in rows.tolist()])
                 backward(part_total)

@@ -337,7 +337,8 @@ class SASRecRanker:
             loss = loss + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg))
         return loss
 
-    def _sharded_batch_loss(self, data: tuple[Tensor, ...], batch: Tensor) -> Tensor:
+    def _sharded_batch_loss(self, data: tuple[Tensor, ...], batch: Tensor, step: int
+                            ) -> Tensor:
         """Data-parallel: the loss this rank differentiates for the global minibatch
         ``batch``. Each mean of the one-process loss (over the real positions in
         ``sequence`` training; over the positive and the negative rows in ``pairs``) becomes
@@ -356,7 +357,7 @@ class SASRecRanker:
         loss = torch.zeros((), device=self.device)
         if not hi > lo:
             return loss
-        with rank_seed():
+        with rank_seed(step):
             if self.config.training == "sequence":
                 width = int((seqs != 0).sum(-1).max())  # trim the all-padding left columns
                 seqs = seqs[:, -width:]
@@ -449,7 +450,7 @@ class SASRecRanker:
             total, count = 0.0, 0
             for batch in batches:
                 if sharded:
-                    loss = self._sharded_batch_loss(data, batch)
+                    loss = self._sharded_batch_loss(data, batch, epoch * len(data[0]) + count)
                 elif cfg.training == "sequence":
                     loss = self._sequence_batch_loss(data[0][batch])
                 else:

@@ -232,7 +232,7 @@ class CNNDiscriminator:
     def _loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         return F.cross_entropy(logits, labels) + self.config.l2_reg * self._l2()
 
-    def _sharded_loss(self, ids: Tensor, labels: Tensor, rows: Tensor) -> Tensor:
+    def _sharded_loss(self, ids: Tensor, labels: Tensor, rows: Tensor, step: int) -> Tensor:
         """Data-parallel: the loss this rank differentiates for the global minibatch ``rows``:
         its share's summed cross-entropy scaled so the ranks' average is the minibatch's mean
         (:func:`advx.distributed.share_scale`), plus the L2 term (the same on every rank, so
@@ -240,7 +240,7 @@ class CNNDiscriminator:
         same on every rank."""
         lo, hi = shard_bounds(len(rows))
         part = rows[lo:hi]
-        with rank_seed():
+        with rank_seed(step):
             summed = (F.cross_entropy(self.model(ids[part]), labels[part], reduction="sum")
                       if len(part) else torch.zeros((), device=self.device))
         return summed * share_scale(len(rows)) + self.config.l2_reg * self._l2()
@@ -268,7 +268,7 @@ class CNNDiscriminator:
             for start in range(0, len(perm), self.config.batch_size):
                 rows = perm[start : start + self.config.batch_size]
                 if sharded:
-                    loss = self._sharded_loss(ids, labels, rows)
+                    loss = self._sharded_loss(ids, labels, rows, seen)
                 else:
                     loss = self._loss(self.model(ids[rows]), labels[rows])
                 self.optimizer.zero_grad()
