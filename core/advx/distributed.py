@@ -37,8 +37,9 @@ What is sharded and what is replicated (the subset implemented; docs/scaling.md)
   rank samples its contiguous share of the prompts under its own seed, and every rank gets the
   whole rollout in prompt order (:func:`gather_rollouts`). The samples are equal in
   distribution to a one-process run's, not bit-identical (a different random stream per share).
-* **Everything else is replicated**: the rest of evaluation runs whole on every process with
-  the same RNG state, so it computes the same numbers.
+* **Everything else is replicated**: the rest of evaluation, and the fits of classifiers that
+  do not shard themselves, run whole on every process with the same RNG state, so they compute
+  the same numbers (their optimizer steps are all-reduced too).
 * **Only the main process writes**: it creates the run folder and shares its path; the other
   ranks get a read-only view of it (:meth:`advx.rundir.RunDir` with ``read_only``) and build
   their components after the main process, from a private temporary copy of what it wrote

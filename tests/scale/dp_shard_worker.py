@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -92,13 +92,30 @@ def flat(module: nn.Module) -> list[float]:
     return torch.cat([p.detach().reshape(-1) for p in module.parameters()]).tolist()
 
 
+def rows_counter(module: nn.Module) -> list[int]:
+    """Rows of every training-mode forward of ``module`` (what this rank trained on)."""
+    rows: list[int] = []
+    module.register_forward_hook(
+        lambda m, args, _: rows.append(int(args[0].shape[0])) if m.training else None)
+    return rows
+
+
 def rng_digest() -> str:
     return hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()
 
 
+def recording(model: CharModel, texts: list[str]
+              ) -> Callable[[Sequence[Sample]], tuple[Tensor, int]]:
+    """``model.batch_loss`` that also records the texts it scores."""
+    def batch_loss(rows: Sequence[Sample]) -> tuple[Tensor, int]:
+        texts.extend(s.text for s in rows)
+        return model.batch_loss(rows)
+    return batch_loss
+
+
 def sft_checks() -> dict:
     samples = sft_samples()
-    batch = samples[:8]
+    batch = samples[:7]  # uneven shares: 3 and 4 rows
     out: dict = {}
     for accum in (1, 2):
         model, loop = make_sft(grad_accum_steps=accum)
@@ -108,13 +125,17 @@ def sft_checks() -> dict:
             (total / count).backward()
         whole = [p.grad.clone() for p in params]
         model.zero_grad(set_to_none=True)
-        loop.sharded_backward(batch, model.batch_loss, params)
+        texts: list[str] = []
+        loop.sharded_backward(batch, recording(model, texts), params)
+        out[f"sft_share_accum{accum}"] = texts  # what this rank differentiated
         all_reduce_gradients(params, None)
         out[f"sft_grad_diff_accum{accum}"] = max(
             float((p.grad - g).abs().max()) for p, g in zip(params, whole, strict=True))
     model, loop = make_sft()
     torch.manual_seed(2)
+    rows = rows_counter(model.embed)
     out["sft_metrics"] = loop.run(samples, model.batch_loss)
+    out["sft_rows"] = len(rows)  # one embedding call per sample
     out["sft_params"], out["sft_rng"] = flat(model), rng_digest()
     with plain():
         model, loop = make_sft()
@@ -137,7 +158,11 @@ def sampling_checks(out_dir: Path) -> dict:
     lstm = build_lstm(LSTMConfig(emb_dim=8, hidden_dim=8, max_len=6, epochs=1), ctx)
     empty = Prompt("")
     torch.manual_seed(3)
-    augment = sample_sharded(lstm, [empty] * 5, n=2, temperature=1.0)  # uneven shares (3, 2)
+    asked: list[int] = []
+    original = lstm.sample
+    lstm.sample = lambda prompts, **kw: (asked.append(len(prompts)), original(prompts, **kw))[1]
+    augment = sample_sharded(lstm, [empty] * 5, n=2, temperature=1.0)  # uneven shares (2, 3)
+    del lstm.sample
     with sharded_sampling(lstm):
         evaluation = lstm.sample([empty], n=3)  # one prompt: rank 1's share is empty
     out = {
@@ -145,7 +170,7 @@ def sampling_checks(out_dir: Path) -> dict:
         "augment_lengths": augment.lengths.tolist(),
         "augment_width": augment.response_ids.shape[1],
         "eval_texts": evaluation.texts, "eval_groups": evaluation.group_ids.tolist(),
-        "restored": "sample" not in vars(lstm), "rng": rng_digest(),
+        "restored": "sample" not in vars(lstm), "rng": rng_digest(), "augment_asked": asked,
     }
     # seq2seq: prompts of different token lengths, so the shares' prompt widths differ
     # transformers saves on rank 0 only: rank 0 writes the tiny T5, the other ranks load a
@@ -190,11 +215,12 @@ def cnn_checks() -> dict:
                        valid_fraction=0.2)
     texts = [s.text for s in samples]
     cnn = CNNDiscriminator(config, texts, seed=0, device="cpu")
+    rows = rows_counter(cnn.model)
     metrics = cnn.fit(samples)
     with plain():
         reference = CNNDiscriminator(config, texts, seed=0, device="cpu")
         plain_metrics = reference.fit(samples)
-    return {"cnn_params": flat(cnn.model), "cnn_metrics": metrics,
+    return {"cnn_params": flat(cnn.model), "cnn_metrics": metrics, "cnn_rows": sum(rows),
             "cnn_plain_params": flat(reference.model), "cnn_plain_metrics": plain_metrics}
 
 
@@ -230,14 +256,18 @@ def ranker_checks() -> dict:
         data = [s.with_label(1) for s in samples] if name == "sequence" else samples
         torch.manual_seed(0)
         ranker = SASRecRanker(config, Catalogue(), "cpu", seed=0)
+        rows = rows_counter(ranker.net.encoder)
         metrics = ranker.fit(data)
+        out[f"ranker_{name}_rows"] = sum(rows)
         out[f"ranker_{name}_params"] = flat(ranker.net)
         out[f"ranker_{name}_metrics"] = {k: v for k, v in metrics.items() if "seconds" not in k}
         if name == "sequence":
             with plain():
                 torch.manual_seed(0)
                 reference = SASRecRanker(config, Catalogue(), "cpu", seed=0)
+                ref_rows = rows_counter(reference.net.encoder)
                 ref_metrics = reference.fit(data)
+            out["ranker_plain_rows"] = sum(ref_rows)
             # vs one process: equal to float rounding, except the attention's key bias, whose
             # gradient is zero in exact arithmetic (softmax ignores a constant per query):
             # AdamW turns its rounding noise (~1e-9) into lr-sized steps of either sign

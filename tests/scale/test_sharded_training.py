@@ -16,10 +16,12 @@ from advx.components import BuildContext
 from advx.distributed import gather_rollouts, sample_sharded, sharded_sampling
 from advx.numerics import guarded_step
 from advx.rollout import Prompt, Rollout
-from dp_shard_worker import make_sft, rng_digest, sft_samples
+from dp_shard_worker import TEXTS, make_sft, rng_digest, sft_samples
 from test_distributed import BIN, _env, _port
 
 WORKER = Path(__file__).with_name("dp_shard_worker.py")
+PER_RANK = {"sft_share_accum1", "sft_share_accum2", "sft_rows", "augment_asked", "cnn_rows",
+            "ranker_sequence_rows", "ranker_pairs_rows"}
 
 
 def _max_diff(a: list[float], b: list[float]) -> float:
@@ -39,6 +41,14 @@ def test_two_processes_shard_sft_sampling_and_fits(tmp_path: Path) -> None:
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     first, second = (json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1))
     assert first["world_size"] == 2
+    # what each rank worked on: its own share (rank 0 the first), together the whole
+    shares = {k: (first.pop(k), second.pop(k)) for k in list(first) if k in PER_RANK}
+    assert shares["sft_share_accum1"] == shares["sft_share_accum2"] == (TEXTS[:3], TEXTS[3:7])
+    assert shares["sft_rows"] == (12, 14)  # 2 epochs of minibatches 4, 4, 4, 1 (13 samples)
+    assert shares["augment_asked"] == ([2], [3])  # 5 prompts
+    assert shares["cnn_rows"] == (18, 20)  # 2 epochs of minibatches 8, 8, 3 (19 rows)
+    assert sum(shares["ranker_sequence_rows"]) == first["ranker_plain_rows"]
+    assert 0 < min(shares["ranker_sequence_rows"]) < first["ranker_plain_rows"]
     assert first == second  # every result, gathered or trained, is the same on both ranks
 
     # SFT: the all-reduced gradient of the two shares (unequal token counts) is the whole
