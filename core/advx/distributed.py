@@ -27,10 +27,19 @@ What is sharded and what is replicated (the subset implemented; docs/scaling.md)
   every rank holds the same training set (checked, :func:`same_on_every_rank`), takes its
   share of each minibatch (:func:`shard_bounds`), and the all-reduce inside ``guarded_step``
   averages the gradients, weighted so the update is the whole minibatch's.
-* **Everything else is replicated**: SFT, augmentation, the other classifiers' fits, the
-  generator's evaluation sampling and the rest of evaluation run whole on every process with
-  the same RNG state, so they compute the same numbers (their optimizer steps are all-reduced
-  too, which keeps the weights bit-identical).
+* **SFT and the other classifiers' fits are sharded the same way**
+  (:class:`advx.generator_kit.SFTLoop`, the ``cnn_discriminator`` and ``ranker`` fits): one
+  global minibatch per optimizer step, each rank differentiates its share's *summed* loss
+  scaled by :func:`share_scale` (N / the whole minibatch's count, from :func:`sum_across`), so
+  the average ``guarded_step`` takes is the whole minibatch's mean loss and gradient.
+* **Generator sampling outside the improvement step is sharded and gathered**
+  (:func:`sample_sharded` for augmentation, :func:`sharded_sampling` around evaluation): each
+  rank samples its contiguous share of the prompts under its own seed, and every rank gets the
+  whole rollout in prompt order (:func:`gather_rollouts`). The samples are equal in
+  distribution to a one-process run's, not bit-identical (a different random stream per share).
+* **Everything else is replicated**: the rest of evaluation, and the fits of classifiers that
+  do not shard themselves, run whole on every process with the same RNG state, so they compute
+  the same numbers (their optimizer steps are all-reduced too).
 * **Only the main process writes**: it creates the run folder and shares its path; the other
   ranks get a read-only view of it (:meth:`advx.rundir.RunDir` with ``read_only``) and build
   their components after the main process, from a private temporary copy of what it wrote
@@ -61,11 +70,13 @@ import numpy as np
 import torch
 
 from advx.errors import ConfigError
+from advx.rollout import Rollout
 
 __all__ = [
     "all_reduce_gradients",
     "any_rank",
     "broadcast_object",
+    "gather_rollouts",
     "is_distributed",
     "is_main_process",
     "mean_across",
@@ -74,10 +85,14 @@ __all__ = [
     "rank",
     "rank_seed",
     "same_on_every_rank",
+    "sample_sharded",
     "shard",
     "shard_bounds",
     "shard_map",
+    "sharded_sampling",
+    "share_scale",
     "shared_run_dir",
+    "sum_across",
     "world_size",
 ]
 
@@ -137,6 +152,19 @@ def mean_across(value: float) -> float:
 
     _state()
     return float(reduce(torch.tensor([float(value)], dtype=torch.float64), reduction="mean"))
+
+
+def sum_across(values: Sequence[float]) -> list[float]:
+    """Each value summed over the ranks, in one collective (the whole minibatch's counts in
+    a sharded fit: tokens, rows, negatives). A plain run returns the values as they are."""
+    if not is_distributed():
+        return [float(v) for v in values]
+    from accelerate.utils import reduce
+
+    _state()
+    summed = reduce(torch.tensor([float(v) for v in values], dtype=torch.float64),
+                    reduction="sum")
+    return [float(v) for v in summed.tolist()]
 
 
 def any_rank(flag: bool) -> bool:
@@ -213,12 +241,23 @@ def shard(items: Sequence[T]) -> list[T]:
     return list(items[rank() * per : (rank() + 1) * per])
 
 
-def shard_bounds(size: int) -> tuple[int, int]:
-    """``[lo, hi)`` of this rank's contiguous share of ``size`` items when they need not
-    divide evenly (evaluation splits, a fit's last minibatch): shares differ by at most one
-    item, rank order is item order, and a rank may get none when ``size < N``."""
-    n, r = world_size(), rank()
+def shard_bounds(size: int, of_rank: int | None = None) -> tuple[int, int]:
+    """``[lo, hi)`` of this rank's (or rank ``of_rank``'s) contiguous share of ``size`` items
+    when they need not divide evenly (evaluation splits, a fit's last minibatch): shares
+    differ by at most one item, rank order is item order, and a rank may get none when
+    ``size < N``."""
+    n, r = world_size(), rank() if of_rank is None else of_rank
     return size * r // n, size * (r + 1) // n
+
+
+def share_scale(count: float) -> float:
+    """What a rank multiplies its share's *summed* loss by in a sharded fit: N / ``count``,
+    with ``count`` the whole minibatch's (rows, or tokens for a token mean; 0 counts as 1).
+    The all-reduce in :func:`advx.numerics.guarded_step` averages the N ranks' gradients, so
+    the average of ``summed_r × N / count`` is ``Σ_r summed_r / count``: the gradient of the
+    whole minibatch's mean loss, as one process computes it (up to float rounding). 1 / count
+    in a plain run."""
+    return world_size() / max(float(count), 1.0)
 
 
 def _gather(value: Any) -> list[Any]:
@@ -276,17 +315,167 @@ def same_on_every_rank(key: str) -> bool:
 
 
 @contextmanager
-def rank_seed() -> Iterator[None]:
+def rank_seed(step: int | None = None) -> Iterator[None]:
     """Within the block, torch draws from a seed of its own on each rank (sampling a shard,
     dropout); outside, every rank's global RNG stays the same. One draw from the shared
-    stream picks the seed, so runs are reproducible and the ranks' samples independent."""
+    stream picks the seed, so runs are reproducible and the ranks' samples independent.
+
+    With ``step`` (a sharded fit's optimizer-step counter) the shared stream is only peeked,
+    not advanced, and the seed mixes the peeked value, ``step`` and the rank: a sharded fit
+    then leaves the global stream where a one-process fit without dropout leaves it, so its
+    later draws (the next epoch's minibatch order) are the ones one process makes.
+
+    The CPU generator, and the current CUDA device's when there is one, are forked: both
+    are restored after the block."""
     if not is_distributed():
         yield
         return
-    seed = int(torch.randint(0, 2**62, ()).item())
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed + rank())
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    if step is None:
+        seed = int(torch.randint(0, 2**62, ()).item()) + rank()
+    else:
+        with torch.random.fork_rng(devices=[]):
+            peeked = int(torch.randint(0, 2**62, ()).item())
+        seed = int(np.random.SeedSequence([peeked, step, rank()]).generate_state(1, np.uint64)[0])
+        seed %= 2**62
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
         yield
+
+
+def _pad_cat(parts: list[torch.Tensor], value: float, left: bool = False) -> torch.Tensor:
+    """``[Σ rows, max width]``: 2-D ``parts`` padded on the right (left) with ``value``."""
+    width = max(t.shape[1] for t in parts)
+    padded = []
+    for t in parts:
+        pad = (width - t.shape[1], 0) if left else (0, width - t.shape[1])
+        padded.append(torch.nn.functional.pad(t, pad, value=value) if any(pad) else t)
+    return torch.cat(padded, dim=0)
+
+
+def _prompts_left_padded(parts: list[Rollout]) -> bool:
+    """Whether the prompts are left-padded (the ``causal`` generator's layout): a row with
+    padding before its last column. Shares without any padded row say nothing; the
+    contract's right padding is the default then."""
+    for part in parts:
+        mask = part.prompt_mask
+        if mask.shape[1] and bool(((mask[:, 0] == 0) & (mask[:, -1] == 1)).any()):
+            return True
+    return False
+
+
+def _pad_id(generator: Any, parts: list[Rollout]) -> int:
+    """The generator's pad id (``pad_id`` or ``vocab.pad_id``), else the id found at a
+    padded response position, else 0; all the built-in generators pad with their pad id."""
+    for owner in (generator, getattr(generator, "vocab", None)):
+        if isinstance(getattr(owner, "pad_id", None), int):
+            return int(owner.pad_id)
+    for part in parts:
+        padded = part.response_ids[part.response_mask == 0]
+        if padded.numel():
+            return int(padded[0])
+    return 0
+
+
+def gather_rollouts(parts: Sequence[Rollout | None], group_offsets: Sequence[int],
+                    pad_id: int = 0) -> Rollout:
+    """One rollout of the ranks' ``parts`` in rank order (None: a rank with no prompts).
+
+    Rows are concatenated; 2-D tensors are padded to the widest share — responses (ids with
+    ``pad_id``, masks and log-probs/values with 0) on the right, prompts on the side the
+    shares are padded on — so the layout is the one a single ``sample`` call on all the
+    prompts gives. ``group_ids`` of part r are shifted by ``group_offsets[r]`` (the index of
+    its first prompt), so they number the prompts of the whole batch."""
+    present = [(p, off) for p, off in zip(parts, group_offsets, strict=True) if p is not None]
+    if not present:
+        raise ValueError("gather_rollouts: every part is empty")
+    rollouts = [p for p, _ in present]
+    left = _prompts_left_padded(rollouts)
+
+    def optional(name: str) -> torch.Tensor | None:
+        tensors = [getattr(p, name) for p in rollouts]
+        if any(t is None for t in tensors):
+            return None
+        return _pad_cat(tensors, 0.0)
+
+    return Rollout(
+        prompts=[prompt for p in rollouts for prompt in p.prompts],
+        prompt_ids=_pad_cat([p.prompt_ids for p in rollouts], pad_id, left),
+        prompt_mask=_pad_cat([p.prompt_mask for p in rollouts], 0, left),
+        response_ids=_pad_cat([p.response_ids for p in rollouts], pad_id),
+        response_mask=_pad_cat([p.response_mask for p in rollouts], 0),
+        logprobs=_pad_cat([p.logprobs for p in rollouts], 0.0),
+        texts=[text for p in rollouts for text in p.texts],
+        group_ids=torch.cat([p.group_ids + off for p, off in present]),
+        ref_logprobs=optional("ref_logprobs"),
+        values=optional("values"),
+    )
+
+
+def _to(rollout: Rollout, device: Any) -> Rollout:
+    """The rollout with every tensor on ``device`` (to CPU to travel, back afterwards)."""
+    moved = {name: (value.to(device) if isinstance(value, torch.Tensor) else value)
+             for name, value in vars(rollout).items()}
+    return Rollout(**moved)
+
+
+def _sample_sharded(generator: Any, sample: Callable[..., Rollout], prompts: Sequence[Any],
+                    n: int, temperature: float, **kwargs: Any) -> Rollout:
+    if not is_distributed() or not prompts:
+        return sample(prompts, n=n, temperature=temperature, **kwargs)
+    lo, hi = shard_bounds(len(prompts))
+    with rank_seed():  # each share its own stream; the global RNG advances alike everywhere
+        part = sample(list(prompts[lo:hi]), n=n, temperature=temperature,
+                      **kwargs) if hi > lo else None
+    if part is not None:
+        device = part.response_ids.device
+    else:
+        device = next(iter(generator.parameters()), torch.empty(0)).device
+    parts = _gather(None if part is None else _to(part, "cpu"))
+    offsets = [shard_bounds(len(prompts), r)[0] for r in range(world_size())]
+    present = [p for p in parts if p is not None]
+    return _to(gather_rollouts(parts, offsets, _pad_id(generator, present)), device)
+
+
+def sample_sharded(generator: Any, prompts: Sequence[Any], n: int = 1,
+                   temperature: float = 1.0) -> Rollout:
+    """``generator.sample(prompts, n, temperature)`` with the prompts sharded over the ranks.
+
+    Each rank samples its contiguous share of ``prompts`` (:func:`shard_bounds`; uneven or
+    empty shares allowed) under a seed of its own (:func:`rank_seed`), and the shares are
+    gathered (:func:`gather_rollouts`), so every rank holds the same whole rollout, rows in
+    the order one call on all the prompts gives. Every rank must call it at the same point
+    with the same prompts (it is a collective). The samples are equal *in distribution* to a
+    one-process call, not bit-identical: each share is drawn from its own random stream. A
+    plain run is ``generator.sample(...)`` and nothing else."""
+    return _sample_sharded(generator, generator.sample, prompts, n, temperature)
+
+
+@contextmanager
+def sharded_sampling(generator: Any) -> Iterator[None]:
+    """Within the block, ``generator.sample`` is :func:`sample_sharded` (evaluation: the
+    task's ``evaluate`` samples through the generator it is given and cannot shard itself).
+    The instance's ``sample`` is shadowed and restored afterwards, so capability checks
+    (``isinstance`` against protocols) see the generator itself. Nothing changes in a plain
+    run or without a generator."""
+    if generator is None or not is_distributed():
+        yield
+        return
+    original = generator.sample
+    shadowed = "sample" in vars(generator)
+
+    def sample(prompts: Sequence[Any], n: int = 1, temperature: float = 1.0,
+               **kwargs: Any) -> Rollout:
+        return _sample_sharded(generator, original, prompts, n, temperature, **kwargs)
+
+    generator.sample = sample
+    try:
+        yield
+    finally:
+        if shadowed:
+            generator.sample = original
+        else:
+            del generator.sample
 
 
 def shared_run_dir(make: Callable[[], Any]) -> Any:

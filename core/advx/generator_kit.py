@@ -9,7 +9,8 @@ batch, not in how they train on one, so the policy lives here once:
   ``state_dict``), every step through :func:`advx.numerics.guarded_step` clipped to the
   generator's ``max_grad_norm`` (0 = no clipping), empty input a :class:`DataError`, and the
   same returned metrics: ``sft/loss`` (token-mean loss of the last epoch), ``sft/examples``,
-  ``sft/epochs``.
+  ``sft/epochs``. In a data-parallel run (:mod:`advx.distributed`) every rank draws the same
+  minibatches and differentiates its share of each; the update is the whole minibatch's.
 * :func:`frozen_reference`: π_ref, a frozen deep copy of the weights taken the first time a
   generator is asked for its reference. Later training never moves it; asking again returns
   the same object, and a reference is its own reference.
@@ -26,6 +27,15 @@ import torch
 from torch import Tensor, nn
 
 from advx.accel import backward
+from advx.distributed import (
+    broadcast_object,
+    is_distributed,
+    rank_seed,
+    same_on_every_rank,
+    shard_bounds,
+    share_scale,
+    sum_across,
+)
 from advx.errors import ConfigError, DataError
 from advx.lora import AdapterDisabled, fold_adapter, is_peft_model
 from advx.microbatch import check_accumulation, micro_batches
@@ -116,14 +126,24 @@ class SFTLoop:
             scheduler = fit_scheduler(optimizer, self.schedule, examples=len(samples),
                                       batch_size=self.batch_size, epochs=self.epochs,
                                       where="generator")
-        loss_sum, tokens = 0.0, 0
+        # Data-parallel (advx.distributed): with the same samples on every rank (checked; a
+        # rank-local set trains whole on each rank, as before), each rank differentiates its
+        # share of every global minibatch and guarded_step averages the gradients.
+        sharded = is_distributed() and same_on_every_rank("\n".join(
+            f"{s.prompt.text if s.prompt is not None else ''}\t{s.text}" for s in samples))
+        loss_sum, tokens, step = 0.0, 0, 0
         for _ in range(self.epochs):
             loss_sum, tokens = 0.0, 0
             order = torch.randperm(len(samples)).tolist()
+            if sharded:  # the main process's order: the same minibatches on every rank
+                order = broadcast_object(order)
             for start in range(0, len(order), self.batch_size):
                 batch = [samples[i] for i in order[start : start + self.batch_size]]
                 optimizer.zero_grad(set_to_none=True)
-                if self.grad_accum_steps > 1:
+                if sharded:
+                    total, count, loss = self.sharded_backward(batch, batch_loss, params, step)
+                    step += 1
+                elif self.grad_accum_steps > 1:
                     total, count, loss = self._accumulate(batch, batch_loss, params)
                 else:
                     total, count = batch_loss(batch)
@@ -136,6 +156,8 @@ class SFTLoop:
                     scheduler.step()
                 loss_sum += float(total.detach())
                 tokens += count
+        if sharded:  # the ranks' shares of the last epoch's summed NLL (tokens: global)
+            loss_sum = sum_across([loss_sum])[0]
         return {
             "sft/loss": loss_sum / max(tokens, 1),
             "sft/examples": float(len(samples)),
@@ -158,6 +180,33 @@ class SFTLoop:
             if p.grad is not None:
                 p.grad.div_(max(count, 1))
         return total, count, total / max(count, 1)
+
+    def sharded_backward(self, batch: Sequence[Sample], batch_loss: BatchLoss,
+                         params: list[nn.Parameter], step: int = 0
+                         ) -> tuple[Tensor, int, Tensor]:
+        """Data-parallel: backward on this rank's contiguous share of the global minibatch
+        ``batch`` (uneven or empty shares allowed; in ``grad_accum_steps`` micro-batches),
+        leaving gradients whose average over the ranks — what :func:`guarded_step` takes —
+        is the gradient of the whole minibatch's token-mean NLL. Returns the share's summed
+        NLL, the *whole* minibatch's token count and the loss to check (its rank average is
+        the minibatch's token-mean). Dropout draws from a per-rank seed
+        (:func:`rank_seed` of ``step``, the call's step counter), so the global RNG stays the
+        same on every rank, where a one-process SFT without dropout leaves it."""
+        lo, hi = shard_bounds(len(batch))
+        part = batch[lo:hi]
+        total, count = torch.zeros(()), 0
+        with rank_seed(step):
+            for rows in micro_batches(len(part), self.grad_accum_steps):
+                part_total, part_count = batch_loss([part[i] for i in rows.tolist()])
+                backward(part_total)
+                total = total + part_total.detach().cpu()
+                count += int(part_count)
+        whole = int(sum_across([count])[0])  # the minibatch's tokens, over every share
+        scale = share_scale(whole)
+        for p in params:
+            if p.grad is not None:
+                p.grad.mul_(scale)
+        return total, whole, total * scale
 
     def save_into(self, state: dict[str, Any]) -> dict[str, Any]:
         """Add the optimizer's state to a generator's ``state_dict`` (once it exists)."""

@@ -43,7 +43,14 @@ import torch
 
 from advx.choices import Choice
 from advx.components import Components, Generator, StepContext
-from advx.distributed import any_rank, mean_metrics, rank_seed, shard
+from advx.distributed import (
+    any_rank,
+    mean_metrics,
+    rank_seed,
+    sample_sharded,
+    shard,
+    sharded_sampling,
+)
 from advx.errors import AdvxError, ConfigError, NonFiniteError
 from advx.numerics import check_finite_terms
 from advx.rollout import Rewards, Rollout, Sample
@@ -534,8 +541,9 @@ class Experiment:
 
     def _augment(self, current: _Round) -> dict[str, Any]:
         prompts = self.c.task.augment_prompts(current.round)
-        rollout = self.c.generator.sample(
-            prompts, n=self.cfg.augment_samples, temperature=self.cfg.temperature
+        # data-parallel: each rank writes its share of the prompts, every rank gets them all
+        rollout = sample_sharded(
+            self.c.generator, prompts, n=self.cfg.augment_samples, temperature=self.cfg.temperature
         )
         synthetic = list(self.c.task.synthetic_samples(rollout))
         if self.cfg.augment_mode == "replace":
@@ -635,10 +643,11 @@ class Experiment:
             self._checkpoint(current.round)
 
     def evaluate(self, current: _Round | int) -> dict[str, Any]:
-        """``task.evaluate`` at this round, on its own random streams (see evaluation_rng)."""
+        """``task.evaluate`` at this round, on its own random streams (see evaluation_rng).
+        Data-parallel: the generator's sampling in it is sharded and gathered."""
         round = current if isinstance(current, int) else current.round
         stage = "pretrain" if round == 0 else f"round-{round}"
-        with evaluation_rng(self.info.seed, round):
+        with evaluation_rng(self.info.seed, round), sharded_sampling(self.c.generator):
             if isinstance(current, _Round):
                 with current.timed("evaluate"):
                     evaluation = dict(self.c.task.evaluate(self.c, stage))

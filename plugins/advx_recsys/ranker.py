@@ -45,6 +45,17 @@ import torch
 import torch.nn.functional as F
 from advx.accel import backward
 from advx.components import BuildContext, ItemCatalogue, require
+from advx.distributed import (
+    any_rank,
+    is_distributed,
+    mean_across,
+    rank_seed,
+    same_on_every_rank,
+    shard_bounds,
+    shard_map,
+    share_scale,
+    sum_across,
+)
 from advx.errors import ConfigError, DataError
 from advx.numerics import guarded_step
 from advx.rollout import Sample
@@ -259,6 +270,14 @@ class SASRecRanker:
         ranks = self.rank_targets([h for h, _ in pairs], [t for _, t in pairs])
         return metrics_from_ranks(ranks, (5, 10))
 
+    def _sharded_evaluate(self, pairs: Sequence[tuple[Sequence[str], str]]
+                          ) -> dict[str, float]:
+        """:meth:`evaluate_pairs` with the users sharded over the ranks (data-parallel fits:
+        every rank gets every rank, so all take the same model-selection decisions)."""
+        ranks = shard_map(lambda part: self.rank_targets([h for h, _ in part],
+                                                         [t for _, t in part]), pairs)
+        return metrics_from_ranks(ranks, (5, 10))
+
     # ------------------------------------------------------------------ training
     def _sequences(self, samples: Sequence[Sample]) -> Tensor:
         """One left-padded ``[U, max_history + 1]`` training sequence per user: the longest
@@ -282,18 +301,22 @@ class SASRecRanker:
                 longest[user] = seq
         return self._history(list(longest.values()), self.config.max_history + 1)
 
-    def _logits_loss(self, user: Tensor, targets: Tensor) -> Tensor:
-        """Loss of user vectors ``[M, d]`` against positive item indices ``[M]`` (1-based)."""
+    def _logits_loss(self, user: Tensor, targets: Tensor, summed: bool = False) -> Tensor:
+        """Loss of user vectors ``[M, d]`` against positive item indices ``[M]`` (1-based):
+        the mean over the M rows, or (``summed``, a data-parallel share) the sum."""
         cfg = self.config
         table = self.net.items.weight
+        reduction = "sum" if summed else "mean"
         if cfg.loss == "ce":
-            return F.cross_entropy(user @ table[1:].T, targets - 1)
+            return F.cross_entropy(user @ table[1:].T, targets - 1, reduction=reduction)
         negatives = torch.randint(1, table.shape[0], (len(targets), cfg.negatives),
                                   device=self.device)
         pos = (user * table[targets]).sum(-1)
         neg = torch.einsum("md,mkd->mk", user, table[negatives])
-        return (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
-                + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg)))
+        neg_loss = F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg),
+                                                      reduction=reduction)
+        return (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos), reduction=reduction)
+                + (neg_loss / cfg.negatives if summed else neg_loss))
 
     def _sequence_batch_loss(self, seqs: Tensor) -> Tensor:
         width = int((seqs != 0).sum(-1).max())  # trim the all-padding left columns
@@ -312,6 +335,48 @@ class SASRecRanker:
         if (~positive).any():
             neg = (user[~positive] * self.net.items(items[~positive])).sum(-1)
             loss = loss + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg))
+        return loss
+
+    def _sharded_batch_loss(self, data: tuple[Tensor, ...], batch: Tensor, step: int
+                            ) -> Tensor:
+        """Data-parallel: the loss this rank differentiates for the global minibatch
+        ``batch``. Each mean of the one-process loss (over the real positions in
+        ``sequence`` training; over the positive and the negative rows in ``pairs``) becomes
+        the share's sum scaled by the whole minibatch's count (:func:`share_scale`), so the
+        ranks' average — what ``guarded_step`` takes — is the one-process loss and gradient.
+        Dropout and sampled negatives draw from a per-rank seed."""
+        lo, hi = shard_bounds(len(batch))
+        part = [d[batch[lo:hi]] for d in data]
+        if self.config.training == "sequence":
+            seqs = part[0]
+            counts = [float(((seqs[:, 1:] != 0) & (seqs[:, :-1] != 0)).sum())]
+        else:
+            positive = part[2] == 1
+            counts = [float(positive.sum()), float((~positive).sum())]
+        whole = sum_across(counts)  # the minibatch's counts over every share
+        loss = torch.zeros((), device=self.device)
+        if not hi > lo:
+            return loss
+        with rank_seed(step):
+            if self.config.training == "sequence":
+                width = int((seqs != 0).sum(-1).max())  # trim the all-padding left columns
+                seqs = seqs[:, -width:]
+                inputs, targets = seqs[:, :-1], seqs[:, 1:]
+                real = (targets != 0) & (inputs != 0)
+                if real.any():
+                    hidden = self.net.hidden(inputs)
+                    loss = loss + self._logits_loss(hidden[real], targets[real], summed=True
+                                                    ) * share_scale(whole[0])
+                return loss
+            histories, items, _ = part
+            user = self.net.user(histories)
+            if positive.any():
+                loss = loss + self._logits_loss(user[positive], items[positive], summed=True
+                                                ) * share_scale(whole[0])
+            if (~positive).any():
+                neg = (user[~positive] * self.net.items(items[~positive])).sum(-1)
+                loss = loss + F.binary_cross_entropy_with_logits(
+                    neg, torch.zeros_like(neg), reduction="sum") * share_scale(whole[1])
         return loss
 
     def _batches(self, first: Tensor, rng: np.random.Generator) -> list[Tensor]:
@@ -354,6 +419,13 @@ class SASRecRanker:
         if not samples:
             raise DataError("ranker.fit: no training samples")
         cfg = self.config
+        # Data-parallel (advx.distributed): with the same samples on every rank (checked),
+        # each rank trains on its share of every minibatch (the same minibatches everywhere:
+        # the numpy stream is seeded alike) and model selection's ranking is sharded.
+        sharded = is_distributed() and same_on_every_rank("\n".join(
+            f"{s.label}\t{s.text}\t{(s.prompt.meta if s.prompt is not None else {})!r}"
+            for s in samples))
+        evaluate = self._sharded_evaluate if sharded else self.evaluate_pairs
         rng = np.random.default_rng(self.seed)
         torch.manual_seed(self.seed)
         selection, rows = self._selection_pairs(samples, rng)
@@ -377,21 +449,27 @@ class SASRecRanker:
             batches = self._batches(data[0], rng)
             total, count = 0.0, 0
             for batch in batches:
-                if cfg.training == "sequence":
+                if sharded:
+                    loss = self._sharded_batch_loss(data, batch, epoch * len(data[0]) + count)
+                elif cfg.training == "sequence":
                     loss = self._sequence_batch_loss(data[0][batch])
                 else:
                     loss = self._pair_batch_loss(*(d[batch] for d in data))
                 opt.zero_grad()
-                backward(loss)
+                if loss.requires_grad:  # data-parallel: an empty share has nothing to do
+                    backward(loss)
+                # data-parallel: guarded_step averages the gradients (and the loss) first
                 guarded_step(opt, self.net.parameters(), loss=loss, what="ranker")
                 scheduler.step()
                 total += float(loss.detach()) * len(batch)
                 count += len(batch)
+            if sharded:  # the ranks' losses average to the minibatches' losses
+                total = mean_across(total)
             last_loss = total / max(count, 1)
             record = {"epoch": float(epoch), "train_loss": last_loss,
                       "seconds": time.perf_counter() - started}
             if selection:
-                record.update(self.evaluate_pairs(selection))
+                record.update(evaluate(selection))
                 value = record[cfg.select_metric]
                 if value > best:
                     best, best_epoch, since_best = value, epoch, 0
@@ -404,7 +482,9 @@ class SASRecRanker:
                       flush=True)
             if cfg.patience and since_best >= cfg.patience:
                 break
-            if cfg.time_budget_s and time.perf_counter() - started > cfg.time_budget_s:
+            out_of_time = bool(cfg.time_budget_s) and (
+                time.perf_counter() - started > cfg.time_budget_s)
+            if any_rank(out_of_time) if sharded else out_of_time:  # every rank stops alike
                 break
         if best_state is not None:
             self.net.load_state_dict(best_state)
@@ -421,7 +501,7 @@ class SASRecRanker:
             out.update({f"ranker/{cfg.select}_{k}": best_record[k]
                         for k in ("hr@5", "hr@10", "ndcg@5", "ndcg@10")})
         if isinstance(self.task, LeaveOneOutSplits):
-            test = self.evaluate_pairs(self.task.eval_pairs("test"))
+            test = evaluate(self.task.eval_pairs("test"))
             out.update({f"ranker/test_{k}": v for k, v in test.items()})
         return out
 

@@ -23,6 +23,15 @@ import torch
 import torch.nn.functional as F
 from advx.accel import backward
 from advx.components import BuildContext
+from advx.distributed import (
+    is_distributed,
+    mean_across,
+    rank_seed,
+    same_on_every_rank,
+    shard_bounds,
+    shard_map,
+    share_scale,
+)
 from advx.errors import ConfigError, DataError
 from advx.generator_kit import check_minimums
 from advx.numerics import guarded_step
@@ -216,15 +225,35 @@ class CNNDiscriminator:
             )
         return torch.tensor([s.label for s in samples], device=self.device)
 
-    def _loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+    def _l2(self) -> Tensor:
         out = self.model.out
-        l2 = (out.weight.pow(2).sum() + out.bias.pow(2).sum()) / 2
-        return F.cross_entropy(logits, labels) + self.config.l2_reg * l2
+        return (out.weight.pow(2).sum() + out.bias.pow(2).sum()) / 2
+
+    def _loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return F.cross_entropy(logits, labels) + self.config.l2_reg * self._l2()
+
+    def _sharded_loss(self, ids: Tensor, labels: Tensor, rows: Tensor, step: int) -> Tensor:
+        """Data-parallel: the loss this rank differentiates for the global minibatch ``rows``:
+        its share's summed cross-entropy scaled so the ranks' average is the minibatch's mean
+        (:func:`advx.distributed.share_scale`), plus the L2 term (the same on every rank, so
+        its average is itself). Dropout draws from a per-rank seed; the global RNG stays the
+        same on every rank."""
+        lo, hi = shard_bounds(len(rows))
+        part = rows[lo:hi]
+        with rank_seed(step):
+            summed = (F.cross_entropy(self.model(ids[part]), labels[part], reduction="sum")
+                      if len(part) else torch.zeros((), device=self.device))
+        return summed * share_scale(len(rows)) + self.config.l2_reg * self._l2()
 
     def fit(self, samples: Sequence[Sample]) -> dict[str, float]:
-        """``epochs`` passes of shuffled minibatches; holds out ``valid_fraction`` for accuracy."""
+        """``epochs`` passes of shuffled minibatches; holds out ``valid_fraction`` for accuracy.
+        Data-parallel (:mod:`advx.distributed`): with the same samples on every rank
+        (checked), each rank trains on its share of every minibatch (the same minibatches
+        everywhere: ``self.rng`` is replicated) and the validation is sharded."""
         if not samples:
             raise DataError("cnn_discriminator.fit got no samples")
+        sharded = is_distributed() and same_on_every_rank(
+            "\n".join(f"{s.label}\t{s.text}" for s in samples))
         ids, labels = self.encode(samples), self._labels(samples)
         order = torch.from_numpy(self.rng.permutation(len(samples))).to(self.device)
         n_valid = int(len(samples) * self.config.valid_fraction)
@@ -238,17 +267,27 @@ class CNNDiscriminator:
             perm = train[torch.from_numpy(self.rng.permutation(len(train))).to(self.device)]
             for start in range(0, len(perm), self.config.batch_size):
                 rows = perm[start : start + self.config.batch_size]
-                loss = self._loss(self.model(ids[rows]), labels[rows])
+                if sharded:
+                    loss = self._sharded_loss(ids, labels, rows, seen)
+                else:
+                    loss = self._loss(self.model(ids[rows]), labels[rows])
                 self.optimizer.zero_grad()
                 backward(loss)
+                # data-parallel: guarded_step averages the gradients (and the loss) first
                 guarded_step(self.optimizer, self.model.parameters(), loss=loss,
                              what="cnn_discriminator fit")
                 scheduler.step()
                 loss_sum += float(loss.detach()) * len(rows)
                 seen += len(rows)
+        if sharded:  # the ranks' losses average to the minibatches' losses
+            loss_sum = mean_across(loss_sum)
         metrics = {"cls/loss": loss_sum / max(seen, 1), "cls/train_size": float(len(train))}
         if n_valid:
-            probs = self._proba_ids(ids[valid])
+            def proba(part: Sequence[int]) -> Tensor:  # a share of the validation rows
+                return self._proba_ids(ids[valid[torch.as_tensor(part, dtype=torch.long)]])
+
+            probs = (shard_map(proba, list(range(n_valid))) if sharded
+                     else self._proba_ids(ids[valid]))
             metrics["cls/valid_acc"] = float((probs.argmax(-1) == labels[valid]).float().mean())
         return metrics
 
