@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from advx.distributed import is_main_process
+
 __all__ = [
     "RESOLVABLE_WARN",
     "SE_RESAMPLES",
@@ -123,6 +125,8 @@ def with_uncertainty(metrics: Mapping[str, float], ses: Mapping[str, float], *,
         out[f"{key}_se"] = float(se)
         out[f"{key}_resolvable"] = resolvable(float(se))
         if key in warn_keys and math.isfinite(se) and resolvable(se) > threshold:
+            if not is_main_process():  # every rank computes it; one warning is enough
+                continue
             if warned is not None and key in warned:
                 continue
             if warned is not None:
