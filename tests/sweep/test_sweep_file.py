@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 import pytest
+import yaml
 from advx.errors import ConfigError
 from advx.sweep import check_space, load_sweep, make_storage, run_sweep
 from sweep_helpers import write_sweep
@@ -171,3 +174,16 @@ def test_existing_study_with_another_direction_is_refused(toy):
     flipped = write_sweep(toy, objective={"metric": "toy/score", "direction": "minimize"})
     with pytest.raises(ConfigError, match="already exists in this storage with direction"):
         run_sweep(load_sweep(flipped), runs_root=toy / "runs")
+
+
+def test_a_study_continued_with_other_fixed_overrides_is_refused(toy):
+    # `advx sweep FILE loop.rounds=1` for a quick look, then `advx sweep FILE`: the second
+    # would count the quick trials towards n_trials and export their values with another base.
+    spec = load_sweep(write_sweep(toy, n_trials=1))
+    quick = dataclasses.replace(spec, overrides=["loop.rounds=1"])
+    run_sweep(quick, runs_root=toy / "runs")
+    with pytest.raises(ConfigError, match=r"loop.rounds was 1, now 3 \(1 key\(s\) differ\)"):
+        run_sweep(spec, runs_root=toy / "runs")
+    edited = yaml.safe_load((toy / "toy.yaml").read_text())
+    (toy / "toy.yaml").write_text(yaml.safe_dump({**edited, "description": "reworded"}))
+    assert len(run_sweep(quick, n_trials=2, runs_root=toy / "runs").trials) == 2
