@@ -31,6 +31,8 @@ BAD = [
      "'key=value' strings"),
     ({"baseline": "hihg"}, "baseline: 'hihg' is not a condition (low, high). Did you mean 'high'?"),
     ({"primary": "toy/scor"}, "primary: 'toy/scor' is not one of metrics"),
+    ({"primary": 5}, "primary: expected one metric name of metrics"),
+    ({"baseline": ["low"]}, "baseline: ['low'] is not a condition (low, high)"),
     ({"metrics": []}, "metrics: expected a list of names"),
     ({"seeds": 1}, "seeds: a comparison needs at least 2 seeds"),
     ({"seeds": "three"}, "seeds: expected a list of integers"),
