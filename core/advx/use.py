@@ -336,7 +336,17 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path} is not readable UTF-8 text ({exc})") from exc
     if path.suffix.lower() == ".csv":
-        return [dict(row) for row in csv.DictReader(io.StringIO(text))]
+        reader = csv.DictReader(io.StringIO(text))
+        rows = []
+        for row in reader:
+            if None in row:  # csv puts the fields beyond the header under the key None
+                header = list(reader.fieldnames or [])
+                raise DataError(
+                    f"{path} line {reader.line_num} has {len(header) + len(row[None])} fields, "
+                    f"the header {len(header)} ({', '.join(header)}); quote a field that holds "
+                    "a comma")
+            rows.append(dict(row))
+        return rows
     if path.suffix.lower() in (".jsonl", ".json"):
         rows = []
         for number, line in enumerate(text.splitlines(), start=1):
