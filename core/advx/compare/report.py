@@ -16,6 +16,7 @@ from pathlib import Path
 
 from advx.compare.cells import Cell
 from advx.compare.spec import CompareSpec, eval_metric
+from advx.results import finite_number
 from advx.stats import BOOTSTRAP_MIN_N, describe, mean_ci, paired
 
 __all__ = ["CompareData", "collect", "markdown", "plot_curves", "plot_paired"]
@@ -33,6 +34,8 @@ class CompareData:
 
 
 def collect(spec: CompareSpec, cells: Sequence[Cell]) -> CompareData:
+    """The finite values of the done cells (storage metrics, then ``eval:`` files); a cell
+    without a finite value of a metric is simply absent from it (``markdown`` names it)."""
     data = CompareData(spec, list(cells))
     for condition in spec.conditions:
         data.values[condition] = {m: {} for m in spec.metrics}
@@ -41,14 +44,14 @@ def collect(spec: CompareSpec, cells: Sequence[Cell]) -> CompareData:
         if cell.state != "done":
             continue
         for metric, value in cell.metrics.items():
-            if metric in data.values[cell.condition] and _finite(value):
+            if metric in data.values[cell.condition] and finite_number(value) is not None:
                 data.values[cell.condition][metric][cell.seed] = float(value)
         for metric in spec.metrics:
             value = _evaluated(cell, metric)
             if value is not None:
                 data.values[cell.condition][metric][cell.seed] = value
         curve = {int(r["round"]): float(r[spec.primary]) for r in cell.rounds
-                 if _finite(r.get(spec.primary))}
+                 if finite_number(r.get(spec.primary)) is not None}
         if curve:
             data.curves[cell.condition][cell.seed] = curve
     return data
@@ -65,12 +68,7 @@ def _evaluated(cell: Cell, metric: str) -> float | None:
         value = json.loads(path.read_text(encoding="utf-8")).get("metrics", {}).get(parsed[1])
     except (OSError, ValueError, AttributeError):
         return None
-    return float(value) if _finite(value) else None
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value)
+    return finite_number(value)
 
 
 def _f(value: float) -> str:
