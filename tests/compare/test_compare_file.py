@@ -85,6 +85,16 @@ def test_show_before_any_run_says_so(toy):
     assert result.exit_code == 2 and "no cells recorded for 'toy_cmp'" in result.output
 
 
+def test_show_reads_a_sqlite_url_with_query_parameters(toy):
+    path = write_compare(toy, seeds=2)
+    url = f"sqlite:///{toy / 'cmp.db'}?timeout=30"
+    assert CliRunner().invoke(app, ["compare", str(path), "--storage", url]).exit_code == 0
+    shown = CliRunner().invoke(app, ["compare", "show", str(path), "--storage", url,
+                                     "--no-plots"])
+    assert shown.exit_code == 0, shown.output
+    assert "| high | `toy/score` | 2 |" in shown.output
+
+
 def test_defaults_and_forms(toy):
     path = write_compare(toy, seeds=[3, 7], primary=None, baseline=None,
                          overrides={"loop": {"rounds": 2}})
