@@ -44,3 +44,11 @@ def test_enough_seeds_give_the_bootstrap_interval_unmarked():
     row = next(line for line in text.splitlines() if line.startswith("| high | `score`"))
     assert row.split("|")[5].strip().startswith("[") and "(t)" not in row
     assert "without a finite value" not in text
+
+
+def test_equal_differences_say_why_there_is_no_interval():
+    cells = [_cell("low", s, {"score": float(s), "other": 0.0}) for s in range(3)]
+    cells += [_cell("high", s, {"score": s + 0.5, "other": 0.0}) for s in range(3)]
+    text = markdown(collect(_spec([0, 1, 2]), cells))
+    row = next(line for line in text.splitlines() if line.startswith("| high | `score`"))
+    assert [c.strip() for c in row.split("|")[3:6]] == ["3", "0.5", "– (every d equal)"]

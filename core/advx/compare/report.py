@@ -121,6 +121,8 @@ def markdown(data: CompareData) -> str:
             r = paired(data.values[condition][metric], data.values[spec.baseline][metric])
             ci = f"[{_f(r.ci_low)}, {_f(r.ci_high)}]" if math.isfinite(r.ci_low) else "–"
             ci += " (t)" if r.ci_method == "t" else ""
+            if r.n >= 2 and not r.ci_method:  # no spread: neither an interval nor a t test
+                ci += " (every d equal)"
             lines.append(f"| {condition} | `{metric}` | {r.n} | {_f(r.mean_diff)} | {ci} | "
                          f"{_p(r.t_p)} | {_p(r.w_p)} |")
     lines.append("")
