@@ -332,7 +332,9 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise ConfigError(f"{path} does not exist (or is not a file)")
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a spreadsheet's CSV export starts with a byte-order mark, which would
+        # otherwise become part of the first column's name ('\ufeffquery')
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path} is not readable UTF-8 text ({exc})") from exc
     if path.suffix.lower() == ".csv":
@@ -522,5 +524,5 @@ def predict(run_dir: str | Path, input_file: Path, out: Path, round: RoundArg = 
 
 
 def _csv_header(path: Path) -> list[str]:
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
         return next(csv.reader(handle), [])

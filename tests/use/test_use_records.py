@@ -17,3 +17,9 @@ def test_a_csv_row_with_extra_fields_names_its_line(tmp_path):
     path.write_text('query,title\nshoes,"red, blue"\nsocks\n', encoding="utf-8")
     assert read_records(path) == [{"query": "shoes", "title": "red, blue"},
                                   {"query": "socks", "title": None}]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("query,title\nshoes,red\n".encode("utf-8-sig"))  # what Excel writes
+    assert read_records(path) == [{"query": "shoes", "title": "red"}]
