@@ -153,12 +153,14 @@ def resolve_round(rundir: RunDir, round: RoundArg, monitor: str, mode: str) -> i
 
 
 def best_round(rundir: RunDir, monitor: str, mode: str) -> int:
-    """The best evaluated round by ``monitor`` in metrics.jsonl (NaN/None skipped)."""
+    """The best evaluated round by ``monitor`` in metrics.jsonl (NaN/None skipped). A round
+    record without ``evaluated`` (a loop from before the key) counts as evaluated, as in
+    :meth:`advx.results.Run.evaluated_rounds`; ties go to the earlier round, as in the loop."""
     if not monitor:
         raise ConfigError(f"{rundir.recipe_path} sets no loop.monitor, so no round is 'best'; "
                           "give a round number instead")
     scored = [(float(r[monitor]), int(r["round"])) for r in rundir.read_metrics()
-              if r.get("kind") == "round" and r.get("evaluated")
+              if r.get("kind") == "round" and r.get("evaluated", True)
               and isinstance(r.get(monitor), (int, float)) and not isinstance(r[monitor], bool)]
     if not scored:
         raise ConfigError(f"{monitor} (loop.monitor) was never logged in {rundir.metrics_path}; "
