@@ -13,8 +13,8 @@ The interval of mean(d) is the BCa bootstrap only from :data:`BOOTSTRAP_MIN_N` p
 bootstrap resample's mean lies in ``[min d, max d]``, and that range holds the true mean with
 probability at most ``1 - 2 · 2^-n`` (for differences distributed symmetrically about their
 mean): 50 % for 2 seeds, 75 % for 3, 94 % for 5. A "95 %" bootstrap interval of fewer seeds is
-a 50–94 % one whatever its resamples; below that the Student t interval (exact for normal d)
-is given instead and ``Paired.ci_method`` says which it is.
+at best a 50–94 % one, whatever its resamples; below that the Student t interval (exact for
+normal d) is given instead and ``Paired.ci_method`` says which it is.
 
 Power (how many seeds a difference needs) uses the noncentral t distribution of the paired t
 statistic: with effect size ``dz = mean(d) / sd(d)`` and ``n`` pairs, ``T ~ nct(n - 1, dz √n)``.
@@ -153,7 +153,7 @@ def paired(
     # All-equal differences (to rounding): no spread to resample, and t is undefined.
     if np.ptp(d) > 1e-12 * max(1.0, float(np.abs(d).max())):
         if n >= bootstrap_min_n(confidence):
-            with warnings.catch_warnings():  # small n: BCa may warn; the interval is still given
+            with warnings.catch_warnings():  # BCa may warn on few distinct resamples
                 warnings.simplefilter("ignore")
                 ci = stats.bootstrap((d,), np.mean, confidence_level=confidence,
                                      n_resamples=n_resamples, method="BCa",
