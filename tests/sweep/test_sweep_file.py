@@ -73,6 +73,8 @@ def test_recipe_is_found_relative_to_the_sweep_file(toy, tmp_path_factory):
         ({"sampler": {"name": "tpe", "n_startup": 3}}, "sampler 'tpe' (TPESampler) rejects"),
         ({"pruner": {"name": "median", "warmup": 1}}, "pruner 'median' (MedianPruner) rejects"),
         ({"n_trials": 0}, "n_trials: expected a positive integer"),
+        ({"space": {"reward.alpha": {"type": "float", "low": 0, "high": 1, "step": "0.1"}}},
+         "space.reward.alpha.step: must be a number > 0, got '0.1'"),
         ({"name": "a b"}, "may only hold letters"),
     ],
 )

@@ -201,8 +201,9 @@ def _check_param(param: ParamSpec, where: str) -> None:
         raise ConfigError(f"{where}: log: true needs low > 0, got low={param.low}")
     if param.log and param.step is not None:
         raise ConfigError(f"{where}: step and log: true cannot be combined (Optuna's rule)")
-    if param.step is not None and param.step <= 0:
-        raise ConfigError(f"{where}.step: must be > 0, got {param.step}")
+    if param.step is not None and (isinstance(param.step, bool) or not isinstance(
+            param.step, (int, float)) or param.step <= 0):
+        raise ConfigError(f"{where}.step: must be a number > 0, got {param.step!r}")
 
 
 def _parse_objective(raw: Any, path: Path) -> ObjectiveSpec:
