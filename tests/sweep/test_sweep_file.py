@@ -73,6 +73,7 @@ def test_recipe_is_found_relative_to_the_sweep_file(toy, tmp_path_factory):
         ({"sampler": {"name": "tpe", "n_startup": 3}}, "sampler 'tpe' (TPESampler) rejects"),
         ({"pruner": {"name": "median", "warmup": 1}}, "pruner 'median' (MedianPruner) rejects"),
         ({"n_trials": 0}, "n_trials: expected a positive integer"),
+        ({"plugins": {"a": 1}}, "plugins: expected a list of module names"),
         ({"space": {"reward.alpha": {"type": "float", "low": 0, "high": 1, "step": "0.1"}}},
          "space.reward.alpha.step: must be a number > 0, got '0.1'"),
         ({"name": "a b"}, "may only hold letters"),
@@ -189,3 +190,7 @@ def test_a_study_continued_with_other_fixed_overrides_is_refused(toy):
     edited = yaml.safe_load((toy / "toy.yaml").read_text())
     (toy / "toy.yaml").write_text(yaml.safe_dump({**edited, "description": "reworded"}))
     assert len(run_sweep(quick, n_trials=2, runs_root=toy / "runs").trials) == 2
+
+
+def test_one_plugin_module_may_be_given_as_a_string(toy):
+    assert load_sweep(write_sweep(toy, plugins="sweep_toy")).plugins == ["sweep_toy"]
