@@ -126,7 +126,11 @@ def start_from(experiment: Experiment, start: Start, rundir: RunDir) -> dict[str
 
 def note_origin(rundir: RunDir, origin: Mapping[str, Any]) -> None:
     """Prepend ``# from: ...`` to the new run's recipe.yaml (a comment: the recipe stays a
-    plain recipe that ``--resume`` validates as before)."""
+    plain recipe that ``--resume`` validates as before). Skipped on a data-parallel run's
+    other ranks (``read_only``): the main process writes the file alone, and another rank would
+    find it missing or add a second header."""
+    if rundir.read_only:
+        return
     text = rundir.recipe_path.read_text(encoding="utf-8")
     header = (f"# from: {origin['run_dir']} round {origin['round']} "
               f"(carried: {', '.join(origin['carried'])}; advx run --from)\n")

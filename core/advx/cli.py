@@ -463,6 +463,7 @@ def compare_show(
     from advx.compare.spec import load_compare
     from advx.errors import did_you_mean
     from advx.rundir import atomic_write_text
+    from advx.sweep.storage import sqlite_path
 
     spec = load_compare(compare_file)
     folder = Path(runs_dir) if runs_dir else default_runs_dir(spec)
@@ -477,7 +478,8 @@ def compare_show(
         spec = dataclasses.replace(spec, baseline=baseline)
         report_dir = f"report-vs-{baseline}"
     url = storage_url(spec, storage, folder)
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+    db = sqlite_path(url)  # not removeprefix: a URL may carry ?timeout=... after the file
+    if db is not None and not db.is_file():
         raise AdvxError(f"no cells recorded for {spec.name!r}: {url} does not exist; run "
                         f"`advx compare {compare_file}` first (or pass its --storage/--runs-dir)")
     data = collect(spec, load_cells(spec, url))

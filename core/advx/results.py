@@ -29,7 +29,7 @@ import yaml
 
 from advx.errors import ConfigError
 
-__all__ = ["FINISHED_OK", "Run", "load_run", "runs_table"]
+__all__ = ["FINISHED_OK", "Run", "finite_number", "load_run", "runs_table"]
 
 FINISHED_OK = ("complete", "done")
 """``summary.json`` statuses of a run that ended normally (``complete`` today; ``done`` in the
@@ -85,7 +85,7 @@ class Run:
         """``(round, value)`` for every round record holding a finite ``metric``."""
         points = []
         for record in self.rounds:
-            value = _number(record.get(metric))
+            value = finite_number(record.get(metric))
             if value is not None:
                 points.append((int(record.get("round", 0)), value))
         return points
@@ -97,7 +97,7 @@ class Run:
             raise ConfigError(f"which: expected 'final' or 'best', got {which!r}")
         if self.summary is not None:
             record = self.summary.get(which) or {}
-            return _number(record.get(metric))
+            return finite_number(record.get(metric))
         points = self.curve(metric)
         return points[-1][1] if points else None
 
@@ -169,7 +169,10 @@ def runs_table(runs: Sequence[Run], metrics: Sequence[str], which: str = "final"
     return pd.DataFrame(rows, columns=["path", "name", "seed", "status", *metrics])
 
 
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number (not a bool), else None: how a metric
+    read back from a record is told from NaN, null, text or absence (here and in
+    :mod:`advx.compare`)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     value = float(value)

@@ -298,12 +298,25 @@ class RunDir:
                 sizes[part] = (tmp / f"{part}.pt").stat().st_size
             marker = json.dumps({"round": round, "parts": sizes})
             atomic_write_text(tmp / _COMPLETE, marker)
-            if final.exists():  # a rerun of the same round replaces its old checkpoint
-                shutil.rmtree(final)
-            os.replace(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        # A rerun of the same round replaces its old checkpoint: moved aside (a rename), not
+        # deleted before the new one is in place, so a failure here keeps the old one.
+        old = None
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            if old is not None and not final.exists():
+                os.replace(old, final)
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
         return final
 
     def checkpoint_rounds(self) -> list[int]:

@@ -9,6 +9,13 @@ which does not). Every function returns NaN where its figure is undefined (fewer
 pairs, or differences that are all equal) rather than raising, so a report can always be made
 while cells are still running.
 
+The interval of mean(d) is the BCa bootstrap only from :data:`BOOTSTRAP_MIN_N` pairs on: every
+bootstrap resample's mean lies in ``[min d, max d]``, and that range holds the true mean with
+probability at most ``1 - 2 · 2^-n`` (for differences distributed symmetrically about their
+mean): 50 % for 2 seeds, 75 % for 3, 94 % for 5. A "95 %" bootstrap interval of fewer seeds is
+at best a 50–94 % one, whatever its resamples; below that the Student t interval (exact for
+normal d) is given instead and ``Paired.ci_method`` says which it is.
+
 Power (how many seeds a difference needs) uses the noncentral t distribution of the paired t
 statistic: with effect size ``dz = mean(d) / sd(d)`` and ``n`` pairs, ``T ~ nct(n - 1, dz √n)``.
 """
@@ -24,8 +31,10 @@ import numpy as np
 from scipy import stats
 
 __all__ = [
+    "BOOTSTRAP_MIN_N",
     "Paired",
     "Summary",
+    "bootstrap_min_n",
     "describe",
     "mean_ci",
     "paired",
@@ -47,6 +56,7 @@ class Summary:
 
 
 def describe(values: Sequence[float]) -> Summary:
+    """Count, mean and sample sd of ``values`` (NaN where undefined, never an error)."""
     x = np.asarray(values, dtype=float)
     n = len(x)
     mean = float(x.mean()) if n else NAN
@@ -67,8 +77,14 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
 def paired_differences(
     condition: Mapping[int, float], baseline: Mapping[int, float]
 ) -> tuple[list[int], np.ndarray]:
-    """The seeds both finished (sorted) and ``d_s = condition_s - baseline_s`` on them."""
-    seeds = sorted(set(condition) & set(baseline))
+    """The seeds both finished (sorted) and ``d_s = condition_s - baseline_s`` on them.
+
+    A seed whose value is not finite (NaN, inf) on either side did not finish for this metric
+    and is left out like a missing one: one NaN would otherwise make every figure NaN while
+    ``n`` still counted it.
+    """
+    seeds = sorted(s for s in set(condition) & set(baseline)
+                   if math.isfinite(condition[s]) and math.isfinite(baseline[s]))
     d = np.array([condition[s] - baseline[s] for s in seeds], dtype=float)
     return seeds, d
 
@@ -80,9 +96,11 @@ class Paired:
     Attributes:
         n: seeds both finished.
         mean_diff, sd_diff: mean and sd of ``d_s = condition_s - baseline_s``.
-        ci_low, ci_high: 95% bootstrap (BCa) interval of ``mean(d)``.
+        ci_low, ci_high: the ``confidence`` interval of ``mean(d)``.
         t_stat, t_p: paired Student t (``scipy.stats.ttest_rel``), two-sided.
         w_stat, w_p: Wilcoxon signed-rank on ``d`` (``scipy.stats.wilcoxon``), two-sided.
+        ci_method: ``"BCa"`` (bootstrap, from :func:`bootstrap_min_n` pairs on), ``"t"``
+            (Student t, fewer pairs) or ``""`` (no interval: n < 2 or all d equal).
     """
 
     n: int
@@ -94,6 +112,20 @@ class Paired:
     t_p: float
     w_stat: float
     w_p: float
+    ci_method: str = ""
+
+
+def bootstrap_min_n(confidence: float = 0.95) -> int:
+    """The fewest pairs whose bootstrap interval can reach ``confidence`` at all: the smallest
+    ``n`` with ``1 - 2 · 2^-n >= confidence`` (the module docstring says why); 6 for 95 %."""
+    n = 2
+    while 1 - 2 * 0.5**n < confidence:
+        n += 1
+    return n
+
+
+BOOTSTRAP_MIN_N = bootstrap_min_n(0.95)
+"""6: with fewer seeds, :func:`paired` gives the Student t interval of mean(d)."""
 
 
 def paired(
@@ -106,7 +138,8 @@ def paired(
     """Compare ``condition`` with ``baseline`` (each ``seed -> value``) on their shared seeds.
 
     The bootstrap resamples seeds (the d_s) with replacement, ``n_resamples`` times, with a
-    fixed ``seed`` so that a report is reproducible.
+    fixed ``seed`` so that a report is reproducible; with fewer than
+    ``bootstrap_min_n(confidence)`` pairs the interval is Student t's instead (``ci_method``).
     """
     seeds, d = paired_differences(condition, baseline)
     n = len(d)
@@ -116,14 +149,19 @@ def paired(
     x = np.array([condition[s] for s in seeds], dtype=float)
     b = np.array([baseline[s] for s in seeds], dtype=float)
     ci_low = ci_high = t_stat = t_p = w_stat = w_p = NAN
+    ci_method = ""
     # All-equal differences (to rounding): no spread to resample, and t is undefined.
     if np.ptp(d) > 1e-12 * max(1.0, float(np.abs(d).max())):
-        with warnings.catch_warnings():  # small n: BCa may warn; the interval is still given
-            warnings.simplefilter("ignore")
-            ci = stats.bootstrap((d,), np.mean, confidence_level=confidence,
-                                 n_resamples=n_resamples, method="BCa",
-                                 rng=np.random.default_rng(seed)).confidence_interval
-        ci_low, ci_high = float(ci.low), float(ci.high)
+        if n >= bootstrap_min_n(confidence):
+            with warnings.catch_warnings():  # BCa may warn on few distinct resamples
+                warnings.simplefilter("ignore")
+                ci = stats.bootstrap((d,), np.mean, confidence_level=confidence,
+                                     n_resamples=n_resamples, method="BCa",
+                                     rng=np.random.default_rng(seed)).confidence_interval
+            ci_low, ci_high, ci_method = float(ci.low), float(ci.high), "BCa"
+        else:
+            low, high = mean_ci(d.tolist(), confidence)
+            ci_low, ci_high, ci_method = float(low), float(high), "t"
         t = stats.ttest_rel(x, b)
         t_stat, t_p = float(t.statistic), float(t.pvalue)
     if np.any(d != 0):
@@ -131,7 +169,8 @@ def paired(
             warnings.simplefilter("ignore")
             w = stats.wilcoxon(d)
         w_stat, w_p = float(w.statistic), float(w.pvalue)
-    return Paired(n, summary.mean, summary.sd, ci_low, ci_high, t_stat, t_p, w_stat, w_p)
+    return Paired(n, summary.mean, summary.sd, ci_low, ci_high, t_stat, t_p, w_stat, w_p,
+                  ci_method)
 
 
 def paired_t_power(n: int, effect: float, alpha: float = 0.05) -> float:
@@ -148,7 +187,10 @@ def paired_t_power(n: int, effect: float, alpha: float = 0.05) -> float:
 
 def seeds_needed(effect: float, power: float = 0.8, alpha: float = 0.05,
                  max_n: int = 10_000) -> int | None:
-    """The fewest seeds for which the paired t test reaches ``power`` (None above ``max_n``)."""
+    """The fewest seeds for which the paired t test reaches ``power`` (None above ``max_n``,
+    and at once for no effect or a non-finite one: no number of seeds detects it)."""
+    if not math.isfinite(effect) or effect == 0:
+        return None
     for n in range(2, max_n + 1):
         if paired_t_power(n, effect, alpha) >= power:
             return n

@@ -4,9 +4,12 @@ Every metric a task reports is an estimate from a finite evaluation set (the col
 queries, the evaluated users, the generated samples). Its bootstrap standard error — the
 spread of the metric over evaluation sets resampled with replacement from the evaluated
 units — is logged beside it as ``<metric>_se``, and ``<metric>_resolvable`` = 2 × 1.96 × SE:
-two runs whose metrics differ by less than that cannot be told apart by this evaluation
-(roughly the half-width of a 95 % interval of a difference of two independent estimates with
-this SE, rounded up to stay on the cautious side). When it exceeds the task's documented
+two runs whose metrics differ by less than that cannot be told apart by this evaluation. It is
+the difference at which the two runs' 95 % intervals (± 1.96 SE each) stop overlapping — a
+deliberately cautious criterion: the 95 % interval of the difference of two independent
+estimates is only ± 1.96 × √2 × SE ≈ ± 2.77 SE (3.92 SE corresponds to p ≈ 0.006, not
+0.05), and two runs scored on the same units are correlated, which narrows it further. When
+it exceeds the task's documented
 threshold (``RESOLVABLE_WARN``: 0.02 absolute for PR-AUC / HR / NDCG / BLEU), the task logs a
 warning: the evaluation is too small for the differences the recipes are about.
 
@@ -53,8 +56,8 @@ RESOLVABLE_WARN = 0.02
 def mean_se(values: Sequence[float] | np.ndarray, *, seed: int = SE_SEED,
             n_resamples: int = SE_RESAMPLES) -> float:
     """Bootstrap SE of the mean of per-unit ``values`` (HR/NDCG per user, BLEU per sample),
-    with :func:`scipy.stats.bootstrap` (vectorised over resamples). NaN for fewer than 2 units
-    or constant values (no spread to resample: SE 0)."""
+    with :func:`scipy.stats.bootstrap` (vectorised over resamples). NaN for fewer than 2 units;
+    0.0 for constant values (no spread to resample)."""
     from scipy.stats import bootstrap
 
     data = np.asarray(values, dtype=float)
@@ -110,7 +113,8 @@ def two_class(metric: Callable[..., float]) -> Callable[..., float]:
 
 
 def resolvable(se: float) -> float:
-    """The smallest difference this evaluation resolves: 2 × 1.96 × SE."""
+    """The smallest difference this evaluation resolves: 2 × 1.96 × SE (where two 95 %
+    intervals stop overlapping; the module docstring says why that is on the cautious side)."""
     return 2 * 1.96 * se
 
 

@@ -153,12 +153,14 @@ def resolve_round(rundir: RunDir, round: RoundArg, monitor: str, mode: str) -> i
 
 
 def best_round(rundir: RunDir, monitor: str, mode: str) -> int:
-    """The best evaluated round by ``monitor`` in metrics.jsonl (NaN/None skipped)."""
+    """The best evaluated round by ``monitor`` in metrics.jsonl (NaN/None skipped). A round
+    record without ``evaluated`` (a loop from before the key) counts as evaluated, as in
+    :meth:`advx.results.Run.evaluated_rounds`; ties go to the earlier round, as in the loop."""
     if not monitor:
         raise ConfigError(f"{rundir.recipe_path} sets no loop.monitor, so no round is 'best'; "
                           "give a round number instead")
     scored = [(float(r[monitor]), int(r["round"])) for r in rundir.read_metrics()
-              if r.get("kind") == "round" and r.get("evaluated")
+              if r.get("kind") == "round" and r.get("evaluated", True)
               and isinstance(r.get(monitor), (int, float)) and not isinstance(r[monitor], bool)]
     if not scored:
         raise ConfigError(f"{monitor} (loop.monitor) was never logged in {rundir.metrics_path}; "
@@ -332,11 +334,23 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise ConfigError(f"{path} does not exist (or is not a file)")
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a spreadsheet's CSV export starts with a byte-order mark, which would
+        # otherwise become part of the first column's name ('\ufeffquery')
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path} is not readable UTF-8 text ({exc})") from exc
     if path.suffix.lower() == ".csv":
-        return [dict(row) for row in csv.DictReader(io.StringIO(text))]
+        reader = csv.DictReader(io.StringIO(text))
+        rows = []
+        for row in reader:
+            if None in row:  # csv puts the fields beyond the header under the key None
+                header = list(reader.fieldnames or [])
+                raise DataError(
+                    f"{path} line {reader.line_num} has {len(header) + len(row[None])} fields, "
+                    f"the header {len(header)} ({', '.join(header)}); quote a field that holds "
+                    "a comma")
+            rows.append(dict(row))
+        return rows
     if path.suffix.lower() in (".jsonl", ".json"):
         rows = []
         for number, line in enumerate(text.splitlines(), start=1):
@@ -512,5 +526,5 @@ def predict(run_dir: str | Path, input_file: Path, out: Path, round: RoundArg = 
 
 
 def _csv_header(path: Path) -> list[str]:
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
         return next(csv.reader(handle), [])

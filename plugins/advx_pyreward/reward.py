@@ -234,7 +234,11 @@ class FunctionReward:
                                   dtype=torch.float32, device=device)
             terms[name] = values
             total = total + weight * values
-        return Rewards.at_end(total, rollout, **terms)
+        rewards = Rewards.at_end(total, rollout)
+        # not at_end(**terms): a term named after one of its parameters (a function called
+        # `rollout`) would be a TypeError in the middle of training
+        rewards.terms.update(terms)
+        return rewards
 
 
 def _specs(config: FunctionRewardConfig) -> list[tuple[str, FunctionSpec]]:

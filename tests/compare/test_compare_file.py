@@ -31,6 +31,8 @@ BAD = [
      "'key=value' strings"),
     ({"baseline": "hihg"}, "baseline: 'hihg' is not a condition (low, high). Did you mean 'high'?"),
     ({"primary": "toy/scor"}, "primary: 'toy/scor' is not one of metrics"),
+    ({"primary": 5}, "primary: expected one metric name of metrics"),
+    ({"baseline": ["low"]}, "baseline: ['low'] is not a condition (low, high)"),
     ({"metrics": []}, "metrics: expected a list of names"),
     ({"seeds": 1}, "seeds: a comparison needs at least 2 seeds"),
     ({"seeds": "three"}, "seeds: expected a list of integers"),
@@ -81,6 +83,16 @@ def test_show_before_any_run_says_so(toy):
     path = write_compare(toy)
     result = CliRunner().invoke(app, ["compare", "show", str(path)])
     assert result.exit_code == 2 and "no cells recorded for 'toy_cmp'" in result.output
+
+
+def test_show_reads_a_sqlite_url_with_query_parameters(toy):
+    path = write_compare(toy, seeds=2)
+    url = f"sqlite:///{toy / 'cmp.db'}?timeout=30"
+    assert CliRunner().invoke(app, ["compare", str(path), "--storage", url]).exit_code == 0
+    shown = CliRunner().invoke(app, ["compare", "show", str(path), "--storage", url,
+                                     "--no-plots"])
+    assert shown.exit_code == 0, shown.output
+    assert "| high | `toy/score` | 2 |" in shown.output
 
 
 def test_defaults_and_forms(toy):

@@ -6,7 +6,17 @@ import math
 
 import numpy as np
 import pytest
-from advx.stats import describe, mean_ci, paired, paired_differences, paired_t_power, seeds_needed
+from advx import stats as advx_stats
+from advx.stats import (
+    BOOTSTRAP_MIN_N,
+    bootstrap_min_n,
+    describe,
+    mean_ci,
+    paired,
+    paired_differences,
+    paired_t_power,
+    seeds_needed,
+)
 
 CONDITION = {0: 3.0, 1: 5.0, 2: 4.0, 3: 8.0}
 BASELINE = {0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0, 4: 9.0}  # seed 4 has no partner: left out
@@ -30,8 +40,10 @@ def test_paired_figures_by_hand():
     # Wilcoxon: every d positive → W = 0; exact two-sided p = 2 / 2^4
     assert r.w_stat == 0.0
     assert r.w_p == pytest.approx(2 / 16)
-    # the bootstrap interval of the mean lies inside [min d, max d] and holds the mean
-    assert 1.0 <= r.ci_low < 2.5 < r.ci_high <= 4.0
+    # 4 pairs are too few for a 95% bootstrap interval: Student t's, 2.5 ± t_{.975,3}·sd/√4
+    assert r.ci_method == "t"
+    half = 3.182446305 * math.sqrt(5 / 3) / 2
+    assert (r.ci_low, r.ci_high) == (pytest.approx(2.5 - half), pytest.approx(2.5 + half))
 
 
 def test_bootstrap_interval_is_reproducible_and_near_the_t_interval_for_many_seeds():
@@ -43,6 +55,31 @@ def test_bootstrap_interval_is_reproducible_and_near_the_t_interval_for_many_see
     assert a.ci_low == pytest.approx(t_low, abs=0.15)
     assert a.ci_high == pytest.approx(t_high, abs=0.15)
     assert a.ci_low < a.mean_diff < a.ci_high
+    assert a.ci_method == "BCa"
+
+
+def test_bootstrap_needs_enough_pairs_to_reach_its_confidence():
+    # Every resample mean lies in [min d, max d], which holds the mean with probability at most
+    # 1 - 2·2^-n: 0.9375 for 5 pairs (< 0.95), 0.96875 for 6.
+    assert BOOTSTRAP_MIN_N == bootstrap_min_n(0.95) == 6
+    assert bootstrap_min_n(0.9) == 5
+    two = paired({0: 1.0, 1: 3.0}, {0: 0.0, 1: 0.0})  # d = 1, 3: BCa gave [1, 3], a 50% range
+    assert two.ci_method == "t"
+    assert (two.ci_low, two.ci_high) == mean_ci([1.0, 3.0])
+    assert two.ci_low < 1.0 and two.ci_high > 3.0
+    d = [0.5, 1.5, 1.0, 2.0, 0.2, 1.1]
+    five = paired(dict(enumerate(d[:5])), dict.fromkeys(range(5), 0.0))
+    six = paired(dict(enumerate(d)), dict.fromkeys(range(6), 0.0))
+    assert (five.ci_method, six.ci_method) == ("t", "BCa")
+    assert min(d) <= six.ci_low < six.mean_diff < six.ci_high <= max(d)
+
+
+def test_a_non_finite_value_leaves_its_seed_out_instead_of_making_everything_nan():
+    condition = {0: 3.0, 1: float("nan"), 2: 4.0, 3: 8.0}
+    seeds, d = paired_differences(condition, BASELINE)
+    assert seeds == [0, 2, 3] and d.tolist() == [2.0, 1.0, 4.0]
+    r = paired(condition, {**BASELINE, 2: float("inf")})
+    assert r.n == 2 and r.mean_diff == pytest.approx(3.0) and math.isfinite(r.t_p)
 
 
 def test_undefined_figures_are_nan_not_errors():
@@ -75,6 +112,16 @@ def test_seeds_needed_matches_gpower(effect, n):
     # power 0.8: dz = 0.5 → 34, 0.8 → 15, 1.0 → 10 (actual power 0.8031 at dz = 1, n = 10).
     assert seeds_needed(effect) == n
     assert paired_t_power(n, effect) >= 0.8 > paired_t_power(n - 1, effect)
+
+
+def test_no_effect_needs_no_search(monkeypatch):
+    # effect 0 (power stays at α) or NaN (a pilot with sd 0): None at once, not after 10,000
+    # noncentral-t evaluations (seconds).
+    def fail(*args, **kwargs):
+        raise AssertionError("searched")
+
+    monkeypatch.setattr(advx_stats, "paired_t_power", fail)
+    assert seeds_needed(0.0) is None and seeds_needed(float("nan")) is None
 
 
 def test_power_at_a_known_point():

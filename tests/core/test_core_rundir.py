@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 
+import advx.rundir
+import pytest
 import torch
 from advx.progress import RichProgress
 from advx.rundir import RunDir, atomic_write_text, jsonable
@@ -55,6 +58,28 @@ def test_checkpoints_are_all_or_nothing(tmp_path):
     run.save_checkpoint(4, {"a": 4})
     run.prune_checkpoints(2, protect={2})  # the best by the monitor is never pruned
     assert run.checkpoint_rounds() == [2, 3, 4]
+
+
+def test_replacing_a_checkpoint_keeps_the_old_one_until_the_new_one_is_in_place(
+        tmp_path, monkeypatch):
+    run = RunDir.create(tmp_path, "x")
+    run.save_checkpoint(1, {"a": 1})
+    real_replace = os.replace
+
+    def failing(src, dst):
+        if str(dst).endswith("round-1") and ".round-1.old" not in str(src):
+            raise OSError(28, "No space left on device")  # the new folder cannot move in
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(advx.rundir.os, "replace", failing)
+    with pytest.raises(OSError):
+        run.save_checkpoint(1, {"a": 2})
+    monkeypatch.setattr(advx.rundir.os, "replace", real_replace)
+    assert run.last_checkpoint() == 1 and run.load_checkpoint(1)["a"] == 1  # was deleted
+    assert sorted(p.name for p in run.checkpoints.iterdir()) == ["round-1"]
+    run.save_checkpoint(1, {"a": 3})
+    assert run.load_checkpoint(1)["a"] == 3
+    assert sorted(p.name for p in run.checkpoints.iterdir()) == ["round-1"]
 
 
 def test_rich_progress_on_a_terminal(pm, toy_recipe, tmp_path):

@@ -90,6 +90,18 @@ def test_weighted_mix_logs_every_function_as_its_own_term(pm, tmp_path):
     assert rewards.summary()["reward/label_bonus"] == pytest.approx(0.5)
 
 
+def test_any_term_name_is_a_term(pm, tmp_path):
+    # names that are parameters of Rewards.at_end were a TypeError at the first step
+    config = FunctionRewardConfig(functions=[
+        FunctionSpec(path="toy_rewards:frac_a", name="rollout"),
+        FunctionSpec(path="toy_rewards:n_tokens", name="sequence_reward", weight=0.5),
+    ])
+    rewards = build_function_reward(config, _ctx(tmp_path))(_rollout(["a b"], [{}]))
+    assert rewards.terms["rollout"].tolist() == [0.5]
+    assert rewards.terms["sequence_reward"].tolist() == [2.0]
+    assert rewards.total.tolist() == pytest.approx([0.5 + 0.5 * 2.0])
+
+
 def test_a_toy_run_logs_each_term_and_the_weighted_total(pm, tmp_path):
     recipe = TOY_RECIPE.replace(
         "reward: {name: toy_disc, beta: 0.05}",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 import pytest
+import yaml
 from advx.errors import ConfigError
 from advx.sweep import check_space, load_sweep, make_storage, run_sweep
 from sweep_helpers import write_sweep
@@ -70,6 +73,9 @@ def test_recipe_is_found_relative_to_the_sweep_file(toy, tmp_path_factory):
         ({"sampler": {"name": "tpe", "n_startup": 3}}, "sampler 'tpe' (TPESampler) rejects"),
         ({"pruner": {"name": "median", "warmup": 1}}, "pruner 'median' (MedianPruner) rejects"),
         ({"n_trials": 0}, "n_trials: expected a positive integer"),
+        ({"plugins": {"a": 1}}, "plugins: expected a list of module names"),
+        ({"space": {"reward.alpha": {"type": "float", "low": 0, "high": 1, "step": "0.1"}}},
+         "space.reward.alpha.step: must be a number > 0, got '0.1'"),
         ({"name": "a b"}, "may only hold letters"),
     ],
 )
@@ -171,3 +177,20 @@ def test_existing_study_with_another_direction_is_refused(toy):
     flipped = write_sweep(toy, objective={"metric": "toy/score", "direction": "minimize"})
     with pytest.raises(ConfigError, match="already exists in this storage with direction"):
         run_sweep(load_sweep(flipped), runs_root=toy / "runs")
+
+
+def test_a_study_continued_with_other_fixed_overrides_is_refused(toy):
+    # `advx sweep FILE loop.rounds=1` for a quick look, then `advx sweep FILE`: the second
+    # would count the quick trials towards n_trials and export their values with another base.
+    spec = load_sweep(write_sweep(toy, n_trials=1))
+    quick = dataclasses.replace(spec, overrides=["loop.rounds=1"])
+    run_sweep(quick, runs_root=toy / "runs")
+    with pytest.raises(ConfigError, match=r"loop.rounds was 1, now 3 \(1 key\(s\) differ\)"):
+        run_sweep(spec, runs_root=toy / "runs")
+    edited = yaml.safe_load((toy / "toy.yaml").read_text())
+    (toy / "toy.yaml").write_text(yaml.safe_dump({**edited, "description": "reworded"}))
+    assert len(run_sweep(quick, n_trials=2, runs_root=toy / "runs").trials) == 2
+
+
+def test_one_plugin_module_may_be_given_as_a_string(toy):
+    assert load_sweep(write_sweep(toy, plugins="sweep_toy")).plugins == ["sweep_toy"]

@@ -129,3 +129,22 @@ def test_from_another_component_name_is_one_config_error(toy_pm, toy_recipe, sou
     with pytest.raises(ConfigError, match="checkpoint's generator is 'lstm', the recipe's is "
                                           "'toy_unigram'"):
         start_from(experiment, start, RunDir(tmp_path / "new"))
+
+
+def test_note_origin_is_the_main_process_s_alone(tmp_path):
+    # A data-parallel run's other ranks see the folder read-only: there recipe.yaml may not be
+    # written yet, and writing it would add a second `# from:` header.
+    from advx.branch import note_origin
+    from advx.rundir import RunDir
+
+    origin = {"run_dir": "src", "round": 0, "carried": ["generator"]}
+    view = RunDir(tmp_path)
+    view.read_only = True
+    note_origin(view, origin)  # no recipe.yaml yet: no FileNotFoundError, nothing written
+    assert not view.recipe_path.exists()
+    view.recipe_path.write_text("name: toy\n")
+    note_origin(view, origin)
+    assert view.recipe_path.read_text() == "name: toy\n"
+    main = RunDir(tmp_path)
+    note_origin(main, origin)
+    assert main.recipe_path.read_text().startswith("# from: src round 0 (carried: generator;")

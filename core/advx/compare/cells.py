@@ -43,7 +43,6 @@ fails it at once when the owning process no longer exists.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import socket
 import sys
@@ -335,7 +334,7 @@ def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
               trial: FrozenTrial, runs_dir: Path, plugins: Sequence[Any]) -> str:
     """Run one claimed cell; record its outcome; return the cell's new state."""
     from advx import __version__
-    from advx.results import FINISHED_OK, load_run
+    from advx.results import FINISHED_OK, finite_number, load_run
     from advx.runner import run_recipe
 
     tid = trial._trial_id
@@ -379,7 +378,7 @@ def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
     # eval:NAME/... metrics are read from the cell's evals/ folder by `show`, later
     metrics = {m: run.value(m, spec.summary) for m in spec.metrics if not m.startswith("eval:")}
     rounds = [{"round": int(r.get("round", 0)), **{m: v for m in spec.metrics
-                                                    if (v := _finite(r.get(m))) is not None}}
+                                                    if (v := finite_number(r.get(m))) is not None}}
               for r in run.evaluated_rounds()]
     storage.set_trial_user_attr(tid, "metrics", metrics)
     storage.set_trial_user_attr(tid, "rounds", [r for r in rounds if len(r) > 1])
@@ -436,12 +435,6 @@ def _start_of(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
 def _start_cell(spec: CompareSpec, trials: Sequence[FrozenTrial], seed: int) -> Cell | None:
     return next((c for c in cells_of(spec, trials, starts=True)
                  if c.condition == START and c.seed == seed), None)
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _superseded(study: optuna.Study, storage: optuna.storages.RDBStorage,

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from advx.compare.cells import Cell
 from advx.compare.spec import CompareSpec, eval_metric
-from advx.stats import describe, mean_ci, paired
+from advx.results import finite_number
+from advx.stats import BOOTSTRAP_MIN_N, describe, mean_ci, paired
 
 __all__ = ["CompareData", "collect", "markdown", "plot_curves", "plot_paired"]
 
@@ -33,6 +34,8 @@ class CompareData:
 
 
 def collect(spec: CompareSpec, cells: Sequence[Cell]) -> CompareData:
+    """The finite values of the done cells (storage metrics, then ``eval:`` files); a cell
+    without a finite value of a metric is simply absent from it (``markdown`` names it)."""
     data = CompareData(spec, list(cells))
     for condition in spec.conditions:
         data.values[condition] = {m: {} for m in spec.metrics}
@@ -41,14 +44,14 @@ def collect(spec: CompareSpec, cells: Sequence[Cell]) -> CompareData:
         if cell.state != "done":
             continue
         for metric, value in cell.metrics.items():
-            if metric in data.values[cell.condition] and _finite(value):
+            if metric in data.values[cell.condition] and finite_number(value) is not None:
                 data.values[cell.condition][metric][cell.seed] = float(value)
         for metric in spec.metrics:
             value = _evaluated(cell, metric)
             if value is not None:
                 data.values[cell.condition][metric][cell.seed] = value
         curve = {int(r["round"]): float(r[spec.primary]) for r in cell.rounds
-                 if _finite(r.get(spec.primary))}
+                 if finite_number(r.get(spec.primary)) is not None}
         if curve:
             data.curves[cell.condition][cell.seed] = curve
     return data
@@ -65,12 +68,7 @@ def _evaluated(cell: Cell, metric: str) -> float | None:
         value = json.loads(path.read_text(encoding="utf-8")).get("metrics", {}).get(parsed[1])
     except (OSError, ValueError, AttributeError):
         return None
-    return float(value) if _finite(value) else None
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value)
+    return finite_number(value)
 
 
 def _f(value: float) -> str:
@@ -112,8 +110,9 @@ def markdown(data: CompareData) -> str:
     lines.append("")
     others = [c for c in spec.conditions if c != spec.baseline]
     lines.append(f"Paired difference to `{spec.baseline}` (condition − baseline, per seed, over "
-                 "the seeds both finished): mean, 95% bootstrap CI (BCa), paired t test and "
-                 "Wilcoxon signed-rank test (two-sided p).")
+                 "the seeds both finished): mean, 95% bootstrap CI (BCa; Student t, marked "
+                 f"(t), for fewer than {BOOTSTRAP_MIN_N} seeds, too few for a bootstrap interval "
+                 "to reach 95%), paired t test and Wilcoxon signed-rank test (two-sided p).")
     lines.append("")
     lines.append("| condition | metric | n | mean diff | 95% CI | t p | Wilcoxon p |")
     lines.append("|---|---|---|---|---|---|---|")
@@ -121,6 +120,9 @@ def markdown(data: CompareData) -> str:
         for metric in spec.metrics:
             r = paired(data.values[condition][metric], data.values[spec.baseline][metric])
             ci = f"[{_f(r.ci_low)}, {_f(r.ci_high)}]" if math.isfinite(r.ci_low) else "–"
+            ci += " (t)" if r.ci_method == "t" else ""
+            if r.n >= 2 and not r.ci_method:  # no spread: neither an interval nor a t test
+                ci += " (every d equal)"
             lines.append(f"| {condition} | `{metric}` | {r.n} | {_f(r.mean_diff)} | {ci} | "
                          f"{_p(r.t_p)} | {_p(r.w_p)} |")
     lines.append("")
@@ -135,6 +137,14 @@ def markdown(data: CompareData) -> str:
                    for c in spec.conditions]
             lines.append(f"| {round} | " + " | ".join(row) + " |")
         lines.append("")
+    missing = _missing_values(data)
+    if missing:
+        lines.append("Finished cells without a finite value, left out of that metric's figures "
+                     "(its n counts only the others):")
+        lines.append("")
+        lines.extend(f"- {condition} seed {seed}: " + ", ".join(f"`{m}`" for m in metrics)
+                     for (condition, seed), metrics in missing.items())
+        lines.append("")
     failed = [c for c in data.cells if c.state in ("failed", "interrupted")]
     if failed:
         lines.append("Cells not finished:")
@@ -147,6 +157,20 @@ def markdown(data: CompareData) -> str:
                          + (f" ({why})" if why else ""))
         lines.append("")
     return "\n".join(lines)
+
+
+def _missing_values(data: CompareData) -> dict[tuple[str, int], list[str]]:
+    """(condition, seed) -> the metrics a done cell has no finite value of (a NaN metric, one
+    the run never logged, an ``eval:`` one not evaluated yet): the reader must see why ``n``
+    is smaller than the done cells."""
+    missing: dict[tuple[str, int], list[str]] = {}
+    for cell in data.cells:
+        if cell.state != "done":
+            continue
+        absent = [m for m in data.spec.metrics if cell.seed not in data.values[cell.condition][m]]
+        if absent:
+            missing[(cell.condition, cell.seed)] = absent
+    return missing
 
 
 def _rounds(data: CompareData) -> list[int]:

@@ -190,6 +190,9 @@ def load_compare(path: str | Path) -> CompareSpec:
                               "NAME), e.g. eval:users1000/test/hr@10")
     primary = raw.get("primary") or next((m for m in metrics
                                           if not m.startswith(EVAL_PREFIX)), metrics[0])
+    if not isinstance(primary, str):
+        raise ConfigError(f"{where}: primary: expected one metric name of metrics {metrics}, "
+                          f"got {primary!r}")
     if primary.startswith(EVAL_PREFIX):
         raise ConfigError(f"{where}: primary: {primary!r} is a re-evaluation, written after "
                           "the cells ran; the primary must be a metric the runs log themselves "
@@ -199,7 +202,7 @@ def load_compare(path: str | Path) -> CompareSpec:
                           f"{metrics}.{did_you_mean(str(primary), metrics)} Add it to metrics "
                           "or name one of them")
     baseline = raw.get("baseline") or next(iter(conditions))
-    if baseline not in conditions:
+    if not isinstance(baseline, str) or baseline not in conditions:
         raise ConfigError(f"{where}: baseline: {baseline!r} is not a condition "
                           f"({', '.join(conditions)}).{did_you_mean(str(baseline), conditions)}")
     summary = raw.get("summary") or "final"

@@ -136,7 +136,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
         pruner=_parse_named(raw.get("pruner"), "pruner", "median", path),
         n_trials=_positive_int(raw.get("n_trials", 20), "n_trials", path),
         storage=str(raw["storage"]) if raw.get("storage") else None,
-        plugins=[str(p) for p in (raw.get("plugins") or [])],
+        plugins=_plugins(raw.get("plugins"), path),
         source=path.resolve(),
     )
     if spec.name in (".", "..") or not all(c.isalnum() or c in "-_." for c in spec.name):
@@ -201,8 +201,9 @@ def _check_param(param: ParamSpec, where: str) -> None:
         raise ConfigError(f"{where}: log: true needs low > 0, got low={param.low}")
     if param.log and param.step is not None:
         raise ConfigError(f"{where}: step and log: true cannot be combined (Optuna's rule)")
-    if param.step is not None and param.step <= 0:
-        raise ConfigError(f"{where}.step: must be > 0, got {param.step}")
+    if param.step is not None and (isinstance(param.step, bool) or not isinstance(
+            param.step, (int, float)) or param.step <= 0):
+        raise ConfigError(f"{where}.step: must be a number > 0, got {param.step!r}")
 
 
 def _parse_objective(raw: Any, path: Path) -> ObjectiveSpec:
@@ -240,6 +241,19 @@ def _parse_named(raw: Any, what: str, default: str, path: Path) -> dict[str, Any
             f"{file_label(path)}: {what}: expected {{name: ..., <kwargs>}}, got {raw!r}"
         )
     return {"name": default, **raw}
+
+
+def _plugins(raw: Any, path: Path) -> list[str]:
+    """``plugins: [module, ...]``; one name alone is a list of one (iterating the string gave
+    one 'module' per character)."""
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        return [raw]
+    if not isinstance(raw, list) or not all(isinstance(p, str) and p for p in raw):
+        raise ConfigError(f"{file_label(path)}: plugins: expected a list of module names like "
+                          f"[my_plugin_module], got {raw!r}")
+    return list(raw)
 
 
 def _positive_int(value: Any, key: str, path: Path) -> int:

@@ -89,10 +89,42 @@ def open_study(spec: SweepSpec, storage: optuna.storages.BaseStorage,
     if known and spec.objective.metric not in known:
         raise ConfigError(metric_message(spec, known))
     if base_recipe is not None:
+        _check_same_base(spec, attrs.get("base_recipe"), base_recipe)
         study.set_user_attr("sweep", spec.to_dict())
         study.set_user_attr("objective", dataclasses.asdict(spec.objective))
         study.set_user_attr("base_recipe", OmegaConf.to_yaml(base_recipe))
     return study
+
+
+def _check_same_base(spec: SweepSpec, recorded: str | None, base_recipe: DictConfig) -> None:
+    """ConfigError when the study's trials ran with another base recipe (the recipe with the
+    fixed overrides, e.g. ``advx sweep FILE loop.rounds=2`` for a quick look, then without).
+
+    Continuing would mix trials of two recipes in one study: ``n_trials`` counts the old ones
+    (the full sweep might run no trial at all), the sampler learns from both, and ``best.yaml``
+    would pair the best trial's values with a base it never ran with. ``description`` may
+    change (it trains nothing).
+    """
+    if not recorded:  # a study from before the base was recorded
+        return
+    from advx.loop import _flatten
+
+    def flat(config: DictConfig) -> dict[str, Any]:
+        data = _flatten(OmegaConf.to_container(config, resolve=False))
+        data.pop("description", None)
+        return data
+
+    old, new = flat(OmegaConf.create(recorded)), flat(base_recipe)
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if changed:
+        key = changed[0]
+        raise ConfigError(
+            f"study {spec.name!r} ran its trials with another recipe or other fixed overrides: "
+            f"{key} was {old.get(key)!r}, now {new.get(key)!r} ({len(changed)} key(s) differ). "
+            "One study's trials must share them (n_trials counts every trial, and best.yaml "
+            "is exported with one base). Give the sweep another name: or another --storage "
+            "(e.g. a quick look with --storage sqlite:///runs/sweeps/quick.db)"
+        )
 
 
 def metric_message(spec: SweepSpec, available: Sequence[str]) -> str:

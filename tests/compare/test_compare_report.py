@@ -1,0 +1,54 @@
+"""advx.compare.report on hand-made cells: the table marks a Student t interval, and a
+finished cell without a finite value is named instead of silently shrinking n."""
+
+from __future__ import annotations
+
+import optuna
+from advx.compare.cells import Cell
+from advx.compare.report import collect, markdown
+from advx.compare.spec import CompareSpec, Condition
+from optuna.trial import TrialState
+
+
+def _cell(condition: str, seed: int, metrics: dict) -> Cell:
+    trial = optuna.trial.create_trial(state=TrialState.COMPLETE, value=0.0, user_attrs={
+        "condition": condition, "seed": seed, "metrics": metrics, "rounds": []})
+    return Cell(condition, seed, state="done", trial=trial, attempts=1)
+
+
+def _spec(seeds: list[int]) -> CompareSpec:
+    conditions = {c: Condition(name=c, recipe="toy.yaml", overrides=[]) for c in ("low", "high")}
+    return CompareSpec(name="r", path="r.yaml", conditions=conditions, seeds=seeds,
+                       metrics=["score", "other"], primary="score", baseline="low")
+
+
+def test_a_nan_value_is_named_and_a_small_n_interval_is_marked_t():
+    cells = [_cell("low", s, {"score": 1.0 + s, "other": 0.5}) for s in range(3)]
+    cells += [_cell("high", 0, {"score": 2.0, "other": 0.6}),
+              _cell("high", 1, {"score": 3.5, "other": float("nan")}),
+              _cell("high", 2, {"score": 4.2, "other": None})]
+    text = markdown(collect(_spec([0, 1, 2]), cells))
+    row = next(line for line in text.splitlines() if line.startswith("| high | `score`"))
+    assert row.split("|")[3].strip() == "3" and row.split("|")[5].strip().endswith("(t)")
+    other = next(line for line in text.splitlines() if line.startswith("| high | `other`"))
+    assert other.split("|")[3].strip() == "1"
+    assert "- high seed 1: `other`" in text and "- high seed 2: `other`" in text
+    assert "low seed" not in text.split("without a finite value")[1]
+
+
+def test_enough_seeds_give_the_bootstrap_interval_unmarked():
+    seeds = list(range(6))
+    cells = [_cell("low", s, {"score": 0.0, "other": 0.0}) for s in seeds]
+    cells += [_cell("high", s, {"score": 0.1 * s * s % 0.7 + 1, "other": 0.0}) for s in seeds]
+    text = markdown(collect(_spec(seeds), cells))
+    row = next(line for line in text.splitlines() if line.startswith("| high | `score`"))
+    assert row.split("|")[5].strip().startswith("[") and "(t)" not in row
+    assert "without a finite value" not in text
+
+
+def test_equal_differences_say_why_there_is_no_interval():
+    cells = [_cell("low", s, {"score": float(s), "other": 0.0}) for s in range(3)]
+    cells += [_cell("high", s, {"score": s + 0.5, "other": 0.0}) for s in range(3)]
+    text = markdown(collect(_spec([0, 1, 2]), cells))
+    row = next(line for line in text.splitlines() if line.startswith("| high | `score`"))
+    assert [c.strip() for c in row.split("|")[3:6]] == ["3", "0.5", "– (every d equal)"]
