@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 from advx.components import BuildContext
 from advx.errors import ConfigError
+from advx.results import FINISHED_OK
 from advx.rundir import jsonable
 
 __all__ = [
@@ -389,9 +390,10 @@ class MlflowLogger(_Tracker):
         self.client.log_table(self.run_id, data=data, artifact_file=f"samples/round-{round}.json")
 
     def _finish(self, status: str) -> None:
-        self.client.set_terminated(
-            self.run_id, status="FINISHED" if status == "complete" else "FAILED"
-        )
+        # MLflow's own run statuses: an interrupted run (Ctrl-C, SIGTERM) is KILLED, not FAILED
+        mlflow_status = ("FINISHED" if status in FINISHED_OK
+                         else "KILLED" if status == "interrupted" else "FAILED")
+        self.client.set_terminated(self.run_id, status=mlflow_status)
 
 
 # ============================================================================ W&B
@@ -496,7 +498,7 @@ class WandbLogger(_Tracker):
 
     def _finish(self, status: str) -> None:
         self.run.summary["advx/status"] = status
-        self.run.finish(exit_code=0 if status == "complete" else 1)
+        self.run.finish(exit_code=0 if status in FINISHED_OK else 1)
 
 
 def _table_cell(value: Any) -> Any:

@@ -231,3 +231,31 @@ def test_resume_continues_the_same_mlflow_and_wandb_runs(pm, toy_recipe, tmp_pat
     rounds = [r["history"]["item"]["round"] for r in second_log
               if r["type"] == "history" and "eval/p_real" in r["history"]["item"]]
     assert rounds == [2]
+
+
+@pytest.mark.parametrize(("status", "mlflow", "exit_code"), [
+    ("complete", "FINISHED", 0), ("interrupted", "KILLED", 1), ("failed", "FAILED", 1)])
+def test_the_run_status_maps_to_each_trackers_own(status, mlflow, exit_code):
+    """A Ctrl-C'd run is KILLED in MLflow (not FAILED); W&B gets a non-zero exit code."""
+    from advx_trackers.trackers import MlflowLogger, WandbLogger
+
+    calls: list[tuple[str, object]] = []
+
+    class Client:
+        def set_terminated(self, run_id: str, status: str) -> None:
+            calls.append((run_id, status))
+
+    class Run:
+        def __init__(self) -> None:
+            self.summary: dict[str, str] = {}
+
+        def finish(self, exit_code: int) -> None:
+            calls.append(("wandb", exit_code))
+
+    ml = object.__new__(MlflowLogger)
+    ml.client, ml.run_id = Client(), "r1"
+    ml._finish(status)
+    wb = object.__new__(WandbLogger)
+    wb.run = Run()
+    wb._finish(status)
+    assert calls == [("r1", mlflow), ("wandb", exit_code)]
