@@ -22,6 +22,7 @@ from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from advx.errors import ConfigError
+from advx.rundir import atomic_write_text
 from advx.sweep.spec import load_sweep
 from advx.sweep.storage import default_storage_url, make_storage, safe_url, sqlite_path
 
@@ -118,10 +119,9 @@ def export_best_recipe(study: optuna.Study, path: Path) -> Path:
     metric = study.user_attrs.get("objective", {}).get("metric", "value")
     cfg.description = (f"best of sweep {study.study_name}: trial {best.number}, "
                        f"{metric}={best.value:.4g}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     params = ", ".join(f"{k}={v}" for k, v in best.params.items())
     header = f"# exported by `advx sweep show {study.study_name}`: {params}\n"
-    path.write_text(header + OmegaConf.to_yaml(cfg), encoding="utf-8")
+    atomic_write_text(path, header + OmegaConf.to_yaml(cfg))  # a reader never sees half a file
     return path
 
 
