@@ -8,7 +8,8 @@ from the run's seed. Loaded into worker processes through the compare file's
 ``plugins: [compare_toy]`` (this folder is on PYTHONPATH in the tests).
 
 Test hooks: ``fail_seed`` makes the run of that seed raise (while the file ``fail_file``
-exists, when one is named); ``sleep_s`` slows each
+exists, when one is named); ``nan_seed`` makes that seed's run finish with a NaN score (while
+``fail_file`` exists, when one is named); ``sleep_s`` slows each
 evaluation (of ``slow_seed`` only, unless it is -1); ``marker`` names a folder where each
 evaluation touches a file (so a test knows a cell is running); ``barrier`` makes the first
 evaluation of each process wait until ``barrier_parties`` processes arrived (so both workers
@@ -31,6 +32,7 @@ class CompareToyTaskConfig:
     rounds: int = 3
     fail_seed: int = -1
     fail_file: str = ""
+    nan_seed: int = -1
     sleep_s: float = 0.0
     slow_seed: int = -1
     marker: str = ""
@@ -91,6 +93,8 @@ class CompareToyTask:
         if self.seed == cfg.fail_seed and (not cfg.fail_file or Path(cfg.fail_file).exists()):
             raise RuntimeError(f"toy task exploded for seed {self.seed}")
         gain = components.reward.config.gain
+        if self.seed == cfg.nan_seed and (not cfg.fail_file or Path(cfg.fail_file).exists()):
+            return {"toy/score": float("nan"), "toy/gain": gain}
         return {"toy/score": score(gain, self.seed, round, cfg.rounds, cfg.noise)
                 + cfg.eval_offset,
                 "toy/gain": gain}

@@ -93,6 +93,21 @@ def test_a_second_invocation_runs_nothing_and_a_failed_cell_is_retried_on_reques
     assert again_cells[("low", 0)].attempts == 1
 
 
+def test_retrying_a_cell_whose_finished_run_lacked_the_primary_runs_it_again(toy):
+    (toy / "broken").touch()
+    path = write_compare(toy, overrides=["task.nan_seed=1", "task.fail_file=broken",
+                                         "loop.checkpoint=true"])
+    spec = load_compare(path)
+    first = {(c.condition, c.seed): c for c in run_compare(spec).cells}
+    assert first[("low", 1)].state == "failed" and "missing or not finite" in first[
+        ("low", 1)].error
+    (toy / "broken").unlink()  # the cause is fixed: a rerun gives a finite score
+    retried = {(c.condition, c.seed): c for c in run_compare(spec, retry_failed=True).cells}
+    cell = retried[("low", 1)]
+    assert cell.state == "done" and cell.attempts == 2, cell.error
+    assert cell.run_dir.endswith("seed-1.2")  # a fresh run, not the finished one resumed
+
+
 def test_show_while_cells_are_missing_reports_what_finished(toy):
     path = write_compare(toy, overrides=["task.fail_seed=2"])
     run_compare(load_compare(path))

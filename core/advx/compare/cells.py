@@ -219,7 +219,7 @@ def _enqueue(study: optuna.Study, storage: optuna.storages.RDBStorage, spec: Com
         if cell.state in wanted:
             study.enqueue_trial({}, user_attrs={
                 "condition": cell.condition, "seed": cell.seed, "attempt": cell.attempts + 1,
-                "previous_run_dir": cell.run_dir,
+                "previous_run_dir": cell.run_dir, "after_failure": cell.state == "failed",
             })
             added += 1
     return added
@@ -318,16 +318,21 @@ def _cell_run_dir(runs_dir: Path, condition: str, seed: int, attempt: int) -> Pa
     return path.resolve()
 
 
-def _resumable(previous: str | None) -> Path | None:
-    """The previous attempt's folder, when it holds a checkpoint to continue from."""
+def _resumable(previous: str | None, after_failure: bool) -> Path | None:
+    """The previous attempt's folder, when it holds a checkpoint to continue from. After a
+    *failed* cell (``--retry-failed``), a run that finished is not resumed: it would end
+    where it ended (e.g. without the primary metric) and fail again, so it gets a fresh
+    attempt; an interrupted cell's run is always continued (its worker may have died after
+    the run finished, and then resuming only records it)."""
     if not previous:
         return None
+    from advx.results import load_run
     from advx.rundir import RunDir
 
     path = Path(previous)
-    if (path / "recipe.yaml").is_file() and RunDir(path).last_checkpoint() is not None:
-        return path
-    return None
+    if not (path / "recipe.yaml").is_file() or RunDir(path).last_checkpoint() is None:
+        return None
+    return None if after_failure and load_run(path).finished_ok else path
 
 
 def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.RDBStorage,
@@ -343,7 +348,8 @@ def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
     condition = spec.shared_start if is_start else spec.conditions[name]
     seed = int(trial.user_attrs["seed"])
     attempt = int(trial.user_attrs.get("attempt", 1))
-    resume = _resumable(trial.user_attrs.get("previous_run_dir"))
+    resume = _resumable(trial.user_attrs.get("previous_run_dir"),
+                        after_failure=bool(trial.user_attrs.get("after_failure")))
     run_dir = resume or _cell_run_dir(runs_dir, name, seed, attempt)
     overrides = condition.cell_overrides(seed)
     origin = None if is_start else _start_of(spec, study, storage, seed)
