@@ -459,7 +459,7 @@ def compare_show(
     import dataclasses
 
     from advx.compare.cells import default_runs_dir, load_cells, storage_url
-    from advx.compare.report import collect, markdown, plot_curves, plot_paired
+    from advx.compare.report import collect, markdown, plot_curves, plot_paired, plot_tradeoff
     from advx.compare.spec import load_compare
     from advx.errors import did_you_mean
     from advx.rundir import atomic_write_text
@@ -489,7 +489,8 @@ def compare_show(
     written = [out / "report.md"]
     if plots:
         written += [p for p in (plot_curves(data, out / "curves.png"),
-                                plot_paired(data, out / "paired.png")) if p is not None]
+                                plot_paired(data, out / "paired.png"),
+                                plot_tradeoff(data, out / "tradeoff.png")) if p is not None]
     typer.echo(text)
     Console(stderr=True, soft_wrap=True).print(
         "wrote " + ", ".join(str(p) for p in written), highlight=False, markup=False)

@@ -52,3 +52,44 @@ def test_equal_differences_say_why_there_is_no_interval():
     text = markdown(collect(_spec([0, 1, 2]), cells))
     row = next(line for line in text.splitlines() if line.startswith("| high | `score`"))
     assert [c.strip() for c in row.split("|")[3:6]] == ["3", "0.5", "– (every d equal)"]
+
+
+def test_the_tradeoff_table_and_plot_follow_the_temperatures(tmp_path):
+    from advx.compare.report import plot_tradeoff
+
+    metrics = ["bleu2", "self_bleu2", "bleu2@t0.7", "self_bleu2@t0.7"]
+    spec = CompareSpec(name="t", path="t.yaml", seeds=[0, 1], metrics=metrics, primary="bleu2",
+                       baseline="low", tradeoff=("bleu2", "self_bleu2"),
+                       conditions={c: Condition(name=c, recipe="toy.yaml", overrides=[])
+                                   for c in ("low", "high")})
+    cells = [_cell(c, s, {"bleu2": 0.7 + s / 10, "self_bleu2": 0.9, "bleu2@t0.7": 0.8,
+                          "self_bleu2@t0.7": 0.95 + s / 100}) for c in ("low", "high")
+             for s in (0, 1)]
+    data = collect(spec, cells)
+    text = markdown(data)
+    assert "| low | default | 0.75 ± 0.07071 (2) | 0.9 ± 0 (2) |" in text
+    assert "| high | 0.7 | 0.8 ± 0 (2) | 0.955 ± 0.007071 (2) |" in text
+    png = plot_tradeoff(data, tmp_path / "tradeoff.png")
+    assert png is not None and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_tradeoff_needs_both_metrics_at_the_same_temperatures(tmp_path):
+    import pytest
+    import yaml
+    from advx.compare.spec import load_compare
+    from advx.errors import ConfigError
+
+    (tmp_path / "toy.yaml").write_text("name: toy\n")
+    base = {"name": "q", "conditions": {"a": {"recipe": "toy.yaml"}, "b": {"recipe": "toy.yaml"}},
+            "seeds": 2, "metrics": ["bleu2", "self_bleu2", "bleu2@t0.7"]}
+    for tradeoff, message in [(["bleu2"], "expected [QUALITY, DIVERSITY]"),
+                              (["bleu2", "self_bleu2"], "'self_bleu2' needs at least two points"),
+                              (["bleu2", "self_blue2"], "Did you mean 'self_bleu2'?")]:
+        path = tmp_path / "q.yaml"
+        path.write_text(yaml.safe_dump({**base, "tradeoff": tradeoff}))
+        with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("?", r"\?")):
+            load_compare(path)
+    path.write_text(yaml.safe_dump({**base, "metrics": [*base["metrics"], "self_bleu2@t0.8"],
+                                    "tradeoff": ["bleu2", "self_bleu2"]}))
+    with pytest.raises(ConfigError, match="same temperatures"):
+        load_compare(path)

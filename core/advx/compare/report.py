@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from advx.compare.cells import Cell
-from advx.compare.spec import CompareSpec, eval_metric
+from advx.compare.spec import CompareSpec, eval_metric, tradeoff_points
 from advx.results import finite_number
 from advx.stats import BOOTSTRAP_MIN_N, describe, mean_ci, paired
 
-__all__ = ["CompareData", "collect", "markdown", "plot_curves", "plot_paired"]
+__all__ = ["CompareData", "collect", "markdown", "plot_curves", "plot_paired", "plot_tradeoff",
+           "tradeoff_table"]
 
 
 @dataclass
@@ -137,6 +138,7 @@ def markdown(data: CompareData) -> str:
                    for c in spec.conditions]
             lines.append(f"| {round} | " + " | ".join(row) + " |")
         lines.append("")
+    lines.extend(tradeoff_table(data))
     missing = _missing_values(data)
     if missing:
         lines.append("Finished cells without a finite value, left out of that metric's figures "
@@ -240,6 +242,73 @@ def plot_paired(data: CompareData, path: Path) -> Path | None:
         ax.set_title(f"n={len(seeds)} paired seeds", fontsize=9)
         ax.set_ylabel(spec.primary)
     fig.suptitle(f"{spec.name}: {spec.primary} per seed")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _tradeoff_series(data: CompareData) -> dict[str, list[tuple[str, list[float], list[float]]]]:
+    """condition -> [(temperature label, quality values, diversity values)] over the seeds
+    that have both, for the compare file's ``tradeoff: [QUALITY, DIVERSITY]``."""
+    assert data.spec.tradeoff is not None
+    quality, diversity = data.spec.tradeoff
+    q_at = tradeoff_points(quality, data.spec.metrics)
+    d_at = tradeoff_points(diversity, data.spec.metrics)
+    series: dict[str, list[tuple[str, list[float], list[float]]]] = {}
+    for condition in data.spec.conditions:
+        rows = []
+        for label in q_at:
+            qs, ds = data.values[condition][q_at[label]], data.values[condition][d_at[label]]
+            seeds = sorted(set(qs) & set(ds))
+            if seeds:
+                rows.append((label, [qs[s] for s in seeds], [ds[s] for s in seeds]))
+        series[condition] = rows
+    return series
+
+
+def tradeoff_table(data: CompareData) -> list[str]:
+    """Markdown lines: quality and diversity per condition and sampling temperature (the
+    quality–diversity trade-off a single temperature hides), or nothing without ``tradeoff``."""
+    if data.spec.tradeoff is None:
+        return []
+    quality, diversity = data.spec.tradeoff
+    lines = [f"Quality (`{quality}`) vs diversity (`{diversity}`) per sampling temperature, "
+             "mean ± sd (n seeds); `default` is the recipe's own temperature:", "",
+             f"| condition | temperature | `{quality}` | `{diversity}` |", "|---|---|---|---|"]
+    for condition, rows in _tradeoff_series(data).items():
+        lines.extend(f"| {condition} | {label} | {_mean_sd(q)} | {_mean_sd(d)} |"
+                     for label, q, d in rows)
+    return [*lines, ""]
+
+
+def plot_tradeoff(data: CompareData, path: Path) -> Path | None:
+    """Quality (y) against diversity (x), one line per condition through its temperatures
+    (means over seeds; each point labelled with its temperature)."""
+    if data.spec.tradeoff is None:
+        return None
+    series = _tradeoff_series(data)
+    if not any(series.values()):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    quality, diversity = data.spec.tradeoff
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for condition, rows in series.items():
+        points = sorted((describe(d).mean, describe(q).mean, label) for label, q, d in rows)
+        if not points:
+            continue
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=condition)
+        for x, y, label in points:
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    ax.set_xlabel(f"{diversity} (mean over seeds)")
+    ax.set_ylabel(f"{quality} (mean over seeds)")
+    ax.set_title(f"{data.spec.name}: quality vs diversity over sampling temperatures")
+    ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

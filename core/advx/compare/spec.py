@@ -58,6 +58,8 @@ COMPARE_KEYS = {
     "plugins": "extra plugin modules imported into every cell",
     "shared_start": "{condition: NAME | recipe: FILE, overrides: [...], round: N}: pre-train "
                     "once per seed, every condition of that seed starts from its checkpoint",
+    "tradeoff": "[QUALITY, DIVERSITY] metric names (e.g. [bleu2, self_bleu2]): a quality vs "
+                "diversity table and tradeoff.png over their @t<temperature> variants",
 }
 SHARED_START_KEYS = {
     "condition": "pre-train with this condition's recipe and overrides",
@@ -118,6 +120,7 @@ class CompareSpec:
     storage: str | None = None
     plugins: list[str] = field(default_factory=list)
     shared_start: SharedStart | None = None
+    tradeoff: tuple[str, str] | None = None
 
     @property
     def cells(self) -> list[tuple[str, int]]:
@@ -223,7 +226,43 @@ def load_compare(path: str | Path) -> CompareSpec:
         name=name, path=str(path.resolve()), conditions=conditions, seeds=seeds,
         metrics=metrics, primary=primary, baseline=baseline, description=description,
         summary=summary, rounds=rounds, storage=storage, plugins=plugins, shared_start=start,
+        tradeoff=_tradeoff(raw.get("tradeoff"), metrics, where),
     )
+
+
+TEMPERATURE_SUFFIX = "@t"  # a metric at sampling temperature τ is logged as NAME@t<τ>
+
+
+def tradeoff_points(metric: str, metrics: Sequence[str]) -> dict[str, str]:
+    """``{temperature label: metric name}`` of ``metric`` and its ``metric@t<τ>`` variants
+    among ``metrics`` (the plain name is the recipe's own sampling temperature: "default")."""
+    points = {"default": metric} if metric in metrics else {}
+    for name in metrics:
+        if name.startswith(metric + TEMPERATURE_SUFFIX):
+            points[name.removeprefix(metric + TEMPERATURE_SUFFIX)] = name
+    return points
+
+
+def _tradeoff(raw: Any, metrics: list[str], where: str) -> tuple[str, str] | None:
+    """``tradeoff: [QUALITY, DIVERSITY]``: both must have the same temperatures in metrics."""
+    if raw is None:
+        return None
+    if not (isinstance(raw, list) and len(raw) == 2 and all(isinstance(m, str) for m in raw)):
+        raise ConfigError(f"{where}: tradeoff: expected [QUALITY, DIVERSITY], two metric names "
+                          f"like [bleu2, self_bleu2], got {raw!r}")
+    quality, diversity = raw
+    points = [tradeoff_points(m, metrics) for m in raw]
+    for metric, found in zip(raw, points, strict=True):
+        if len(found) < 2:
+            raise ConfigError(
+                f"{where}: tradeoff: {metric!r} needs at least two points in metrics: the "
+                f"metric itself and/or {metric}{TEMPERATURE_SUFFIX}<temperature> variants "
+                f"(found {sorted(found.values()) or 'none'}).{did_you_mean(metric, metrics)}")
+    if set(points[0]) != set(points[1]):
+        raise ConfigError(f"{where}: tradeoff: {quality!r} and {diversity!r} must be listed at "
+                          f"the same temperatures; metrics have {sorted(points[0])} and "
+                          f"{sorted(points[1])}")
+    return quality, diversity
 
 
 def _shared_start(raw: Any, conditions: dict[str, Condition], shared: list[str], path: Path,
