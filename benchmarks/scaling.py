@@ -19,6 +19,8 @@ teacher-forced scoring; π_ref; reward; the update: forward, backward, gradient 
 and checks, AdamW step) in wall-clock and in CPU seconds, and prints a table (slowest rank per
 phase). ``--baseline REV`` measures the advx code of git revision REV as well, interleaved
 with this tree's at each process count, so both see the same load (a before/after in one run).
+``--independent`` also runs N independent one-process copies at once, each on 1/N of the
+batch, with no process group: the ratio data parallelism could reach on this machine.
 
 Writes ``benchmarks/results/scaling.json`` with both figures, the ratio, the machine's load
 average before and after (the machine may be shared: a busy machine lowers the ratio) and the
@@ -209,6 +211,33 @@ def launch(n: int, args: argparse.Namespace, code: Path) -> dict:
     return json.loads(out.read_text())
 
 
+def launch_independent(n: int, args: argparse.Namespace) -> dict:
+    """N independent one-process workers at once, each on 1/N of the global batch: no
+    process group, no all-reduce, nothing replicated but each process's own fixed costs.
+    What data parallelism could reach on this machine at this shape (``--independent``)."""
+    outs = [Path(tempfile.mkdtemp()) / "result.json" for _ in range(n)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
+               PYTHONPATH=os.pathsep.join([str(REPO / "core"), str(REPO / "plugins")]))
+    procs = [subprocess.Popen(
+        [sys.executable, __file__, "--worker", "--out", str(out), "--steps", str(args.steps),
+         "--batch", str(args.batch // n), "--max-new-tokens", str(args.max_new_tokens),
+         *(["--phases"] if args.phases else [])], env=env, stdout=subprocess.DEVNULL)
+        for out in outs]
+    for proc in procs:
+        if proc.wait() != 0:
+            raise SystemExit(f"an independent worker failed (exit {proc.returncode})")
+    parts = [json.loads(out.read_text()) for out in outs]
+    slowest = max((p["step_seconds"] for p in parts), key=sum)
+    result: dict[str, Any] = {
+        "processes": n, "step_seconds": slowest,
+        "sequences_per_second": args.batch * len(slowest) / sum(slowest),
+        "cpu_seconds_per_step_per_rank": [p["cpu_seconds_per_step_per_rank"][0] for p in parts],
+    }
+    if args.phases:
+        result["phase_seconds_per_rank"] = [p["phase_seconds_per_rank"][0] for p in parts]
+    return result
+
+
 def export_revision(revision: str, into: Path) -> Path:
     """The advx code (core/, plugins/) of git ``revision`` of this repository, in ``into``."""
     archive = subprocess.run(["git", "-C", str(REPO), "archive", revision, "core", "plugins"],
@@ -245,6 +274,9 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="REV",
                         help="also measure the advx code of git revision REV, interleaved with "
                              "this tree's (same load), and print both")
+    parser.add_argument("--independent", action="store_true",
+                        help="also run N independent 1-process copies at once, each on 1/N of "
+                             "the batch (no communication): this machine's ceiling")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -260,11 +292,15 @@ def main() -> None:
         for n in args.processes:  # interleaved: both codes see the same load
             for label, code in codes.items():
                 results[label][n] = launch(n, args, code)
+            if args.independent:
+                results.setdefault("independent", {})[n] = (
+                    launch_independent(n, args) if n > 1 else results["this"][n])
         load_after = os.getloadavg()
     first = args.processes[0]
     summaries = {label: summarise(r, first, args.phases) for label, r in results.items()}
     for label, summary in summaries.items():
-        print(f"{'this tree' if label == 'this' else 'baseline ' + label}:")
+        title = {"this": "this tree", "independent": "independent processes (no process group)"}
+        print(f"{title.get(label, 'baseline ' + label)}:")
         for n, result in results[label].items():
             print(f"  {n} process(es): {result['sequences_per_second']:.3f} sequences/s "
                   f"(steps {', '.join(f'{t:.2f}' for t in result['step_seconds'])} s)")
@@ -290,6 +326,8 @@ def main() -> None:
     if args.baseline:
         report["baseline"] = {"revision": args.baseline,
                               **summaries[args.baseline]}
+    if args.independent:
+        report["independent"] = summaries["independent"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
 
@@ -331,7 +369,7 @@ def print_phases(clock: str, tables: dict[str, dict[str, dict[str, float]]]) -> 
     width = max(len(name) for name in names) + 2
     print(f"{clock} seconds per timed step, slowest rank; a phase 'x: y' is part of x")
     for line in range(2):
-        cells = [label[:10] if line == 0 else f"{n} proc" for label, n in columns]
+        cells = [label[:11] if line == 0 else f"{n} proc" for label, n in columns]
         print(f"{'' if line else 'phase':{width}}" + "".join(f"{c:>12}" for c in cells))
     for name in names:
         print(f"{name:{width}}" + "".join(
