@@ -90,7 +90,7 @@ class SFTLoop:
     @classmethod
     def from_config(
         cls, name: str, model: nn.Module, config: Any,
-        optimizer: type[torch.optim.Optimizer] = torch.optim.AdamW,
+        optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.AdamW,
     ) -> SFTLoop:
         """The loop from a generator config's ``lr``, ``weight_decay`` (0 when absent),
         ``epochs``, ``batch_size`` and ``max_grad_norm`` keys, and its learning-rate schedule

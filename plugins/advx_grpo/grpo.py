@@ -39,7 +39,7 @@ from advx.choices import Choice
 from advx.components import BuildContext, StepContext
 from advx.errors import ConfigError
 from advx.microbatch import AccumulationConfig, check_accumulation, micro_batches
-from advx.numerics import guarded_step
+from advx.numerics import adamw, guarded_step
 from advx.rollout import Rewards, Rollout, masked_mean
 from advx.schedules import ScheduleConfig, load_scheduler, make_scheduler, rl_total_steps
 from torch import Tensor
@@ -199,7 +199,7 @@ class GRPOOptimizer:
         self.config = config
         self.seed = seed
         self.eps_high = config.epsilon_high or config.epsilon
-        self.optimizer = torch.optim.AdamW(generator.parameters(), lr=config.lr)
+        self.optimizer = adamw(generator.parameters(), lr=config.lr)
         self.scheduler = make_scheduler(self.optimizer, config, total_steps=total_steps,
                                         where="optimizer")
 

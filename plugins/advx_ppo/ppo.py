@@ -48,7 +48,7 @@ from advx.components import BuildContext, HasValueHead, StepContext, require
 from advx.distributed import mean_across
 from advx.errors import ConfigError, NonFiniteError
 from advx.microbatch import AccumulationConfig, check_accumulation, micro_batches
-from advx.numerics import guarded_step
+from advx.numerics import adamw, guarded_step
 from advx.rollout import Rewards, Rollout, masked_mean
 from advx.schedules import ScheduleConfig, load_scheduler, make_scheduler, rl_total_steps
 from torch import Tensor
@@ -221,7 +221,7 @@ class PPO:
         value_group = [p for p in self.params if id(p) in value_ids]
         if value_group:
             groups.append({"params": value_group, "lr": config.value_lr or config.lr})
-        self.optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = adamw(groups, lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = make_scheduler(self.optimizer, config, total_steps=total_steps,
                                         where="optimizer")
         self.return_stats = RunningMoments()

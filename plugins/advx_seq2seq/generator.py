@@ -24,6 +24,7 @@ from advx.generator_kit import SFTLoop, check_minimums, frozen_reference
 from advx.lora import LoRAKeys, apply_lora
 from advx.memory import CheckpointingKeys, enable_gradient_checkpointing
 from advx.microbatch import AccumulationConfig
+from advx.numerics import adamw
 from advx.rollout import Prompt, Rollout, Sample, SequenceNLL, mask_through_eos, shift_right
 from advx.schedules import ScheduleConfig
 from torch import Tensor, nn
@@ -148,7 +149,8 @@ class Seq2SeqGenerator:
         self.tokenizer = tokenizer
         self.value_head = value_head.to(self.device) if value_head is not None else None
         self._reference: Seq2SeqGenerator | None = None
-        self._sft: SFTLoop | None = SFTLoop.from_config("seq2seq", self.model, config)
+        self._sft: SFTLoop | None = SFTLoop.from_config("seq2seq", self.model, config,
+                                                         optimizer=adamw)
         self.pad_id = int(model.config.pad_token_id)
         self.eos_id = int(model.config.eos_token_id)
         self.start_id = int(model.config.decoder_start_token_id)
