@@ -62,6 +62,10 @@ class CNNConfig(ScheduleConfig):
         lr: Adam learning rate (1e-4).
         epochs: passes over the data per ``fit`` (SeqGAN: 3 per d-step).
         batch_size: minibatch size (64).
+        max_batches: stop a ``fit`` after this many minibatches in all (0 = no cap: every
+            minibatch of every epoch). Texygen's SeqGAN trains its discriminator on 3
+            minibatches of 64 per call, drawn from the shuffled reals + fakes (``max_batches: 3``,
+            ``epochs: 1``).
         valid_fraction: share of ``fit``'s data held out to report accuracy (0 = none).
         predict_batch: rows per forward pass in ``predict_proba``.
         predict_tables_mb: the largest :class:`TokenTables` (MB, ``4·V·Σ w·F_w`` bytes: 238 MiB for
@@ -83,6 +87,7 @@ class CNNConfig(ScheduleConfig):
     lr: float = 1e-4
     epochs: int = 3
     batch_size: int = 64
+    max_batches: int = 0
     valid_fraction: float = 0.1
     predict_batch: int = 256
     predict_tables_mb: int = 1024
@@ -259,14 +264,23 @@ class CNNDiscriminator:
         n_valid = int(len(samples) * self.config.valid_fraction)
         valid, train = order[:n_valid], order[n_valid:]
         self.model.train()
-        scheduler = fit_scheduler(self.optimizer, self.config, examples=len(train),
-                                  batch_size=self.config.batch_size, epochs=self.config.epochs,
-                                  where="classifier")
-        loss_sum, seen = 0.0, 0
+        batch_size, cap = self.config.batch_size, self.config.max_batches
+        steps = self.config.epochs * max(-(-len(train) // batch_size), 1)
+        if cap:
+            steps = min(steps, cap)
+        # the schedule spans the steps this fit takes (fewer than the epochs' under a cap)
+        scheduler = fit_scheduler(self.optimizer, self.config, examples=steps * batch_size,
+                                  batch_size=batch_size, epochs=1, where="classifier")
+        loss_sum, seen, taken = 0.0, 0, 0
         for _ in range(self.config.epochs):
+            if cap and taken >= cap:
+                break
             perm = train[torch.from_numpy(self.rng.permutation(len(train))).to(self.device)]
-            for start in range(0, len(perm), self.config.batch_size):
-                rows = perm[start : start + self.config.batch_size]
+            for start in range(0, len(perm), batch_size):
+                if cap and taken >= cap:
+                    break
+                taken += 1
+                rows = perm[start : start + batch_size]
                 if sharded:
                     loss = self._sharded_loss(ids, labels, rows, seen)
                 else:
@@ -281,7 +295,8 @@ class CNNDiscriminator:
                 seen += len(rows)
         if sharded:  # the ranks' losses average to the minibatches' losses
             loss_sum = mean_across(loss_sum)
-        metrics = {"cls/loss": loss_sum / max(seen, 1), "cls/train_size": float(len(train))}
+        metrics = {"cls/loss": loss_sum / max(seen, 1), "cls/train_size": float(len(train)),
+                   "cls/batches": float(taken)}
         if n_valid:
             def proba(part: Sequence[int]) -> Tensor:  # a share of the validation rows
                 return self._proba_ids(ids[valid[torch.as_tensor(part, dtype=torch.long)]])
@@ -350,6 +365,6 @@ class CNNDiscriminator:
 
 
 def build_cnn_discriminator(config: CNNConfig, ctx: BuildContext) -> CNNDiscriminator:
-    check_minimums("classifier", config, {"batch_size": 1, "epochs": 0})
+    check_minimums("classifier", config, {"batch_size": 1, "epochs": 0, "max_batches": 0})
     texts = list(ctx.task.texts()) if ctx.task is not None and config.vocab == "word" else []
     return CNNDiscriminator(config, texts, ctx.seed, ctx.device)

@@ -1,7 +1,9 @@
 """compares/seqgan_coco_texygen.yaml (issue 14 item 6, prepared, not yet run): it loads and
-every cell validates without building a model; it is Texygen's budget (80 MLE epochs shared by
-MLE and SeqGAN, ≥ 3 seeds); and every metric it reports, the temperature curve included, is a
-name the text task logs at the compare's own task settings."""
+every cell validates without building a model; it is Texygen's own SeqGAN schedule (80 MLE
+epochs and 80 discriminator calls shared by MLE and SeqGAN, 100 adversarial epochs of 1 g-step
++ 15 discriminator calls of 128 fakes and 3 minibatches, Texygen's small CNN; ≥ 3 seeds); and
+every metric it reports, the temperature curve included, is a name the text task logs at the
+compare's own task settings."""
 
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ def test_mle_and_seqgan_share_texygens_80_epoch_start(spec):
     seqgan = _resolved(spec.conditions["seqgan"].recipe,
                        spec.conditions["seqgan"].cell_overrides(seed))
     assert mle["loop"]["rounds"] == 0  # the start, re-evaluated
-    assert seqgan["loop"]["rounds"] >= 1
+    assert seqgan["loop"]["rounds"] == 100  # Texygen's adversarial_epoch_num
     # everything that shapes the models is the start's: the branch loads its weights, so the
     # generator and discriminator blocks must be the ones the start trained
     for block in ("generator", "classifier", "task"):
@@ -76,3 +78,22 @@ def test_every_metric_is_one_the_text_task_logs_at_the_compares_settings(spec, t
     logged = set(task.evaluate(Components(task=task, generator=generator), "test"))
     missing = [m for m in spec.metrics if m not in logged]
     assert not missing, f"{missing} are not logged by the text task"
+
+
+def test_the_schedule_is_texygens_own_seqgan(spec):
+    """geek-ai/Texygen models/seqgan/Seqgan.py (bc57374): every setting that sizes the
+    discriminator's training and the adversarial epoch, as recipes/seqgan_coco_texygen.yaml
+    cites them. The SeqGAN paper's schedule (recipes/seqgan_coco.yaml) would fail here."""
+    cell = spec.conditions["seqgan"]
+    r = _resolved(cell.recipe, cell.cell_overrides(spec.seeds[0]))
+    assert r["loop"]["pretrain_d_steps"] == 80  # train_discriminator × pre_epoch_num
+    assert (r["loop"]["rl_steps"], r["loop"]["batch_size"], r["loop"]["d_steps"]) == (1, 64, 15)
+    assert r["loop"]["improve_first"] and r["loop"]["augment_mode"] == "replace"
+    assert (r["task"]["num_fakes"], r["task"]["d_real"]) == (128, 0)  # generate_num; all reals
+    cls = r["classifier"]
+    assert (cls["epochs"], cls["max_batches"], cls["batch_size"]) == (1, 3, 64)  # 3 minibatches
+    assert (cls["filter_sizes"], cls["num_filters"]) == ([2, 3], [100, 200])
+    assert (cls["emb_dim"], cls["dropout"], cls["l2_reg"], cls["lr"]) == (32, 0.0, 0.2, 1e-4)
+    assert (r["reward"]["rollouts"], r["reward"]["update_rate"]) == (16, 0.8)
+    gen = r["generator"]
+    assert (gen["emb_dim"], gen["hidden_dim"], gen["epochs"], gen["batch_size"]) == (32, 32, 80, 64)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pickle
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -162,3 +163,29 @@ def test_cnn_predictions_by_token_tables_equal_the_convolutions():
     disc.config.predict_tables_mb = 0  # too large: predictions convolve
     torch.testing.assert_close(disc.predict_proba(samples), first)
     assert disc._token_tables() is None
+
+
+def test_cnn_max_batches_caps_the_minibatches_of_a_fit():
+    """``classifier.max_batches``: a fit stops after that many optimizer steps (Texygen's 3
+    minibatches a call), counted across epochs; 0 keeps every minibatch of every epoch."""
+    from advx.components import BuildContext
+    from advx.errors import ConfigError
+    from advx_seqgan.cnn import CNNConfig, CNNDiscriminator, build_cnn_discriminator
+
+    samples = [Sample(f"{i % 7} {i % 5} {i % 3}", label=i % 2) for i in range(200)]
+
+    def steps(max_batches: int) -> tuple[int, float]:
+        cfg = CNNConfig(vocab="ids", vocab_size=10, max_len=4, emb_dim=4, filter_sizes=[1, 2],
+                        num_filters=[3, 3], epochs=2, batch_size=16, valid_fraction=0.0,
+                        max_batches=max_batches)
+        disc = CNNDiscriminator(cfg, [], seed=0, device="cpu")
+        metrics = disc.fit(samples)
+        return disc.optimizer.state_dict()["state"][0]["step"].item(), metrics["cls/batches"]
+
+    assert steps(0) == (2 * 13, 26.0)  # ⌈200 / 16⌉ = 13 minibatches × 2 epochs
+    assert steps(3) == (3, 3.0)
+    assert steps(20) == (20, 20.0)  # the cap spans epochs: 13 + 7
+    assert steps(100) == (26, 26.0)  # a cap above the epochs' total changes nothing
+    with pytest.raises(ConfigError, match=r"classifier\.max_batches"):
+        build_cnn_discriminator(CNNConfig(max_batches=-1),
+                                BuildContext(run_dir=Path("."), seed=0, device="cpu"))
