@@ -8,6 +8,7 @@ from pathlib import Path
 
 from advx.compare.spec import check_conditions, load_compare
 from advx.runner import prepare_recipe
+from advx.use import eval_override_problem
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +23,11 @@ def test_ranker_recipe_is_ranker_only():
 def test_full_recipe_and_compare_file_validate(monkeypatch):
     spec = prepare_recipe(ROOT / "recipes/adagrpo_beauty_full.yaml")
     task = spec.resolved["task"]
-    assert task["max_users"] == 0 and task["eval_users"] == 0
+    # every user trains; the rounds evaluate a fixed subset (monitor + curves), kept small
+    assert task["max_users"] == 0 and 0 < task["eval_users"] <= 5000
+    assert task["subset_seed"] == 0  # the task's own seed, not the run's: same users per seed
+    loop = spec.resolved["loop"]
+    assert loop["monitor"] == "valid/hr@10" and loop["keep_best"] is True
     assert task["semantic_ids"] == "rqvae" and task["constrained"] is True
     assert spec.resolved["optimizer"]["log_samples"] is True
     monkeypatch.chdir(ROOT)  # compare files name recipes relative to the repository root
@@ -31,3 +36,19 @@ def test_full_recipe_and_compare_file_validate(monkeypatch):
     assert len(compare.seeds) >= 5 and compare.baseline == "nll"
     assert {"nll", "mix_0.5", "mix_2.0", "adagrpo_0.5", "adagrpo_2.0"} <= set(compare.conditions)
     assert os.path.basename(str(compare.conditions["nll"].recipe)) == "adagrpo_beauty_full.yaml"
+
+
+def test_full_study_reports_all_user_reevaluations(monkeypatch):
+    """The reported figures are the final and best checkpoints re-evaluated on every user
+    (`advx eval RUN [--round best] --name all-final|all-best task.eval_users=0`): the compare
+    reads them, the override is one `advx eval` accepts, and the header gives both commands."""
+    monkeypatch.chdir(ROOT)
+    compare = load_compare(ROOT / "compares/adagrpo_beauty_full.yaml")
+    for name in ("all-final", "all-best"):
+        assert f"eval:{name}/test/hr@10" in compare.metrics
+        assert f"eval:{name}/test/ndcg@10" in compare.metrics
+    assert not compare.primary.startswith("eval:") and compare.summary == "final"
+    assert eval_override_problem("task.eval_users") is None
+    header = (ROOT / "compares/adagrpo_beauty_full.yaml").read_text(encoding="utf-8")
+    assert "--name all-final task.eval_users=0" in header
+    assert "--round best --name all-best task.eval_users=0" in header
