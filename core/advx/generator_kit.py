@@ -76,9 +76,10 @@ def epoch_batches(n: int, batch_size: int, *, lengths: Sequence[Any] | None = No
     length-sorted batches): shuffle, sort each chunk of ``chunk_batches`` batches by length
     (a stable sort, so ties keep the shuffled order), cut it into batches, then shuffle the
     batch order. Every example is still in exactly one batch; only the last batch can be
-    short, as before. Hand-written because no maintained library offers a sampler for a loop
-    over plain ``Sample`` lists (torchtext's is retired; HF's ``group_by_length`` belongs
-    to its ``Trainer``).
+    short, as before. Hand-written (a few lines): torchtext's ``BucketIterator`` is retired,
+    and transformers' ``get_length_grouped_indices`` (the ``Trainer``'s ``group_by_length``)
+    keeps each mega-batch's batches in descending length order with the longest first (to hit
+    an OOM early), a length curriculum inside every mega-batch rather than a shuffled order.
     """
     order = torch.randperm(n).tolist()
     if lengths is None:
