@@ -11,6 +11,8 @@ batch, not in how they train on one, so the policy lives here once:
   same returned metrics: ``sft/loss`` (token-mean loss of the last epoch), ``sft/examples``,
   ``sft/epochs``. In a data-parallel run (:mod:`advx.distributed`) every rank draws the same
   minibatches and differentiates its share of each; the update is the whole minibatch's.
+  With ``length_bucketed`` the minibatches hold examples of near-equal length (the bucket
+  iterator of :func:`epoch_batches`), so padding to a batch's longest row costs less.
 * :func:`frozen_reference`: π_ref, a frozen deep copy of the weights taken the first time a
   generator is asked for its reference. Later training never moves it; asking again returns
   the same object, and a reference is its own reference.
@@ -43,12 +45,51 @@ from advx.numerics import guarded_step
 from advx.rollout import Sample
 from advx.schedules import check_schedule, fit_scheduler
 
-__all__ = ["ModelState", "SFTLoop", "check_minimums", "frozen_reference"]
+__all__ = ["ModelState", "SFTLoop", "check_minimums", "epoch_batches", "frozen_reference",
+           "sample_length"]
 
 G = TypeVar("G")
 
 #: ``batch -> (summed token NLL over the batch, number of target tokens)``, with grad.
 BatchLoss = Callable[[Sequence[Sample]], tuple[Tensor, int | Tensor]]
+
+#: Batches per chunk of the bucket iterator (torchtext's ``BucketIterator`` pool of 100):
+#: the sort reaches this far, so batches are near-equal in length while the batch order and
+#: each chunk's membership stay random.
+BUCKET_CHUNK_BATCHES = 100
+
+
+def sample_length(sample: Sample) -> tuple[int, int]:
+    """The sort key of the bucket iterator: whitespace tokens of prompt + target (exact for
+    the ``word`` tokenizer: item ids, semantic-id codes), then characters (a BPE proxy).
+    The loop cannot tokenize (it only sees samples), and an order proxy is all it needs."""
+    text = f"{sample.prompt.text if sample.prompt is not None else ''} {sample.text}"
+    return len(text.split()), len(text)
+
+
+def epoch_batches(n: int, batch_size: int, *, lengths: Sequence[Any] | None = None,
+                  chunk_batches: int = BUCKET_CHUNK_BATCHES) -> list[list[int]]:
+    """One epoch's minibatches as index lists over ``n`` examples, from the global torch RNG.
+
+    ``lengths`` None: one ``randperm`` cut into consecutive batches (the uniform order).
+    Otherwise the standard *bucket iterator* (torchtext's ``BucketIterator``, fairseq's
+    length-sorted batches): shuffle, sort each chunk of ``chunk_batches`` batches by length
+    (a stable sort, so ties keep the shuffled order), cut it into batches, then shuffle the
+    batch order. Every example is still in exactly one batch; only the last batch can be
+    short, as before. Hand-written (a few lines): torchtext's ``BucketIterator`` is retired,
+    and transformers' ``get_length_grouped_indices`` (the ``Trainer``'s ``group_by_length``)
+    keeps each mega-batch's batches in descending length order with the longest first (to hit
+    an OOM early), a length curriculum inside every mega-batch rather than a shuffled order.
+    """
+    order = torch.randperm(n).tolist()
+    if lengths is None:
+        return [order[start : start + batch_size] for start in range(0, n, batch_size)]
+    chunk = batch_size * chunk_batches  # a multiple of batch_size: full batches inside
+    batches: list[list[int]] = []
+    for lo in range(0, n, chunk):
+        part = sorted(order[lo : lo + chunk], key=lambda i: lengths[i])
+        batches += [part[start : start + batch_size] for start in range(0, len(part), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches)).tolist()]
 
 
 class SFTLoop:
@@ -72,6 +113,7 @@ class SFTLoop:
         max_grad_norm: float,
         schedule: Any = None,
         grad_accum_steps: int = 1,
+        length_bucketed: bool = False,
     ) -> None:
         self.name = name
         self.model = model
@@ -82,6 +124,11 @@ class SFTLoop:
         self.optimizer: torch.optim.Optimizer | None = None
         self.schedule = schedule
         self.grad_accum_steps = grad_accum_steps
+        if not isinstance(length_bucketed, bool):
+            raise ConfigError(f"generator.length_bucketed must be true or false, "
+                              f"got {length_bucketed!r}")
+        self.length_bucketed = length_bucketed
+        """Batches of near-equal length (:func:`epoch_batches`); False: uniform order."""
         check_accumulation(self, "generator")
         if schedule is not None:
             check_schedule(schedule, "generator")  # at build time, before anything trains
@@ -93,15 +140,16 @@ class SFTLoop:
         optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.AdamW,
     ) -> SFTLoop:
         """The loop from a generator config's ``lr``, ``weight_decay`` (0 when absent),
-        ``epochs``, ``batch_size`` and ``max_grad_norm`` keys, and its learning-rate schedule
+        ``epochs``, ``batch_size`` and ``max_grad_norm`` keys, its learning-rate schedule
         keys when it has them (:class:`advx.schedules.ScheduleConfig`; one schedule per
-        :meth:`run` call)."""
+        :meth:`run` call), ``grad_accum_steps`` and ``length_bucketed`` (absent: 1, False)."""
         lr, weight_decay = config.lr, getattr(config, "weight_decay", 0.0)
         return cls(name, model, lambda params: optimizer(params, lr=lr, weight_decay=weight_decay),
                    epochs=config.epochs, batch_size=config.batch_size,
                    max_grad_norm=config.max_grad_norm,
                    schedule=config if hasattr(config, "lr_scheduler") else None,
-                   grad_accum_steps=getattr(config, "grad_accum_steps", 1))
+                   grad_accum_steps=getattr(config, "grad_accum_steps", 1),
+                   length_bucketed=getattr(config, "length_bucketed", False))
 
     def _params(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -131,14 +179,15 @@ class SFTLoop:
         # share of every global minibatch and guarded_step averages the gradients.
         sharded = is_distributed() and same_on_every_rank("\n".join(
             f"{s.prompt.text if s.prompt is not None else ''}\t{s.text}" for s in samples))
+        lengths = [sample_length(s) for s in samples] if self.length_bucketed else None
         loss_sum, tokens, step = 0.0, 0, 0
         for _ in range(self.epochs):
             loss_sum, tokens = 0.0, 0
-            order = torch.randperm(len(samples)).tolist()
-            if sharded:  # the main process's order: the same minibatches on every rank
-                order = broadcast_object(order)
-            for start in range(0, len(order), self.batch_size):
-                batch = [samples[i] for i in order[start : start + self.batch_size]]
+            batches = epoch_batches(len(samples), self.batch_size, lengths=lengths)
+            if sharded:  # the main process's batches: the same minibatches on every rank
+                batches = broadcast_object(batches)
+            for rows in batches:
+                batch = [samples[i] for i in rows]
                 optimizer.zero_grad(set_to_none=True)
                 if sharded:
                     total, count, loss = self.sharded_backward(batch, batch_loss, params, step)

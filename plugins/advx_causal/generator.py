@@ -83,6 +83,8 @@ class CausalConfig(ScheduleConfig, AccumulationConfig, LoRAKeys, CheckpointingKe
         lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: learning-rate schedule of
             each ``sft`` call (:class:`advx.schedules.ScheduleConfig`).
         grad_accum_steps: micro-batches per SFT minibatch (:mod:`advx.microbatch`; 1 = none).
+        length_bucketed: SFT minibatches of near-equal length (a bucket iterator,
+            :func:`advx.generator_kit.epoch_batches`): less padding; False = uniform order.
         lora: ``{r, alpha, dropout, target_modules}`` to train a LoRA adapter through peft
             instead of every weight; π_ref is then the model with the adapter disabled
             (:mod:`advx.lora`). null (default) = full fine-tuning.
@@ -104,6 +106,7 @@ class CausalConfig(ScheduleConfig, AccumulationConfig, LoRAKeys, CheckpointingKe
     batch_size: int = 64
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
+    length_bucketed: bool = False
 
 
 def _tiny_model(config: CausalConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:

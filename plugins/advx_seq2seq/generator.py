@@ -77,6 +77,8 @@ class Seq2SeqConfig(ScheduleConfig, AccumulationConfig, LoRAKeys, CheckpointingK
         lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: learning-rate schedule of
             each ``sft`` call (:class:`advx.schedules.ScheduleConfig`).
         grad_accum_steps: micro-batches per SFT minibatch (:mod:`advx.microbatch`; 1 = none).
+        length_bucketed: SFT minibatches of near-equal length (a bucket iterator,
+            :func:`advx.generator_kit.epoch_batches`): less padding; False = uniform order.
         lora: ``{r, alpha, dropout, target_modules}`` to train a LoRA adapter through peft
             instead of every weight; π_ref is then the model with the adapter disabled
             (:mod:`advx.lora`). null (default) = full fine-tuning.
@@ -95,6 +97,7 @@ class Seq2SeqConfig(ScheduleConfig, AccumulationConfig, LoRAKeys, CheckpointingK
     batch_size: int = 16
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
+    length_bucketed: bool = False
     value_head: bool = True
     dropout: float = 0.0
     d_model: int = 64

@@ -61,6 +61,8 @@ class LSTMConfig(ScheduleConfig, AccumulationConfig):
         lr_scheduler, warmup_steps, warmup_ratio, schedule_steps: learning-rate schedule of
             each MLE (``sft``) call (:class:`advx.schedules.ScheduleConfig`).
         grad_accum_steps: micro-batches per SFT minibatch (:mod:`advx.microbatch`; 1 = none).
+        length_bucketed: SFT minibatches of near-equal length (a bucket iterator,
+            :func:`advx.generator_kit.epoch_batches`): less padding; False = uniform order.
     """
 
     vocab: VocabKind = VocabKind.word
@@ -74,6 +76,7 @@ class LSTMConfig(ScheduleConfig, AccumulationConfig):
     epochs: int = 120
     batch_size: int = 64
     max_grad_norm: float = 5.0
+    length_bucketed: bool = False
     init_from: str = ""
     device: str = ""
 
