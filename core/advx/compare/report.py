@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from advx.compare.cells import Cell
 from advx.compare.spec import CompareSpec, eval_metric, tradeoff_points
@@ -210,11 +211,7 @@ def plot_curves(data: CompareData, path: Path) -> Path | None:
     ax.set_ylabel(data.spec.primary)
     ax.set_title(f"{data.spec.name}: mean and 95% CI over seeds")
     ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def plot_paired(data: CompareData, path: Path) -> Path | None:
@@ -242,11 +239,7 @@ def plot_paired(data: CompareData, path: Path) -> Path | None:
         ax.set_title(f"n={len(seeds)} paired seeds", fontsize=9)
         ax.set_ylabel(spec.primary)
     fig.suptitle(f"{spec.name}: {spec.primary} per seed")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def _tradeoff_series(data: CompareData) -> dict[str, list[tuple[str, list[float], list[float]]]]:
@@ -309,6 +302,13 @@ def plot_tradeoff(data: CompareData, path: Path) -> Path | None:
     ax.set_ylabel(f"{quality} (mean over seeds)")
     ax.set_title(f"{data.spec.name}: quality vs diversity over sampling temperatures")
     ax.legend()
+    return _save_figure(fig, path)
+
+
+def _save_figure(fig: Any, path: Path) -> Path:
+    """Lay out, write (creating the folder) and close a report figure; its path."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
