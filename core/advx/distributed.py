@@ -57,6 +57,7 @@ head beside the model), so the averaging is done once per optimizer step instead
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import os
 import shutil
@@ -125,10 +126,38 @@ def _state() -> Any:
     return PartialState(cpu=not torch.cuda.is_available())
 
 
+_SHUTDOWN_REGISTERED = False
+
+
 def init() -> None:
-    """Join the process group now (a no-op for a plain run)."""
+    """Join the process group now (a no-op for a plain run), and leave it cleanly at exit."""
+    global _SHUTDOWN_REGISTERED
     if is_distributed():
         _state()
+        if not _SHUTDOWN_REGISTERED:
+            atexit.register(_leave_process_group)
+            _SHUTDOWN_REGISTERED = True
+
+
+def _leave_process_group(timeout_s: float = 60.0) -> None:
+    """At exit: wait for every rank, then destroy the process group. Without it, gloo's
+    background threads are still alive when the interpreter tears down and a rank can abort
+    at exit ("terminate called without an active exception", exit -6; seen in CI right after
+    a collective). The barrier has a timeout (gloo's ``monitored_barrier``) so that a rank
+    whose peer died does not hang; failures here are ignored, the process is leaving."""
+    import datetime
+
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    with contextlib.suppress(Exception):  # a dead peer: leave anyway
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=timeout_s))
+        else:
+            dist.barrier()
+    with contextlib.suppress(Exception):
+        dist.destroy_process_group()
 
 
 def broadcast_object(value: T) -> T:
