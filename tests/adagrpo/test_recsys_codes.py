@@ -47,7 +47,7 @@ def test_constrained_evaluation_reports_zero_hallucination_and_the_free_metrics(
     folder = write_beauty_fixture(tmp_path / "data")
     cfg = NextItemConfig(path=str(folder / "seq.txt"), attributes=str(folder / "attrs.json"),
                          codebook=[3, 3], svd_dim=4, history=3, topk=5, constrained=True,
-                         report_unconstrained=True, eval_users=8)
+                         eval_unconstrained=True, eval_users=8)
     ctx = BuildContext(run_dir=tmp_path, seed=0, device="cpu")
     task = build_next_item(cfg, ctx)
     from advx_causal import CausalConfig, build_causal

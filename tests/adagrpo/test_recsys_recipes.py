@@ -49,6 +49,14 @@ def test_full_study_reports_all_user_reevaluations(monkeypatch):
         assert f"eval:{name}/test/ndcg@10" in compare.metrics
     assert not compare.primary.startswith("eval:") and compare.summary == "final"
     assert eval_override_problem("task.eval_users") is None
+    assert eval_override_problem("task.eval_unconstrained") is None  # skipped in all-best
     header = (ROOT / "compares/adagrpo_beauty_full.yaml").read_text(encoding="utf-8")
     assert "--name all-final task.eval_users=0" in header
-    assert "--round best --name all-best task.eval_users=0" in header
+    assert "--round best --name all-best task.eval_users=0 task.eval_unconstrained=false" in header
+
+
+def test_the_former_name_of_eval_unconstrained_still_sets_it():
+    from advx_recsys.task import NextItemConfig
+
+    assert NextItemConfig(report_unconstrained=True).eval_unconstrained is True
+    assert NextItemConfig().eval_unconstrained is False
