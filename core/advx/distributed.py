@@ -393,10 +393,15 @@ def _pad_cat(parts: list[torch.Tensor], value: float, left: bool = False) -> tor
     return torch.cat(padded, dim=0)
 
 
-def _prompts_left_padded(parts: list[Rollout]) -> bool:
-    """Whether the prompts are left-padded (the ``causal`` generator's layout): a row with
-    padding before its last column. Shares without any padded row say nothing; the
-    contract's right padding is the default then."""
+def _prompts_left_padded(parts: list[Rollout], generator: Any = None) -> bool:
+    """Whether the prompts are left-padded (the ``causal`` generator's layout): the
+    generator's ``prompt_padding_side`` when it declares one, else a row with padding before
+    its last column. The data alone cannot tell when no share has a padded row (each share's
+    prompts of one length, the shares' lengths different); the contract's right padding is
+    the default then."""
+    side = getattr(generator, "prompt_padding_side", None)
+    if side in ("left", "right"):
+        return side == "left"
     for part in parts:
         mask = part.prompt_mask
         if mask.shape[1] and bool(((mask[:, 0] == 0) & (mask[:, -1] == 1)).any()):
@@ -418,19 +423,21 @@ def _pad_id(generator: Any, parts: list[Rollout]) -> int:
 
 
 def gather_rollouts(parts: Sequence[Rollout | None], group_offsets: Sequence[int],
-                    pad_id: int = 0) -> Rollout:
+                    pad_id: int = 0, left: bool | None = None) -> Rollout:
     """One rollout of the ranks' ``parts`` in rank order (None: a rank with no prompts).
 
     Rows are concatenated; 2-D tensors are padded to the widest share — responses (ids with
     ``pad_id``, masks and log-probs/values with 0) on the right, prompts on the side the
     shares are padded on — so the layout is the one a single ``sample`` call on all the
     prompts gives. ``group_ids`` of part r are shifted by ``group_offsets[r]`` (the index of
-    its first prompt), so they number the prompts of the whole batch."""
+    its first prompt), so they number the prompts of the whole batch. ``left``: pad the
+    prompts on the left (True) or right (False); None: the side the shares are padded on."""
     present = [(p, off) for p, off in zip(parts, group_offsets, strict=True) if p is not None]
     if not present:
         raise ValueError("gather_rollouts: every part is empty")
     rollouts = [p for p, _ in present]
-    left = _prompts_left_padded(rollouts)
+    if left is None:
+        left = _prompts_left_padded(rollouts)
 
     def optional(name: str) -> torch.Tensor | None:
         tensors = [getattr(p, name) for p in rollouts]
@@ -474,7 +481,8 @@ def _sample_sharded(generator: Any, sample: Callable[..., Rollout], prompts: Seq
     parts = _gather(None if part is None else _to(part, "cpu"))
     offsets = [shard_bounds(len(prompts), r)[0] for r in range(world_size())]
     present = [p for p in parts if p is not None]
-    return _to(gather_rollouts(parts, offsets, _pad_id(generator, present)), device)
+    return _to(gather_rollouts(parts, offsets, _pad_id(generator, present),
+                               _prompts_left_padded(present, generator)), device)
 
 
 def sample_sharded(generator: Any, prompts: Sequence[Any], n: int = 1,

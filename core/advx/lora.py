@@ -126,8 +126,15 @@ def fold_adapter(model: Any) -> None:
         model.merge_adapter()
         for module in model.modules():
             if isinstance(module, LoraLayer):
-                for layer in module.lora_B.values():
-                    layer.weight.zero_()
+                # only the adapters merge_adapter folded (the active ones): zeroing another
+                # adapter's B would erase it unmerged. An Embedding's B is a Parameter in
+                # lora_embedding_B (not a module in lora_B): left alone, unmerge would take
+                # its update back out of the base and π_ref would not be the policy.
+                for name in module.merged_adapters:
+                    if name in module.lora_B:
+                        module.lora_B[name].weight.zero_()
+                    if name in module.lora_embedding_B:
+                        module.lora_embedding_B[name].zero_()
         model.unmerge_adapter()
     _FOLDED.add(model)
 

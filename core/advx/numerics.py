@@ -52,15 +52,42 @@ def adamw(params: Iterable[Any], **kwargs: Any) -> torch.optim.AdamW:
     ``benchmarks/scaling.py --phases``). The update is the same AdamW (equal to float
     rounding). ``params`` is a list of tensors or of parameter groups (dicts), as for AdamW.
     """
-    params = [{**item, "params": list(item["params"])} if isinstance(item, Mapping) else item
-              for item in params]
+    params = [{**item, "params": _group_params(item["params"])} if isinstance(item, Mapping)
+              else item for item in params]
     tensors = [t for item in params
                for t in (item["params"] if isinstance(item, dict) else [item])]
     fused = bool(tensors) and all(
         t.is_floating_point() and t.device.type in FUSED_ADAMW_DEVICES for t in tensors)
     if fused and "foreach" not in kwargs:
         kwargs.setdefault("fused", True)
-    return torch.optim.AdamW(params, **kwargs)
+    optimizer = torch.optim.AdamW(params, **kwargs)
+    chosen = [{"fused": g["fused"], "foreach": g["foreach"]} for g in optimizer.param_groups]
+    optimizer.register_load_state_dict_post_hook(
+        lambda opt: _keep_implementation(opt, chosen))
+    return optimizer
+
+
+def _group_params(params: Any) -> list[Tensor]:
+    """A group's ``params`` as a list; a single tensor is one parameter, as torch takes it
+    (``list(tensor)`` would split it into its rows, non-leaf views AdamW refuses)."""
+    return [params] if isinstance(params, Tensor) else list(params)
+
+
+def _keep_implementation(optimizer: torch.optim.Optimizer,
+                         chosen: list[dict[str, Any]]) -> None:
+    """After ``load_state_dict``: keep the kernel :func:`adamw` chose. torch copies every
+    saved group setting, ``fused``/``foreach`` included, so resuming a checkpoint written by
+    torch's default AdamW (``fused: None``, an older run) would silently step unfused. The
+    fused kernel wants each ``step`` as a float32 tensor on its parameter's device, where the
+    default keeps it on the CPU."""
+    for group, kernel in zip(optimizer.param_groups, chosen, strict=True):
+        group.update(kernel)
+        if kernel["fused"]:
+            for p in group["params"]:
+                step = optimizer.state.get(p, {}).get("step")
+                if step is not None:
+                    optimizer.state[p]["step"] = torch.as_tensor(
+                        step, dtype=torch.float32, device=p.device)
 
 
 def guarded_step(

@@ -139,6 +139,9 @@ def _tiny_model(config: CausalConfig, tokenizer: PreTrainedTokenizerBase) -> Pre
 class CausalGenerator(ModelState):
     """A decoder-only policy (see the module docstring for the token layout)."""
 
+    prompt_padding_side = "left"
+    """Rollout prompts are left-padded: :func:`advx.distributed.gather_rollouts` keeps that."""
+
     def __init__(
         self,
         config: CausalConfig,

@@ -4,6 +4,8 @@ docs/scaling.md)."""
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from advx.numerics import adamw
 
@@ -36,3 +38,32 @@ def test_adamw_keeps_an_explicit_foreach_and_accepts_a_generator() -> None:
     optimizer = adamw(params, lr=1e-3, foreach=True)
     assert not optimizer.param_groups[0]["fused"]
     assert len(optimizer.param_groups[0]["params"]) == 2
+
+
+def test_adamw_resumes_a_default_adamw_checkpoint_fused() -> None:
+    """An older run's checkpoint (torch's default AdamW: ``fused: None`` in its groups) keeps
+    the fused kernel after ``load_state_dict`` and continues the same AdamW."""
+    _, default = _trained(lambda g: torch.optim.AdamW(g, lr=1e-3, weight_decay=0.01), steps=2)
+    saved = copy.deepcopy(default.state_dict())
+    assert saved["param_groups"][0]["fused"] is None
+
+    def resumed(optimizer_of):
+        def make(groups):
+            optimizer = optimizer_of(groups)
+            optimizer.load_state_dict(copy.deepcopy(saved))
+            return optimizer
+        return make
+
+    fused, optimizer = _trained(resumed(lambda g: adamw(g, lr=1e-3, weight_decay=0.01)))
+    default_weights, _ = _trained(resumed(lambda g: torch.optim.AdamW(g, lr=1e-3,
+                                                                      weight_decay=0.01)))
+    assert all(group["fused"] for group in optimizer.param_groups)
+    assert optimizer.param_groups[1]["lr"] == 1e-2
+    for a, b in zip(fused, default_weights, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_adamw_takes_a_single_tensor_as_a_group_s_params() -> None:
+    weight = torch.nn.Parameter(torch.zeros(2, 3))
+    optimizer = adamw([{"params": weight}], lr=1e-3)  # as torch.optim.AdamW takes it
+    assert optimizer.param_groups[0]["params"] == [weight]

@@ -160,3 +160,19 @@ def test_gather_rollouts_pads_to_the_widest_share_and_numbers_the_prompts(left: 
     assert whole.prompt_ids.tolist()[2] == ([9, 1, 2] if left else [1, 2, 9])
     assert whole.prompt_mask.tolist()[2] == ([0, 1, 1] if left else [1, 1, 0])
     assert whole.values is None and whole.ref_logprobs is None
+
+
+def test_gathered_prompts_keep_the_generator_s_padding_side_when_no_share_is_padded() -> None:
+    """Each share's prompts of one length, the shares' lengths different: the data cannot
+    tell the side, the causal generator declares it (left), as one sample call pads."""
+    from advx.distributed import _prompts_left_padded
+    from advx_causal.generator import CausalGenerator
+
+    first = _part([[1, 2, 3]], [[5]], True, [0])
+    second = _part([[4]], [[6]], True, [0])
+    assert not _prompts_left_padded([first, second])  # the data says nothing
+    assert _prompts_left_padded([first, second], CausalGenerator)
+    whole = gather_rollouts([first, second], [0, 1], pad_id=9,
+                            left=_prompts_left_padded([first, second], CausalGenerator))
+    assert whole.prompt_ids.tolist()[1] == [9, 9, 4]
+    assert whole.prompt_mask.tolist()[1] == [0, 0, 1]
