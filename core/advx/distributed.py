@@ -179,8 +179,7 @@ def mean_across(value: float) -> float:
         return value
     from accelerate.utils import reduce
 
-    _state()
-    return float(reduce(torch.tensor([float(value)], dtype=torch.float64), reduction="mean"))
+    return float(reduce(_numbers([value]), reduction="mean"))
 
 
 def sum_across(values: Sequence[float]) -> list[float]:
@@ -190,10 +189,14 @@ def sum_across(values: Sequence[float]) -> list[float]:
         return [float(v) for v in values]
     from accelerate.utils import reduce
 
-    _state()
-    summed = reduce(torch.tensor([float(v) for v in values], dtype=torch.float64),
-                    reduction="sum")
+    summed = reduce(_numbers(values), reduction="sum")
     return [float(v) for v in summed.tolist()]
+
+
+def _numbers(values: Sequence[float]) -> torch.Tensor:
+    """Floats as a float64 tensor on this process's device: NCCL reduces CUDA tensors only
+    (gloo takes CPU ones, where the device is the CPU anyway)."""
+    return torch.tensor([float(v) for v in values], dtype=torch.float64, device=_state().device)
 
 
 def any_rank(flag: bool) -> bool:
