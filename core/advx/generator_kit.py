@@ -218,17 +218,24 @@ class SFTLoop:
         """Backward the summed NLL of each micro-batch of ``batch`` (activations of one at a
         time), then divide the gradients by the batch's token count: exactly the gradient of
         the batch's token-mean loss (:mod:`advx.microbatch`)."""
-        total = torch.zeros(())
-        count = 0
+        total, count = self._backward_summed(batch, batch_loss)
+        for p in params:
+            if p.grad is not None:
+                p.grad.div_(max(count, 1))
+        return total, count, total / max(count, 1)
+
+    def _backward_summed(self, batch: Sequence[Sample], batch_loss: BatchLoss
+                         ) -> tuple[Tensor, int]:
+        """Backward the *summed* NLL of ``batch`` in ``grad_accum_steps`` micro-batches (the
+        activations of one at a time); returns the summed NLL (detached, CPU) and the token
+        count, for the caller to scale the gradients to a mean."""
+        total, count = torch.zeros(()), 0
         for rows in micro_batches(len(batch), self.grad_accum_steps):
             part_total, part_count = batch_loss([batch[i] for i in rows.tolist()])
             backward(part_total)
             total = total + part_total.detach().cpu()
             count += int(part_count)
-        for p in params:
-            if p.grad is not None:
-                p.grad.div_(max(count, 1))
-        return total, count, total / max(count, 1)
+        return total, count
 
     def sharded_backward(self, batch: Sequence[Sample], batch_loss: BatchLoss,
                          params: list[nn.Parameter], step: int = 0
@@ -242,14 +249,8 @@ class SFTLoop:
         (:func:`rank_seed` of ``step``, the call's step counter), so the global RNG stays the
         same on every rank, where a one-process SFT without dropout leaves it."""
         lo, hi = shard_bounds(len(batch))
-        part = batch[lo:hi]
-        total, count = torch.zeros(()), 0
         with rank_seed(step):
-            for rows in micro_batches(len(part), self.grad_accum_steps):
-                part_total, part_count = batch_loss([part[i] for i in rows.tolist()])
-                backward(part_total)
-                total = total + part_total.detach().cpu()
-                count += int(part_count)
+            total, count = self._backward_summed(batch[lo:hi], batch_loss)
         whole = int(sum_across([count])[0])  # the minibatch's tokens, over every share
         scale = share_scale(whole)
         for p in params:

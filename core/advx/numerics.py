@@ -9,6 +9,7 @@ RuntimeError that names neither the quantity nor the component.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -62,8 +63,9 @@ def adamw(params: Iterable[Any], **kwargs: Any) -> torch.optim.AdamW:
         kwargs.setdefault("fused", True)
     optimizer = torch.optim.AdamW(params, **kwargs)
     chosen = [{"fused": g["fused"], "foreach": g["foreach"]} for g in optimizer.param_groups]
-    optimizer.register_load_state_dict_post_hook(
-        lambda opt: _keep_implementation(opt, chosen))
+    # a partial of a module function, not a lambda: the optimizer stays picklable
+    optimizer.register_load_state_dict_post_hook(functools.partial(_keep_implementation,
+                                                                   chosen=chosen))
     return optimizer
 
 
