@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from advx.choices import Choice
 from advx.components import BuildContext, Components, Generator, SupportsBeamSearch
+from advx.distributed import shard_map, world_size
 from advx.errors import ConfigError, DataError
 from advx.rollout import Prompt, Rollout, Sample
 
@@ -308,29 +309,43 @@ class NextItemTask:
         """The cut-offs reported: 5 and 10 where the beam returns that many."""
         return [k for k in (5, 10) if k <= self.config.topk] or [self.config.topk]
 
-    def _by_prompt_length(self, examples: list[Example]) -> list[Example]:
-        """The examples in order of shown history length (stable), so each beam-search call
-        pads its prompts to a similar length. Random batches of all Beauty users are padded
-        to the longest history (``history: 20`` → 81 tokens) while the mean is ~27 tokens,
-        and padding costs as much as prompt tokens in the prefill. The metrics are means
-        over users and do not depend on the order."""
+    def _by_prompt_length(self, examples: list[Example]) -> list[int]:
+        """Indices of ``examples`` in order of shown history length (stable), so each
+        beam-search call pads its prompts to a similar length. Random batches of all Beauty
+        users are padded to the longest history (``history: 20`` → 81 tokens) while the mean
+        is ~27 tokens, and padding costs as much as prompt tokens in the prefill."""
         cap = self.config.history
-        return sorted(examples, key=lambda e: min(len(e.history), cap) if cap else 0)
+        return sorted(range(len(examples)),
+                      key=lambda i: min(len(examples[i].history), cap) if cap else 0)
+
+    def _ranked(self, generator: Generator, examples: Sequence[Example],
+                allowed: Sequence[str] | None) -> list[list[str]]:
+        """The top-k items of each example, in the examples' order (the beam-search calls
+        take them by prompt length, :meth:`_by_prompt_length`)."""
+        ranked: list[list[str]] = [[] for _ in examples]
+        order, step = self._by_prompt_length(list(examples)), self.config.eval_batch_size
+        for start in range(0, len(order), step):
+            rows = order[start : start + step]
+            texts = top_k_texts(generator, [self.prompt(examples[i]) for i in rows],
+                                self.config.topk, allowed)
+            for i, row in zip(rows, texts, strict=True):
+                ranked[i] = [self.item_of(t) for t in row]
+        return ranked
 
     def _evaluate(self, generator: Generator, allowed: Sequence[str] | None
                   ) -> dict[str, float]:
+        """Rank metrics of each evaluation split. In a data-parallel run every rank searches
+        a share of the users (:func:`advx.distributed.shard_map`) and all hold the whole
+        split's rankings; the users are dealt to the shares by prompt length, round-robin, so
+        each share costs about the same. The metrics are means over users: their order does
+        not change them."""
         metrics: dict[str, float] = {}
-        ks = self._ks()
+        ks, n = self._ks(), world_size()
         for name, examples in self.eval_sets.items():
-            examples = self._by_prompt_length(examples)
-            ranked, targets = [], []
-            step = self.config.eval_batch_size
-            for start in range(0, len(examples), step):
-                batch = examples[start : start + step]
-                texts = top_k_texts(generator, [self.prompt(e) for e in batch],
-                                    self.config.topk, allowed)
-                ranked += [[self.item_of(t) for t in row] for row in texts]
-                targets += [e.target for e in batch]
+            by_length = [examples[i] for i in self._by_prompt_length(examples)]
+            dealt = [e for r in range(n) for e in by_length[r::n]]
+            ranked = shard_map(lambda part: self._ranked(generator, part, allowed), dealt)
+            targets = [e.target for e in dealt]
             for key, value in ranking_metrics(ranked, targets, ks).items():
                 metrics[f"{name}/{key}"] = value
             metrics.update(ranking_uncertainty(name, ranked, targets, ks, self._warned))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from adagrpo_kit import tiny_causal
 from advx import Generator, Prompt, Sample
+from advx.lora import LoRAConfig
 
 PROMPTS = [Prompt("a1"), Prompt("a2 a3 a4 b5 b6")]
 
@@ -83,3 +85,29 @@ def test_state_roundtrip_and_save(tmp_path):
     a.save(tmp_path / "m")
     assert (tmp_path / "m" / "config.json").exists()
     assert (tmp_path / "m" / "tokenizer.json").exists()
+
+
+@pytest.mark.parametrize("overrides", [{}, {"arch": "gpt2"}, {"lora": LoRAConfig(r=4)}],
+                         ids=["llama", "gpt2", "lora"])
+def test_prompt_encoded_once_gives_generates_own_results(monkeypatch, overrides):
+    """Beam search and n samples a prompt encode each prompt once and repeat its cache:
+    the same sequences and scores as ``generate`` repeating the prompt itself."""
+    gen = tiny_causal(6, **overrides)
+    prompts = [Prompt("a1"), Prompt("a2 a3 a4 b5 b6"), Prompt("b1 a2")]  # left padding differs
+    calls = []
+    shared = gen._shared_prompt_cache
+    monkeypatch.setattr(gen, "_shared_prompt_cache",
+                        lambda *a: calls.append(a[2]) or shared(*a))
+    fast = gen.beam_search(prompts, k=4)
+    torch.manual_seed(0)
+    fast_samples = gen.sample(prompts, n=3)
+    assert calls == [4, 3]
+    monkeypatch.setattr(gen, "_shared_prompt_cache", lambda *a: {})
+    plain = gen.beam_search(prompts, k=4)
+    torch.manual_seed(0)
+    plain_samples = gen.sample(prompts, n=3)
+    assert [[t for t, _ in row] for row in fast] == [[t for t, _ in row] for row in plain]
+    for row_fast, row_plain in zip(fast, plain, strict=True):
+        for (_, a), (_, b) in zip(row_fast, row_plain, strict=True):
+            assert abs(a - b) < 1e-4
+    assert fast_samples.texts == plain_samples.texts

@@ -14,6 +14,7 @@ from advx import distributed
 from test_distributed import BIN, _env, _port
 
 WORKER = Path(__file__).with_name("dp_eval_worker.py")
+RECSYS_WORKER = Path(__file__).with_name("dp_recsys_eval_worker.py")
 
 
 def _numbers(metrics: dict) -> dict[str, float]:
@@ -51,6 +52,36 @@ def test_two_processes_evaluate_and_fit_as_one(tmp_path: Path) -> None:
     _close(one["fit"], first["fit"], 1e-6)
     assert first["after"] == second["after"]
     _close(one["after"], first["after"], 1e-6)
+
+
+@pytest.mark.slow
+def test_two_processes_search_half_the_users_each_and_report_the_whole_split(
+        tmp_path: Path) -> None:
+    """next_item's beam-search evaluation, sharded: each rank searches about half of every
+    split's users, both report the metrics of all of them, equal to one process's."""
+    plain = subprocess.run([sys.executable, str(RECSYS_WORKER), str(tmp_path)], env=_env(),
+                           timeout=300, capture_output=True, text=True)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    cmd = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(_port()),
+           str(RECSYS_WORKER), str(tmp_path)]
+    two = subprocess.run(cmd, env=_env(), timeout=300, capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = json.loads((tmp_path / "recsys-0-of-1.json").read_text())
+    first, second = (json.loads((tmp_path / f"recsys-{r}-of-2.json").read_text())
+                     for r in (0, 1))
+    assert sorted(first["searched"] + second["searched"]) == sorted(one["searched"])
+    assert abs(len(first["searched"]) - len(second["searched"])) <= 2  # one a split at most
+    def metrics(rank: dict) -> dict:  # eval/seconds: each rank's own clock
+        return {k: v for k, v in rank["metrics"].items() if not k.startswith("eval/")}
+
+    assert metrics(first) == metrics(second)
+    # rank metrics equal (up to the order of the float sum over users); their bootstrap SE
+    # only up to the resampled users' order, so it is not compared
+    ranking = [k for k in one["metrics"] if ("/hr@" in k or "/ndcg@" in k)
+               and not k.endswith(("_se", "_resolvable"))]
+    assert ranking
+    assert ({k: first["metrics"][k] for k in ranking}
+            == pytest.approx({k: one["metrics"][k] for k in ranking}, rel=1e-12, abs=1e-15))
 
 
 def test_a_plain_run_calls_fn_on_everything() -> None:
