@@ -40,13 +40,13 @@ from advx.rollout import (
     right_pad,
 )
 from advx.schedules import ScheduleConfig
+from advx_hf.constrained import CatalogueTrie, TrieConstraint, beam_rows
 from torch import Tensor
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     GPT2Config,
     LlamaConfig,
-    LogitsProcessor,
     LogitsProcessorList,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -163,6 +163,7 @@ class CausalGenerator(ModelState):
         self.sep_id = int(bos if bos is not None else self.eos_id)
         self._reference: CausalGenerator | None = None
         self._sft: SFTLoop | None = SFTLoop.from_config("causal", self.model, config)
+        self._trie = CatalogueTrie()  # beam_search's allowed responses
 
     # ---------------------------------------------------------------- encoding
     def _prompt_tokens(self, text: str) -> list[int]:
@@ -342,14 +343,14 @@ class CausalGenerator(ModelState):
         An optional generator method (not in the core Protocol) used by recommendation tasks
         for HR@k / NDCG@k; ``transformers`` beam search with ``num_return_sequences=k``.
         ``allowed``: only these response texts may be produced (a prefix trie over their
-        token ids, applied as a logits processor, :class:`_TrieConstraint`).
+        token ids, applied as a logits processor, :class:`advx_hf.constrained.TrieConstraint`).
         """
         prompts = list(prompts)
         prompt_ids, prompt_mask = self.encode_prompts(prompts)
         processors = LogitsProcessorList()
         if allowed is not None:
-            processors.append(_TrieConstraint(self._allowed_trie(allowed), prompt_ids.shape[1],
-                                              self.eos_id))
+            trie = self._trie.get(allowed, self._target_tokens, len(self.tokenizer), self.device)
+            processors.append(TrieConstraint(trie, prompt_ids.shape[1], self.eos_id))
         with torch.no_grad():
             out = self.model.generate(
                 **self._shared_prompt_cache(prompt_ids, prompt_mask, k),
@@ -362,32 +363,7 @@ class CausalGenerator(ModelState):
         response = out.sequences[:, prompt_ids.shape[1]:]
         mask = mask_through_eos(response, self.eos_id)
         texts = self.decode(response.masked_fill(mask == 0, self.pad_id), mask)
-        scores = out.sequences_scores.tolist()
-        return [
-            list(zip(texts[i * k : (i + 1) * k], scores[i * k : (i + 1) * k], strict=True))
-            for i in range(len(prompts))
-        ]
-
-    def _allowed_trie(self, allowed: Sequence[str]) -> Tensor:
-        """``[nodes, vocab]`` child table of the prefix trie over the allowed responses' token
-        ids (with eos; -1 = no child, node 0 = root); cached for the last ``allowed`` object,
-        as evaluation reuses one catalogue."""
-        cached = getattr(self, "_trie_cache", None)
-        if cached is not None and cached[0] is allowed:
-            return cached[1]
-        edges: dict[tuple[int, int], int] = {}
-        for text in allowed:
-            node = 0
-            for token in self._target_tokens(text):
-                node = edges.setdefault((node, token), len(edges) + 1)
-        children = torch.full((len(edges) + 1, len(self.tokenizer)), -1, dtype=torch.int32)
-        if edges:
-            keys = torch.tensor(list(edges), dtype=torch.long)
-            children[keys[:, 0], keys[:, 1]] = torch.tensor(list(edges.values()),
-                                                            dtype=torch.int32)
-        children = children.to(self.device)
-        self._trie_cache = (allowed, children)
-        return children
+        return beam_rows(texts, out.sequences_scores.tolist(), k)
 
     # ---------------------------------------------------------------- state (ModelState) and saving
     def save(self, path: Path) -> None:
@@ -415,31 +391,6 @@ class CausalGenerator(ModelState):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
-
-
-class _TrieConstraint(LogitsProcessor):
-    """Constrained decoding as one tensor walk: each beam's generated suffix (after the
-    ``width`` prompt columns) is followed through the trie's child table, and every token
-    that is not a child of the reached node gets -inf. Equivalent to ``generate``'s
-    ``prefix_allowed_tokens_fn`` with a trie, without its Python call per beam and step
-    (which doubled the evaluation time of all users). A beam off the trie (or finished)
-    may only write eos."""
-
-    def __init__(self, children: Tensor, width: int, eos_id: int) -> None:
-        self.children, self.width, self.eos_id = children, width, eos_id
-
-    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
-        node = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
-        alive = torch.ones_like(node, dtype=torch.bool)
-        for column in range(self.width, input_ids.shape[1]):
-            child = self.children[node, input_ids[:, column]].long()
-            alive &= child >= 0
-            node = child.clamp(min=0)
-        allowed = torch.zeros_like(scores, dtype=torch.bool)  # the model may have more columns
-        width = min(scores.shape[1], self.children.shape[1])
-        allowed[:, :width] = ((self.children[node] >= 0) & alive[:, None])[:, :width]
-        allowed[~allowed.any(-1), self.eos_id] = True
-        return scores.masked_fill(~allowed, float("-inf"))
 
 
 def build_causal(config: CausalConfig, ctx: BuildContext) -> CausalGenerator:

@@ -27,6 +27,7 @@ from advx.microbatch import AccumulationConfig
 from advx.numerics import adamw
 from advx.rollout import Prompt, Rollout, Sample, SequenceNLL, mask_through_eos, shift_right
 from advx.schedules import ScheduleConfig
+from advx_hf.constrained import CatalogueTrie, TrieConstraint, beam_rows
 from torch import Tensor, nn
 from transformers import (
     AutoModelForSeq2SeqLM,
@@ -159,6 +160,7 @@ class Seq2SeqGenerator:
         self.start_id = int(model.config.decoder_start_token_id)
         # BERT2BERT targets are "w_1 … w_n [SEP]": no leading [CLS] (it is the start token)
         self._cls_sep_targets = uses_cls_sep_targets(model, tokenizer)
+        self._trie = CatalogueTrie()  # beam_search's allowed responses
 
     # ----------------------------------------------------------------- encoding
     def _render(self, prompt: Prompt) -> str:
@@ -383,6 +385,37 @@ class Seq2SeqGenerator:
         )
         result.group_ids = rows.clone()
         return result
+
+    @torch.no_grad()
+    def beam_search(self, prompts: Sequence[Prompt], k: int,
+                    allowed: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
+        """Top-``k`` responses per prompt by beam search: ``[(text, sequence log-prob), ...]``
+        (:class:`advx.components.SupportsBeamSearch`; ``generate`` encodes each prompt once
+        and repeats the encoder's output for its beams). ``allowed``: only these response
+        texts may be produced (a prefix trie over their target token ids,
+        :class:`advx_hf.constrained.TrieConstraint`), as TIGER's generative retrieval decodes
+        valid item codes only."""
+        prompt_ids, prompt_mask = self._encode_prompts(list(prompts))
+        processors = LogitsProcessorList()
+        if allowed is not None:
+            trie = self._trie.get(allowed, self._target_ids, len(self.tokenizer), self.device)
+            processors.append(TrieConstraint(trie, 1, self.eos_id))  # after the start token
+        out = self.model.generate(
+            input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=False, num_beams=k,
+            num_return_sequences=k, max_new_tokens=self.config.max_new_tokens,
+            pad_token_id=self.pad_id, eos_token_id=self.eos_id,
+            decoder_start_token_id=self.start_id, early_stopping=True, length_penalty=0.0,
+            output_scores=True, return_dict_in_generate=True, logits_processor=processors,
+        )
+        response = out.sequences[:, 1:]  # drop the decoder start token
+        mask = mask_through_eos(response, self.eos_id)
+        texts = self._decode(response.masked_fill(mask == 0, self.pad_id), mask)
+        return beam_rows(texts, out.sequences_scores.tolist(), k)
+
+    def _target_ids(self, text: str) -> list[int]:
+        """``text`` as the decoder writes it: target token ids through its eos."""
+        ids, mask = self._encode_targets([text])
+        return ids[0][mask[0].bool()].tolist()
 
     # ------------------------------------------------------------- reference
     def reference(self) -> Seq2SeqGenerator:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from advx import BuildContext, Prompt
 from advx_causal import CausalConfig, CausalGenerator, build_causal
+from advx_seq2seq import Seq2SeqConfig, Seq2SeqGenerator, build_seq2seq
 
 WORDS = [f"a{i}" for i in range(12)] + [f"b{i}" for i in range(12)]
 
@@ -24,6 +25,14 @@ def tiny_causal(seed: int = 0, **overrides) -> CausalGenerator:
     cfg = CausalConfig(**sizes)
     return build_causal(cfg, BuildContext(run_dir=Path("."), seed=seed, device="cpu",
                                           task=WordTask()))
+
+
+def tiny_seq2seq(seed: int = 0, **overrides) -> Seq2SeqGenerator:
+    """A tiny T5 with a word tokenizer over :data:`WORDS` (the TIGER-like policy's layout)."""
+    sizes = {"d_model": 32, "num_layers": 2, "num_heads": 2, "d_kv": 16, "d_ff": 64,
+             "max_new_tokens": 6, "tokenizer": "word", **overrides}
+    return build_seq2seq(Seq2SeqConfig(**sizes), BuildContext(
+        run_dir=Path("."), seed=seed, device="cpu", task=WordTask()))
 
 
 def grpo_batch(seed: int = 0, prompts: int = 2, group: int = 4):

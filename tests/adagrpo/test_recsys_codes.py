@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from adagrpo_kit import tiny_causal, write_beauty_fixture
+from adagrpo_kit import tiny_causal, tiny_seq2seq, write_beauty_fixture
 from advx import BuildContext, Components, Prompt
 from advx_recsys import NextItemConfig, build_next_item
 from advx_recsys.items import disambiguate
@@ -31,8 +31,9 @@ def test_rqvae_codes_are_unique_per_item_after_disambiguation():
     assert all(full[str(i)][:2] == tuple(codes[i]) for i in range(120))
 
 
-def test_constrained_beam_search_never_emits_an_invalid_item():
-    generator = tiny_causal(0)  # random weights: unconstrained it writes arbitrary strings
+@pytest.mark.parametrize("policy", [tiny_causal, tiny_seq2seq], ids=["causal", "seq2seq"])
+def test_constrained_beam_search_never_emits_an_invalid_item(policy):
+    generator = policy(0)  # random weights: unconstrained it writes arbitrary strings
     valid = ["a1 b2", "a1 b3 b4", "a2 b1", "b5 a7"]
     prompts = [Prompt(p) for p in ("a1", "a3 a4", "b1 b2 b3", "a9", "b7 a0")]
     constrained = generator.beam_search(prompts, k=3, allowed=valid)
@@ -43,18 +44,26 @@ def test_constrained_beam_search_never_emits_an_invalid_item():
     assert not set(free) <= set(valid)  # without the trie the same model hallucinates
 
 
-def test_constrained_evaluation_reports_zero_hallucination_and_the_free_metrics(tmp_path):
+@pytest.mark.parametrize("name", ["causal", "seq2seq"])
+def test_constrained_evaluation_reports_zero_hallucination_and_the_free_metrics(tmp_path, name):
     folder = write_beauty_fixture(tmp_path / "data")
     cfg = NextItemConfig(path=str(folder / "seq.txt"), attributes=str(folder / "attrs.json"),
                          codebook=[3, 3], svd_dim=4, history=3, topk=5, constrained=True,
                          eval_unconstrained=True, eval_users=8)
     ctx = BuildContext(run_dir=tmp_path, seed=0, device="cpu")
     task = build_next_item(cfg, ctx)
-    from advx_causal import CausalConfig, build_causal
+    gen_ctx = BuildContext(run_dir=tmp_path, seed=0, device="cpu", task=task)
+    if name == "causal":
+        from advx_causal import CausalConfig, build_causal
 
-    generator = build_causal(CausalConfig(d_model=16, num_layers=1, num_heads=2,
-                                          max_new_tokens=4),
-                             BuildContext(run_dir=tmp_path, seed=0, device="cpu", task=task))
+        generator = build_causal(CausalConfig(d_model=16, num_layers=1, num_heads=2,
+                                              max_new_tokens=4), gen_ctx)
+    else:  # the TIGER-like encoder-decoder
+        from advx_seq2seq import Seq2SeqConfig, build_seq2seq
+
+        generator = build_seq2seq(Seq2SeqConfig(d_model=16, num_layers=1, num_heads=2, d_kv=8,
+                                                d_ff=32, max_new_tokens=4, tokenizer="word"),
+                                  gen_ctx)
     metrics = task.evaluate(Components(task=task, generator=generator), "test")
     assert metrics["valid/hallucination"] == 0.0 and metrics["test/hallucination"] == 0.0
     assert metrics["test/free/hallucination"] > 0.0  # untrained policy, no constraint
@@ -64,14 +73,16 @@ def test_constrained_evaluation_reports_zero_hallucination_and_the_free_metrics(
 
 def test_trie_processor_only_walks_valid_codes_under_random_scores():
     import torch
-    from advx_causal.generator import _TrieConstraint
+    from advx_hf.constrained import TrieConstraint
 
     generator = tiny_causal(1)
     valid = ["a1 b2", "a1 b3 b4", "a2 b1", "b5 a7", "a1"]
-    children = generator._allowed_trie(valid)
-    assert generator._allowed_trie(valid) is children  # cached per catalogue object
     vocab = len(generator.tokenizer)
-    processor = _TrieConstraint(children, width=2, eos_id=generator.eos_id)
+    children = generator._trie.get(valid, generator._target_tokens, vocab, "cpu")
+    assert generator._trie.get(valid, generator._target_tokens, vocab, "cpu") is children
+    assert generator._trie.get(list(valid), generator._target_tokens, vocab, "cpu") is not \
+        children  # cached per catalogue object
+    processor = TrieConstraint(children, width=2, eos_id=generator.eos_id)
     g = torch.Generator().manual_seed(0)
     prompt = torch.zeros(64, 2, dtype=torch.long)
     seqs = prompt
