@@ -143,19 +143,24 @@ def _leave_process_group(timeout_s: float = 60.0) -> None:
     """At exit: wait for every rank, then destroy the process group. Without it, gloo's
     background threads are still alive when the interpreter tears down and a rank can abort
     at exit ("terminate called without an active exception", exit -6; seen in CI right after
-    a collective). The barrier has a timeout (gloo's ``monitored_barrier``) so that a rank
-    whose peer died does not hang; failures here are ignored, the process is leaving."""
+    a collective). The barrier has a timeout so that a rank whose peer died does not hang
+    (gloo's ``monitored_barrier``; on NCCL an asynchronous barrier waited on with the timeout,
+    rather than the process group's own, 10 minutes by default); failures here are ignored,
+    the process is leaving."""
     import datetime
 
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
         return
+    timeout = datetime.timedelta(seconds=timeout_s)
     with contextlib.suppress(Exception):  # a dead peer: leave anyway
         if dist.get_backend() == "gloo":
-            dist.monitored_barrier(timeout=datetime.timedelta(seconds=timeout_s))
+            dist.monitored_barrier(timeout=timeout)
         else:
-            dist.barrier()
+            work = dist.barrier(async_op=True)
+            if work is not None:
+                work.wait(timeout=timeout)
     with contextlib.suppress(Exception):
         dist.destroy_process_group()
 
