@@ -45,6 +45,7 @@ from torch import Tensor
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    DynamicCache,
     GPT2Config,
     LlamaConfig,
     LogitsProcessorList,
@@ -252,14 +253,25 @@ class CausalGenerator(ModelState):
         first ``P - 1`` columns once, with ``generate``'s own positions (``cumsum - 1`` of the
         left-padded mask), and repeats the key/value cache instead; ``generate`` then feeds
         only the last prompt column. Same sequences and scores as without (tested).
+
+        Nothing (``generate``'s own path) where a passed cache cannot stand in for the one
+        ``generate`` would build: a model whose generation config names a
+        ``cache_implementation`` (static / hybrid caches: ``generate`` refuses a ``cache``
+        beside it) or whose cache is not a plain attention ``DynamicCache`` (recurrent or
+        linear-attention layers).
         """
         if copies < 2 or input_ids.shape[1] < 2:
+            return {}
+        generation_config = getattr(self.model, "generation_config", None)
+        if getattr(generation_config, "cache_implementation", None) is not None:
             return {}
         head, mask = input_ids[:, :-1], attention[:, :-1]
         with torch.no_grad():
             out = self.model(input_ids=head, attention_mask=mask,
                              position_ids=(mask.cumsum(-1) - 1).clamp(min=0), use_cache=True)
-        cache = out.cache
+        cache = getattr(out, "cache", None)
+        if not isinstance(cache, DynamicCache) or any(cache.is_linear):
+            return {}
         cache.batch_repeat_interleave(copies)
         return {"cache": cache}
 

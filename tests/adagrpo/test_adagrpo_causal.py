@@ -111,3 +111,57 @@ def test_prompt_encoded_once_gives_generates_own_results(monkeypatch, overrides)
         for (_, a), (_, b) in zip(row_fast, row_plain, strict=True):
             assert abs(a - b) < 1e-4
     assert fast_samples.texts == plain_samples.texts
+
+
+def _shared_and_plain(gen, monkeypatch, prompts):
+    """Beam search and samples of ``gen`` with the shared prompt cache, then without it."""
+    results = []
+    for off in (False, True):
+        if off:
+            monkeypatch.setattr(gen, "_shared_prompt_cache", lambda *a: {})
+        beams = gen.beam_search(prompts, k=4)
+        torch.manual_seed(0)
+        results.append((beams, gen.sample(prompts, n=3).texts))
+    monkeypatch.undo()
+    return results
+
+
+def test_prompt_cache_with_a_trained_lora_adapter_and_its_reference(monkeypatch):
+    """With a non-zero adapter (a fresh one is the identity, so it cannot tell a pass with the
+    adapter from one without) the policy and its π_ref (adapter disabled) each give
+    ``generate``'s own results: the prompt pass runs with the adapter state of the search."""
+    gen = tiny_causal(6, lora=LoRAConfig(r=4))
+    prompts = [Prompt(""), Prompt("a2 a3 a4 b5 b6"), Prompt("b1 a2")]  # an all-padding head row
+    g = torch.Generator().manual_seed(0)
+
+    def perturb():
+        with torch.no_grad():
+            for name, p in gen.model.named_parameters():
+                if "lora_B" in name:
+                    p.add_(torch.randn(p.shape, generator=g))
+
+    perturb()
+    ref = gen.reference()  # folds the adapter into the base, restarts it at zero
+    perturb()  # so the policy and π_ref differ again
+    policy_beams = gen.beam_search(prompts, k=4)
+    assert policy_beams != ref.beam_search(prompts, k=4)
+    for model in (gen, ref):
+        (fast, fast_texts), (plain, plain_texts) = _shared_and_plain(model, monkeypatch, prompts)
+        assert [[t for t, _ in r] for r in fast] == [[t for t, _ in r] for r in plain]
+        assert max(abs(a - b) for rf, rp in zip(fast, plain, strict=True)
+                   for (_, a), (_, b) in zip(rf, rp, strict=True)) < 1e-4
+        assert fast_texts == plain_texts
+
+
+def test_prompt_cache_left_to_generate_where_the_model_names_its_cache(monkeypatch):
+    """A pretrained model whose generation config names a ``cache_implementation`` (Gemma's
+    hybrid cache, a static cache): ``generate`` refuses a ``cache=`` beside it, so the prompt
+    is not pre-encoded and search and sampling still run (a ValueError before)."""
+    gen = tiny_causal(6)
+    gen.model.generation_config.cache_implementation = "static"
+    prompts = [Prompt("a1"), Prompt("a2 a3 a4 b5 b6")]
+    ids, mask = gen.encode_prompts(prompts)
+    assert gen._shared_prompt_cache(ids, mask, 4) == {}
+    beams = gen.beam_search(prompts, k=4)
+    assert [len(row) for row in beams] == [4, 4]
+    assert len(gen.sample(prompts, n=3).texts) == 6
