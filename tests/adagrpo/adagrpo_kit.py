@@ -3,6 +3,7 @@ generator, a GRPO batch on it, and a TRL ``GRPOTrainer`` around the same model."
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import torch
@@ -28,11 +29,17 @@ def tiny_causal(seed: int = 0, **overrides) -> CausalGenerator:
 
 
 def tiny_seq2seq(seed: int = 0, **overrides) -> Seq2SeqGenerator:
-    """A tiny T5 with a word tokenizer over :data:`WORDS` (the TIGER-like policy's layout)."""
+    """A tiny T5 with a word tokenizer over :data:`WORDS` (the TIGER-like policy's layout).
+
+    Built in a fresh temporary folder: ``build_seq2seq`` saves a tiny model under
+    ``<run_dir>/generator-tiny`` and *reloads* one already there, so a shared folder (the
+    working directory) would hand every later call the first call's model, whatever its
+    seed and sizes, and leave the model in the checkout."""
     sizes = {"d_model": 32, "num_layers": 2, "num_heads": 2, "d_kv": 16, "d_ff": 64,
              "max_new_tokens": 6, "tokenizer": "word", **overrides}
+    run_dir = Path(tempfile.mkdtemp(prefix="advx-tiny-seq2seq-"))
     return build_seq2seq(Seq2SeqConfig(**sizes), BuildContext(
-        run_dir=Path("."), seed=seed, device="cpu", task=WordTask()))
+        run_dir=run_dir, seed=seed, device="cpu", task=WordTask()))
 
 
 def grpo_batch(seed: int = 0, prompts: int = 2, group: int = 4):

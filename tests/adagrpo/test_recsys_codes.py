@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from adagrpo_kit import tiny_causal, tiny_seq2seq, write_beauty_fixture
 from advx import BuildContext, Components, Prompt
 from advx_recsys import NextItemConfig, build_next_item
@@ -29,6 +30,16 @@ def test_rqvae_codes_are_unique_per_item_after_disambiguation():
     full = disambiguate([str(i) for i in range(120)], codes)
     assert len(set(full.values())) == 120
     assert all(full[str(i)][:2] == tuple(codes[i]) for i in range(120))
+
+
+def test_tiny_seq2seq_builds_its_own_model_per_call():
+    """``build_seq2seq`` reloads ``<run_dir>/generator-tiny`` when it exists: the kit must not
+    share a folder between calls (it used the working directory, so every call got the first
+    call's model, and the checkout got a ``generator-tiny/``)."""
+    first, second = tiny_seq2seq(0), tiny_seq2seq(1)
+    assert any(not torch.equal(a, b) for a, b in zip(first.model.parameters(),
+                                                     second.model.parameters(), strict=True))
+    assert tiny_seq2seq(0, d_model=16).model.config.d_model == 16
 
 
 @pytest.mark.parametrize("policy", [tiny_causal, tiny_seq2seq], ids=["causal", "seq2seq"])
@@ -72,7 +83,6 @@ def test_constrained_evaluation_reports_zero_hallucination_and_the_free_metrics(
 
 
 def test_trie_processor_only_walks_valid_codes_under_random_scores():
-    import torch
     from advx_hf.constrained import TrieConstraint
 
     generator = tiny_causal(1)
@@ -94,3 +104,19 @@ def test_trie_processor_only_walks_valid_codes_under_random_scores():
     mask[:, 0] = 0
     texts = generator.decode(responses, (mask == 0).long())
     assert set(texts) <= set(valid) and len(set(texts)) > 2
+
+
+def test_seq2seq_trie_holds_targets_as_the_decoder_writes_them():
+    """T5 targets: the code's ids and ``</s>``, no decoder start token (the constraint skips
+    that one column); a code longer than ``max_new_tokens`` is truncated with its eos kept, so
+    every beam still ends inside the budget on a (truncated) catalogue entry."""
+    generator = tiny_seq2seq(0, max_new_tokens=3)
+    valid = ["a1 b2 b3 b4", "a2 b1", "b5"]
+    ids = [generator._target_ids(t) for t in valid]
+    assert all(row[-1] == generator.eos_id and len(row) <= 3 for row in ids)
+    assert all(generator.start_id not in row for row in ids)
+    truncated = {generator._decode(torch.tensor([row]), torch.ones(1, len(row)))[0]
+                 for row in ids}
+    assert truncated == {"a1 b2", "a2 b1", "b5"}
+    rows = generator.beam_search([Prompt("a1"), Prompt("b2 b3")], k=3, allowed=valid)
+    assert {text for row in rows for text, _ in row} <= truncated
