@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from advx.choices import Choice
 from advx.components import BuildContext, Components, Generator, SupportsBeamSearch
-from advx.distributed import shard_map, world_size
+from advx.distributed import shard_bounds, shard_map, world_size
 from advx.errors import ConfigError, DataError
 from advx.rollout import Prompt, Rollout, Sample
 
@@ -171,6 +171,23 @@ def ranking_metrics(
     out["hallucination"] = sum(i is None for items in ranked for i in items) / max(returned, 1)
     out["hallucination@1"] = sum(bool(items) and items[0] is None for items in ranked) / n
     return out
+
+
+def _deal(size: int) -> list[int]:
+    """Positions ``0 … size-1`` (users in prompt-length order) reordered so that each rank's
+    contiguous share under :func:`advx.distributed.shard_map` holds every N-th of them:
+    round ``j`` gives one position to each rank whose share (``shard_bounds``) has a ``j``-th
+    slot, so the shares have shard_map's sizes and alike prompt lengths. The identity in a
+    plain run."""
+    n = world_size()
+    sizes = [hi - lo for lo, hi in (shard_bounds(size, r) for r in range(n))]
+    shares: list[list[int]] = [[] for _ in range(n)]
+    position = iter(range(size))
+    for j in range(max(sizes, default=0)):
+        for r in range(n):
+            if j < sizes[r]:
+                shares[r].append(next(position))
+    return [i for share in shares for i in share]
 
 
 def top_k_texts(generator: Generator, prompts: Sequence[Prompt], k: int,
@@ -319,10 +336,10 @@ class NextItemTask:
                       key=lambda i: min(len(examples[i].history), cap) if cap else 0)
 
     def _ranked(self, generator: Generator, examples: Sequence[Example],
-                allowed: Sequence[str] | None) -> list[list[str]]:
+                allowed: Sequence[str] | None) -> list[list[str | None]]:
         """The top-k items of each example, in the examples' order (the beam-search calls
         take them by prompt length, :meth:`_by_prompt_length`)."""
-        ranked: list[list[str]] = [[] for _ in examples]
+        ranked: list[list[str | None]] = [[] for _ in examples]
         order, step = self._by_prompt_length(list(examples)), self.config.eval_batch_size
         for start in range(0, len(order), step):
             rows = order[start : start + step]
@@ -337,15 +354,20 @@ class NextItemTask:
         """Rank metrics of each evaluation split. In a data-parallel run every rank searches
         a share of the users (:func:`advx.distributed.shard_map`) and all hold the whole
         split's rankings; the users are dealt to the shares by prompt length, round-robin, so
-        each share costs about the same. The metrics are means over users: their order does
-        not change them."""
+        each share costs about the same. The rankings are put back in one order (by prompt
+        length, as one process searches them) before the metrics, so the float sums and the
+        bootstrap SEs (which resample users by position) do not depend on the process count."""
         metrics: dict[str, float] = {}
-        ks, n = self._ks(), world_size()
+        ks = self._ks()
         for name, examples in self.eval_sets.items():
             by_length = [examples[i] for i in self._by_prompt_length(examples)]
-            dealt = [e for r in range(n) for e in by_length[r::n]]
-            ranked = shard_map(lambda part: self._ranked(generator, part, allowed), dealt)
-            targets = [e.target for e in dealt]
+            dealt = _deal(len(by_length))
+            searched = shard_map(lambda part: self._ranked(generator, part, allowed),
+                                 [by_length[i] for i in dealt])
+            ranked: list[list[str | None]] = [[] for _ in by_length]
+            for i, row in zip(dealt, searched, strict=True):
+                ranked[i] = row
+            targets = [e.target for e in by_length]
             for key, value in ranking_metrics(ranked, targets, ks).items():
                 metrics[f"{name}/{key}"] = value
             metrics.update(ranking_uncertainty(name, ranked, targets, ks, self._warned))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from adagrpo_kit import write_beauty_fixture
 from advx import BuildContext, Components
@@ -46,3 +48,67 @@ def test_evaluation_batches_prompts_by_length_and_scores_every_user_once(tmp_pat
             ranked += [[task.item_of(t) for t in row] for row in rows]
         expected = ranking_metrics(ranked, [e.target for e in examples], (5,))
         assert {k: first[f"{split}/{k}"] for k in expected} == pytest.approx(expected)
+
+
+class _HalfRightSearch:
+    """A beam search without a model: the target first for every other user (by the id's
+    last digit), five other catalogue entries otherwise, so per-user hits vary and the
+    bootstrap SE is not 0."""
+
+    def __init__(self, task) -> None:
+        self.task = task
+
+    def beam_search(self, prompts, k, allowed=None):
+        others = self.task.codec.texts()
+        rows = []
+        for p in prompts:
+            hit = int(p.meta["user"][-1]) % 2 == 0 if p.meta["user"][-1].isdigit() else False
+            wrong = [t for t in others if t != p.meta["target_text"]]
+            texts = ([p.meta["target_text"]] if hit else []) + wrong
+            rows.append([(t, 0.0) for t in texts[:k]])
+        return rows
+
+
+@pytest.mark.parametrize("users", [31, 1])  # uneven shares; fewer users than ranks
+def test_two_shares_give_one_process_metrics_and_standard_errors(tmp_path, monkeypatch, users):
+    """The sharded evaluation (emulated in one process: two ranks' shard_map shares, searched
+    one after the other) reports exactly one process's metrics, the bootstrap SEs included
+    (they resample users by position, so the rankings must come back in one order), and each
+    share is every other user by prompt length, with shard_map's share sizes."""
+    import advx.distributed
+    from advx_recsys import task as task_module
+
+    folder = write_beauty_fixture(tmp_path / "data", users=max(users, 30))
+    cfg = NextItemConfig(path=str(folder / "seq.txt"), attributes=str(folder / "attrs.json"),
+                         codebook=[3, 3], svd_dim=4, history=6, topk=5, constrained=True,
+                         eval_batch_size=4, eval_users=users)
+    task = build_next_item(cfg, BuildContext(run_dir=tmp_path, seed=0, device="cpu"))
+    generator = _HalfRightSearch(task)
+
+    def metrics():
+        found = task.evaluate(Components(task=task, generator=generator), "test")
+        return {k: v for k, v in found.items() if not k.startswith("eval/")}
+
+    one = metrics()
+    assert one["valid/hr@5_se"] > 0 or users == 1
+    shares: list[list[int]] = []
+
+    def two_ranks(fn, items):
+        out = []
+        for r in range(2):
+            lo, hi = advx.distributed.shard_bounds(len(items), r)
+            shares.append([len(task.prompt(e).text.split()) for e in items[lo:hi]])
+            out += fn(list(items[lo:hi]))
+        return out
+
+    monkeypatch.setattr(advx.distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(task_module, "world_size", lambda: 2)
+    monkeypatch.setattr(task_module, "shard_map", two_ranks)
+    two = metrics()
+    assert two.keys() == one.keys()
+    assert all(two[k] == one[k] or (math.isnan(two[k]) and math.isnan(one[k])) for k in one)
+    for first, second in zip(shares[0::2], shares[1::2], strict=True):  # per split
+        assert len(first) == (len(first) + len(second)) // 2  # shard_bounds' sizes
+        merged = [n for pair in zip(first, second, strict=False) for n in pair]
+        merged += second[len(first):]
+        assert merged == sorted(merged)  # dealt alternately by prompt length

@@ -75,13 +75,10 @@ def test_two_processes_search_half_the_users_each_and_report_the_whole_split(
         return {k: v for k, v in rank["metrics"].items() if not k.startswith("eval/")}
 
     assert metrics(first) == metrics(second)
-    # rank metrics equal (up to the order of the float sum over users); their bootstrap SE
-    # only up to the resampled users' order, so it is not compared
-    ranking = [k for k in one["metrics"] if ("/hr@" in k or "/ndcg@" in k)
-               and not k.endswith(("_se", "_resolvable"))]
-    assert ranking
-    assert ({k: first["metrics"][k] for k in ranking}
-            == pytest.approx({k: one["metrics"][k] for k in ranking}, rel=1e-12, abs=1e-15))
+    # the rankings come back in one process's order before the metrics: the same float sums
+    # and the same bootstrap SEs (which resample users by position), exactly
+    assert any("/hr@" in k and k.endswith("_se") for k in metrics(one))
+    assert metrics(first) == pytest.approx(metrics(one), rel=0, abs=0, nan_ok=True)
 
 
 def test_a_plain_run_calls_fn_on_everything() -> None:
