@@ -239,6 +239,8 @@ def eval_(
     from advx.use import evaluate_run
 
     out, record = evaluate_run(run_dir, _round(round, best), overrides or [], name)
+    if int(os.environ.get("RANK", "0")) != 0:  # data-parallel: the main process reports
+        return
     console = Console(soft_wrap=True)
     console.print(f"round {record['round']}: " + "  ".join(
         f"{k}={v:.4g}" for k, v in record["metrics"].items() if isinstance(v, (int, float))),

@@ -40,6 +40,7 @@ from advx.components import (
     StepContext,
     SupportsExport,
 )
+from advx.distributed import is_main_process
 from advx.errors import ConfigError, DataError
 from advx.loop import Experiment, changed_keys, evaluation_rng
 from advx.recipe import Recipe
@@ -267,7 +268,9 @@ def evaluate_run(run_dir: str | Path, round: RoundArg = None, overrides: Sequenc
     """Evaluate a checkpoint again (the loop's ``task.evaluate`` on its evaluation random
     streams, so the same checkpoint and overrides give the same numbers) and write
     ``RUN_DIR/evals/<name>.json``: ``{run_dir, round, overrides, metrics, created}``.
-    Nothing else of the run folder is touched. Returns the file and the record."""
+    Nothing else of the run folder is touched. Returns the file and the record. Under a
+    launcher (``torchrun ... -m advx eval``) the task's evaluation is sharded where it shards
+    (``next_item``'s beam search, the classifier's scoring) and the main process writes."""
     if name is not None and (not name or "/" in name or name.startswith(".")):
         raise ConfigError(f"--name {name!r}: expected a plain file name such as 'temp-0.7'")
     with open_run(run_dir, round, overrides) as opened:
@@ -284,7 +287,8 @@ def evaluate_run(run_dir: str | Path, round: RoundArg = None, overrides: Sequenc
     k = 1
     while name is None and out.exists():
         out, k = evals / f"{base}-{k}.json", k + 1
-    atomic_write_text(out, json.dumps(jsonable(record), indent=2) + "\n")
+    if is_main_process():  # under a launcher every rank holds the same metrics: one writes
+        atomic_write_text(out, json.dumps(jsonable(record), indent=2) + "\n")
     return out, record
 
 

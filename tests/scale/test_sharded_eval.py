@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from advx import distributed
-from test_distributed import BIN, _env, _port
+from test_distributed import BIN, ROOT, _env, _port
 
 WORKER = Path(__file__).with_name("dp_eval_worker.py")
 RECSYS_WORKER = Path(__file__).with_name("dp_recsys_eval_worker.py")
@@ -103,3 +103,37 @@ def test_shard_bounds_are_contiguous_and_cover_the_items(monkeypatch, size, shar
         monkeypatch.setenv("RANK", str(r))
         got.append(distributed.shard_bounds(size))
     assert got == shares
+
+
+@pytest.mark.slow
+def test_advx_eval_under_torchrun_writes_one_file_with_one_process_metrics(tmp_path: Path) -> None:
+    """``torchrun -m advx eval RUN``: the ranks share the next-item evaluation, the main
+    process alone reports and writes ``evals/<name>.json``, with one process's metrics."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adagrpo"))
+    from adagrpo_kit import write_beauty_fixture
+
+    data = write_beauty_fixture(tmp_path / "data", users=31)
+    recipe = ROOT / "recipes" / "policy_beauty.yaml"
+    run = subprocess.run(
+        [str(BIN / "advx"), "run", str(recipe), "--runs-root", str(tmp_path / "runs"), "-q",
+         f"task.path={data / 'seq.txt'}", f"task.attributes={data / 'attrs.json'}",
+         "task.semantic_ids=kmeans", "task.codebook=[3,3]", "task.svd_dim=4",
+         "task.eval_batch_size=4", "generator.epochs=1", "generator.d_model=16",
+         "generator.num_layers=1", "generator.num_heads=2"],
+        env=_env(), timeout=300, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    run_dir = next((tmp_path / "runs" / "policy_beauty").iterdir())
+    two = subprocess.run(
+        [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(_port()),
+         "-m", "advx", "eval", str(run_dir), "--name", "two"],
+        env=_env(), timeout=300, capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("written:") == 1  # the main process reports
+    one = subprocess.run([str(BIN / "advx"), "eval", str(run_dir), "--name", "one"],
+                         env=_env(), timeout=300, capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert sorted(p.name for p in (run_dir / "evals").iterdir()) == ["one.json", "two.json"]
+    metrics = [{k: v for k, v in json.loads((run_dir / "evals" / f).read_text())["metrics"]
+                .items() if not k.startswith("eval/")} for f in ("one.json", "two.json")]
+    assert metrics[0]["test/hr@10"] == pytest.approx(metrics[1]["test/hr@10"])
+    assert metrics[0] == pytest.approx(metrics[1], rel=1e-12, abs=1e-15)
