@@ -120,3 +120,23 @@ def test_seq2seq_trie_holds_targets_as_the_decoder_writes_them():
     assert truncated == {"a1 b2", "a2 b1", "b5"}
     rows = generator.beam_search([Prompt("a1"), Prompt("b2 b3")], k=3, allowed=valid)
     assert {text for row in rows for text, _ in row} <= truncated
+
+
+def test_a_generator_too_short_for_an_item_code_is_refused(tmp_path):
+    from advx.errors import ConfigError
+    from advx_causal import CausalConfig, build_causal
+
+    folder = write_beauty_fixture(tmp_path / "data")
+    cfg = NextItemConfig(path=str(folder / "seq.txt"), attributes=str(folder / "attrs.json"),
+                         codebook=[3, 3], svd_dim=4, history=3, topk=5, constrained=True,
+                         eval_users=4)
+    task = build_next_item(cfg, BuildContext(run_dir=tmp_path, seed=0, device="cpu"))
+    need = max(len(t.split()) for t in task.codec.texts()) + 1  # 2 codes + digit + eos
+    generator = build_causal(CausalConfig(d_model=16, num_layers=1, num_heads=2,
+                                          max_new_tokens=need - 1),
+                             BuildContext(run_dir=tmp_path, seed=0, device="cpu", task=task))
+    with pytest.raises(ConfigError, match=f"generator.max_new_tokens={need}"):
+        task.evaluate(Components(task=task, generator=generator), "test")
+    generator.config.max_new_tokens = need
+    metrics = task.evaluate(Components(task=task, generator=generator), "test")
+    assert metrics["test/hallucination"] == 0
