@@ -28,15 +28,20 @@ def _close(one: dict, two: dict, tol: float) -> None:
     assert worst <= tol, {k: (one[k], two[k]) for k in one if abs(one[k] - two[k]) > tol}
 
 
-@pytest.mark.slow
-def test_two_processes_evaluate_and_fit_as_one(tmp_path: Path) -> None:
-    plain = subprocess.run([sys.executable, str(WORKER), str(tmp_path)], env=_env(),
+def _run_plain_and_on_two_processes(worker: Path, out: Path) -> None:
+    """The worker once as a plain process, then as 2 gloo ranks through torchrun."""
+    plain = subprocess.run([sys.executable, str(worker), str(out)], env=_env(),
                            timeout=300, capture_output=True, text=True)
     assert plain.returncode == 0, plain.stderr[-3000:]
     cmd = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(_port()),
-           str(WORKER), str(tmp_path)]
+           str(worker), str(out)]
     two = subprocess.run(cmd, env=_env(), timeout=300, capture_output=True, text=True)
     assert two.returncode == 0, two.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_two_processes_evaluate_and_fit_as_one(tmp_path: Path) -> None:
+    _run_plain_and_on_two_processes(WORKER, tmp_path)
     one = json.loads((tmp_path / "rank-0-of-1.json").read_text())
     first, second = (json.loads((tmp_path / f"rank-{r}-of-2.json").read_text()) for r in (0, 1))
     assert not one["sharded"] and first["sharded"] and second["sharded"]
@@ -59,18 +64,13 @@ def test_two_processes_search_half_the_users_each_and_report_the_whole_split(
         tmp_path: Path) -> None:
     """next_item's beam-search evaluation, sharded: each rank searches about half of every
     split's users, both report the metrics of all of them, equal to one process's."""
-    plain = subprocess.run([sys.executable, str(RECSYS_WORKER), str(tmp_path)], env=_env(),
-                           timeout=300, capture_output=True, text=True)
-    assert plain.returncode == 0, plain.stderr[-3000:]
-    cmd = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(_port()),
-           str(RECSYS_WORKER), str(tmp_path)]
-    two = subprocess.run(cmd, env=_env(), timeout=300, capture_output=True, text=True)
-    assert two.returncode == 0, two.stderr[-3000:]
+    _run_plain_and_on_two_processes(RECSYS_WORKER, tmp_path)
     one = json.loads((tmp_path / "recsys-0-of-1.json").read_text())
     first, second = (json.loads((tmp_path / f"recsys-{r}-of-2.json").read_text())
                      for r in (0, 1))
     assert sorted(first["searched"] + second["searched"]) == sorted(one["searched"])
     assert abs(len(first["searched"]) - len(second["searched"])) <= 2  # one a split at most
+
     def metrics(rank: dict) -> dict:  # eval/seconds: each rank's own clock
         return {k: v for k, v in rank["metrics"].items() if not k.startswith("eval/")}
 
