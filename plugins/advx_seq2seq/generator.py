@@ -277,10 +277,14 @@ class Seq2SeqGenerator:
         max_new_tokens: int,
         logits_processor: LogitsProcessorList | None = None,
         use_cache: bool = True,
+        n: int = 1,
     ) -> Any:
+        """``n`` samples per prompt row, prompt-major (``generate`` runs the encoder once per
+        row and repeats its output for the ``n`` samples)."""
         return self.model.generate(
             input_ids=prompt_ids,
             attention_mask=prompt_mask,
+            num_return_sequences=n,
             do_sample=True,
             temperature=temperature,
             top_k=self.config.top_k,
@@ -302,20 +306,23 @@ class Seq2SeqGenerator:
         temperature: float = 1.0,
         use_cache: bool = True,
     ) -> Rollout:
-        """``n`` samples per prompt (prompt-major rows), KV-cached ``generate``.
+        """``n`` samples per prompt (prompt-major rows), KV-cached ``generate``; each prompt is
+        encoded once for its ``n`` samples (GRPO's groups).
 
         Behaviour log-probs (and values) are recomputed in a teacher-forced pass rather than
         read from ``generate``'s processed ``scores`` (those are tempered/filtered): this is the
         very code path of :meth:`policy_outputs`, so the first PPO ratio is exactly 1.
         ``use_cache=False`` exists only for the benchmark's cache check.
         """
-        rows = [p for p in prompts for _ in range(n)]
-        prompt_ids, prompt_mask = self._encode_prompts(rows)
+        prompt_ids, prompt_mask = self._encode_prompts(list(prompts))
         out = self._generate(
-            prompt_ids, prompt_mask, temperature, self.config.max_new_tokens, use_cache=use_cache
+            prompt_ids, prompt_mask, temperature, self.config.max_new_tokens,
+            use_cache=use_cache, n=n,
         )
         response_ids = out.sequences[:, 1:]  # drop the decoder start token
-        return self._rollout(rows, prompt_ids, prompt_mask, response_ids, n)
+        rows = [p for p in prompts for _ in range(n)]
+        return self._rollout(rows, prompt_ids.repeat_interleave(n, 0),
+                             prompt_mask.repeat_interleave(n, 0), response_ids, n)
 
     def _rollout(
         self,

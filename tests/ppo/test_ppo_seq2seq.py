@@ -167,3 +167,23 @@ def test_unloadable_model_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match=r"generator\.model"):
         make_generator(tmp_path, None, model=str(tmp_path / "no-such-model"))
+
+
+def test_n_samples_encode_each_prompt_once(sft_generator, toy_task):
+    """GRPO-style groups: the encoder sees each prompt once, however many samples it gets;
+    every sample's rollout row still carries its prompt's ids."""
+    prompts = toy_task.augment_prompts(0)[:2]
+    encoder = sft_generator.model.get_encoder()
+    seen: list[int] = []
+    hook = encoder.register_forward_pre_hook(
+        lambda m, args, kwargs: seen.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
+    try:
+        rollout = sft_generator.sample(prompts, n=4)
+    finally:
+        hook.remove()
+    # generate's encoder pass: 2 prompts, not 8 rows (then the teacher-forced scoring of the
+    # 8 rows, which needs each row's encoding under gradients in PPO anyway)
+    assert seen[0] == 2
+    ids, _ = sft_generator._encode_prompts(prompts)
+    assert torch.equal(rollout.prompt_ids, ids.repeat_interleave(4, 0))
+    assert rollout.group_ids.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
