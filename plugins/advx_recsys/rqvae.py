@@ -46,6 +46,11 @@ class RQVAE(nn.Module):
             dim=latent, num_quantizers=len(codebook), codebook_size=sizes,
             kmeans_init=True, kmeans_iters=10, commitment_weight=commitment,
             threshold_ema_dead_code=2,
+            # Every process of a data-parallel run builds the item codes alone, from the same
+            # seed; the library would otherwise sync its k-means and codebooks across the
+            # process group it finds initialised, and wait forever for ranks that are not
+            # building (seen: `torchrun -m advx eval` on an RQ-VAE recipe hung).
+            sync_codebook=False, sync_kmeans=False,
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

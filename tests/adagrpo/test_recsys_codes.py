@@ -140,3 +140,25 @@ def test_a_generator_too_short_for_an_item_code_is_refused(tmp_path):
     generator.config.max_new_tokens = need
     metrics = task.evaluate(Components(task=task, generator=generator), "test")
     assert metrics["test/hallucination"] == 0
+
+
+def test_rqvae_codes_never_talk_to_a_process_group(monkeypatch):
+    """Under a launcher each process builds the codes alone (the main process first, the
+    others later): the quantiser must not sync k-means or codebooks across the group, which
+    made the main process wait for ranks that were not building."""
+    pytest.importorskip("vector_quantize_pytorch")
+    import torch.distributed as dist
+    from advx_recsys.rqvae import rqvae_codes
+
+    def no_collectives(*args, **kwargs):
+        raise AssertionError("a collective call while building item codes")
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda *a, **k: 2)
+    monkeypatch.setattr(dist, "get_rank", lambda *a, **k: 0)
+    for name in ("all_gather", "all_reduce", "broadcast", "barrier"):
+        monkeypatch.setattr(dist, name, no_collectives)
+    vectors = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
+    codes = rqvae_codes(vectors, codebook=[4, 4], hidden=[16], latent=4, epochs=2,
+                        batch_size=32, lr=1e-3, commitment=0.25, seed=0)
+    assert codes.shape == (60, 2)
