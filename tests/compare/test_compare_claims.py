@@ -58,3 +58,24 @@ def test_a_cell_enqueued_twice_runs_once(toy):
     assert all(t.state == TrialState.PRUNED and t.user_attrs["superseded"] for t in trials[4:])
     assert len(list((toy / "marks").iterdir())) == len(spec.cells) * 4  # 4 evaluations a run
     assert [c.state for c in cells_of(spec, trials)] == ["done"] * 4
+
+
+def test_cells_are_claimed_in_the_files_order_whatever_their_trial_numbers(toy):
+    """A cell enqueued again later (an interrupted run: a new trial with a higher number)
+    is claimed with its seed, before the cells of later seeds, not after all of them."""
+    from advx.compare.cells import _next_cell
+
+    spec = load_compare(write_compare(toy, seeds=2))
+    url = storage_url(spec, None, toy / "runs")
+    study, _ = open_study(spec, url)
+    storage = make_storage(url)
+    late = [cell for cell in spec.cells if cell[1] == 0][-1]  # seed 0's last condition
+    for condition, seed in spec.cells:
+        if (condition, seed) != late:
+            study.enqueue_trial({}, user_attrs={"condition": condition, "seed": seed})
+    study.enqueue_trial({}, user_attrs={"condition": late[0], "seed": late[1],
+                                        "attempt": 2})  # the highest trial number
+    claimed = []
+    while (trial := _next_cell(spec, study, storage)[0]) is not None:
+        claimed.append((trial.user_attrs["condition"], trial.user_attrs["seed"]))
+    assert claimed == spec.cells

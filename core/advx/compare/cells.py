@@ -497,13 +497,18 @@ POLL_S = 1.0
 
 def _next_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.RDBStorage
                ) -> tuple[FrozenTrial | None, bool]:
-    """Claim the lowest-numbered claimable WAITING trial. A condition cell is claimable only
-    once its seed's shared start is done; one whose start failed is failed here (with a
-    message naming the start). Returns (the claimed trial or None, whether some cell is
-    still blocked by a start that is waiting or running)."""
+    """Claim the first claimable WAITING trial in the file's cell order (seed-major, each
+    seed's start before its conditions; ties by trial number), so a cell enqueued again
+    after an interruption runs with its seed rather than after every later seed, and a
+    partial study holds whole seeds. A condition cell is claimable only once its seed's
+    shared start is done; one whose start failed is failed here (with a message naming the
+    start). Returns (the claimed trial or None, whether some cell is still blocked by a start
+    that is waiting or running)."""
     trials = _trials(study, storage)
+    order = {cell: i for i, cell in enumerate(spec.all_cells)}
     waiting = sorted((t for t in trials if t.state == TrialState.WAITING
-                      and _key(t) is not None), key=lambda t: t.number)
+                      and _key(t) is not None),
+                     key=lambda t: (order.get(_key(t), len(order)), t.number))
     blocked = False
     for trial in waiting:
         condition, seed = _key(trial)
