@@ -49,7 +49,7 @@ import sys
 import threading
 import time
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -576,14 +576,16 @@ def run_compare(spec: CompareSpec, storage: str | None = None, jobs: int = 1,
     _recover(study, rdb)
     added = _enqueue(study, rdb, spec, retry_failed)
     cells = cells_of(spec, _trials(study, rdb))
-    done = sum(c.state == "done" for c in cells)
+    states = Counter(c.state for c in cells)
     if spec.shared_start is not None:
         added_note = f" (+ {len(spec.seeds)} shared start cells)"
     else:
         added_note = ""
-    console.print(f"compare {spec.name}: {len(cells)} cells{added_note}, {done} done, "
-                  f"{added} to run, {jobs} job(s); runs in {runs_dir}", highlight=False,
-                  markup=False)
+    # what is left, not what this call enqueued: a second worker enqueues nothing new
+    console.print(f"compare {spec.name}: {len(cells)} cells{added_note}: {states['done']} "
+                  f"done, {states['running']} running, {states['waiting']} to run "
+                  f"({added} enqueued now), {states['failed']} failed; {jobs} job(s); runs in "
+                  f"{runs_dir}", highlight=False, markup=False)
     if jobs == 1:
         work(spec, url, runs_dir, plugins=plugins)
     else:
