@@ -305,7 +305,6 @@ class NextItemTask:
     def evaluate(self, components: Components, stage: str) -> dict[str, float]:
         if components.generator is None:
             return {}
-        self._check_response_length(components.generator)
         metrics: dict[str, float] = {}
         modes: list[tuple[str, Sequence[str] | None]] = [("", None)]
         if self.config.constrained:
@@ -322,19 +321,6 @@ class NextItemTask:
             self._baselines = popularity_baselines(self.eval_sets, self.popularity,
                                                    self.items, self.config.topk, self._ks())
         return {**metrics, **self._baselines}
-
-    def _check_response_length(self, generator: Generator) -> None:
-        """A generator whose ``max_new_tokens`` cannot write a whole item code and its eos
-        would search truncated codes, each counted as a hallucination: refuse it. (The
-        built-in generators name the limit ``config.max_new_tokens``; the item code's length
-        is counted in words, one token each under the ``word`` tokenizer.)"""
-        limit = getattr(getattr(generator, "config", None), "max_new_tokens", None)
-        need = max((len(t.split()) for t in self._valid_texts), default=0) + 1
-        if isinstance(limit, int) and limit < need:
-            raise ConfigError(
-                f"generator.max_new_tokens is {limit}, but an item's code is {need - 1} "
-                f"tokens plus the eos: the beam search could not write whole items. Set "
-                f"generator.max_new_tokens={need} (or more).")
 
     def _ks(self) -> list[int]:
         """The cut-offs reported: 5 and 10 where the beam returns that many."""
@@ -361,7 +347,20 @@ class NextItemTask:
                                 self.config.topk, allowed)
             for i, row in zip(rows, texts, strict=True):
                 ranked[i] = [self.item_of(t) for t in row]
+                if allowed is not None and None in ranked[i]:
+                    self._refuse_truncated(row)
         return ranked
+
+    def _refuse_truncated(self, row: Sequence[str]) -> None:
+        """A constrained search can only return catalogue items, unless the generator cannot
+        write a whole code (its response limit cuts the trie's paths): then every evaluation
+        would count hallucinations that are not the policy's. Stop with the fix."""
+        bad = next(t for t in row if self.item_of(t) is None)
+        need = max((len(t.split()) for t in self._valid_texts), default=0) + 1
+        raise ConfigError(
+            f"task.constrained: the constrained beam search returned {bad!r}, which is no "
+            f"item: the generator cannot write whole item codes ({need - 1} tokens plus the "
+            f"eos). Set generator.max_new_tokens={need} (or more).")
 
     def _evaluate(self, generator: Generator, allowed: Sequence[str] | None
                   ) -> dict[str, float]:

@@ -132,13 +132,14 @@ def test_a_generator_too_short_for_an_item_code_is_refused(tmp_path):
                          eval_users=4)
     task = build_next_item(cfg, BuildContext(run_dir=tmp_path, seed=0, device="cpu"))
     need = max(len(t.split()) for t in task.codec.texts()) + 1  # 2 codes + digit + eos
-    generator = build_causal(CausalConfig(d_model=16, num_layers=1, num_heads=2,
-                                          max_new_tokens=need - 1),
-                             BuildContext(run_dir=tmp_path, seed=0, device="cpu", task=task))
+    def policy(max_new_tokens: int):
+        return build_causal(CausalConfig(d_model=16, num_layers=1, num_heads=2,
+                                         max_new_tokens=max_new_tokens),
+                            BuildContext(run_dir=tmp_path, seed=0, device="cpu", task=task))
+
     with pytest.raises(ConfigError, match=f"generator.max_new_tokens={need}"):
-        task.evaluate(Components(task=task, generator=generator), "test")
-    generator.config.max_new_tokens = need
-    metrics = task.evaluate(Components(task=task, generator=generator), "test")
+        task.evaluate(Components(task=task, generator=policy(need - 1)), "test")
+    metrics = task.evaluate(Components(task=task, generator=policy(need)), "test")
     assert metrics["test/hallucination"] == 0
 
 
