@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# item codes are memoised on disk (advx_recsys.rqvae.cached_rqvae_codes): one fresh cache per
+# test session, never the user's ~/.cache/advx
+os.environ.setdefault("ADVX_CACHE_DIR", tempfile.mkdtemp(prefix="advx-test-cache-"))
 
 import torch
 

@@ -157,9 +157,9 @@ def semantic_codes(
     disambiguation index."""
     vectors = item_vectors(items, attributes, train_sequences, embedding, dim, seed)
     if method == "rqvae":
-        from advx_recsys.rqvae import rqvae_codes
+        from advx_recsys.rqvae import cached_rqvae_codes
 
-        codes = rqvae_codes(vectors, codebook, seed=seed, **(rqvae or {}))
+        codes = cached_rqvae_codes(vectors, codebook, seed=seed, **(rqvae or {}))
     else:
         codes = _hierarchical_kmeans(vectors, codebook, seed)
     return disambiguate(items, codes)

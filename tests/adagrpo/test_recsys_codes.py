@@ -163,3 +163,28 @@ def test_rqvae_codes_never_talk_to_a_process_group(monkeypatch):
     codes = rqvae_codes(vectors, codebook=[4, 4], hidden=[16], latent=4, epochs=2,
                         batch_size=32, lr=1e-3, commitment=0.25, seed=0)
     assert codes.shape == (60, 2)
+
+
+def test_rqvae_codes_are_trained_once_per_input_and_read_back(monkeypatch, tmp_path):
+    """Every process of a study builds the same codes: the second build with the same inputs
+    reads them from the cache; other inputs (a seed) train again; an empty ADVX_CACHE_DIR
+    turns the cache off."""
+    pytest.importorskip("vector_quantize_pytorch")
+    from advx_recsys import rqvae
+
+    trained = []
+    real = rqvae.rqvae_codes
+    monkeypatch.setattr(rqvae, "rqvae_codes",
+                        lambda *a, **k: trained.append(k["seed"]) or real(*a, **k))
+    monkeypatch.setenv("ADVX_CACHE_DIR", str(tmp_path / "cache"))
+    vectors = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
+    args = {"hidden": [16], "latent": 4, "epochs": 2, "batch_size": 32, "lr": 1e-3,
+            "commitment": 0.25}
+    first = rqvae.cached_rqvae_codes(vectors, [4, 4], seed=0, **args)
+    again = rqvae.cached_rqvae_codes(vectors.copy(), (4, 4), seed=0, **args)
+    assert trained == [0] and np.array_equal(first, again)
+    rqvae.cached_rqvae_codes(vectors, [4, 4], seed=1, **args)
+    assert trained == [0, 1]
+    monkeypatch.setenv("ADVX_CACHE_DIR", "")
+    rqvae.cached_rqvae_codes(vectors, [4, 4], seed=0, **args)
+    assert trained == [0, 1, 0]
