@@ -337,17 +337,17 @@ class NextItemTask:
 
     def _ranked(self, generator: Generator, examples: Sequence[Example],
                 allowed: Sequence[str] | None) -> list[list[str | None]]:
-        """The top-k items of each example, in the examples' order (the beam-search calls
-        take them by prompt length, :meth:`_by_prompt_length`)."""
-        ranked: list[list[str | None]] = [[] for _ in examples]
-        order, step = self._by_prompt_length(list(examples)), self.config.eval_batch_size
-        for start in range(0, len(order), step):
-            rows = order[start : start + step]
-            texts = top_k_texts(generator, [self.prompt(examples[i]) for i in rows],
-                                self.config.topk, allowed)
-            for i, row in zip(rows, texts, strict=True):
-                ranked[i] = [self.item_of(t) for t in row]
-                if allowed is not None and None in ranked[i]:
+        """The top-k items of each example, in the examples' order, searched
+        ``eval_batch_size`` at a time (the callers pass them by prompt length,
+        :meth:`_by_prompt_length`, so each call pads little)."""
+        ranked: list[list[str | None]] = []
+        step = self.config.eval_batch_size
+        for start in range(0, len(examples), step):
+            batch = examples[start : start + step]
+            for row in top_k_texts(generator, [self.prompt(e) for e in batch],
+                                   self.config.topk, allowed):
+                ranked.append([self.item_of(t) for t in row])
+                if allowed is not None and None in ranked[-1]:
                     self._refuse_truncated(row)
         return ranked
 
@@ -367,9 +367,10 @@ class NextItemTask:
         """Rank metrics of each evaluation split. In a data-parallel run every rank searches
         a share of the users (:func:`advx.distributed.shard_map`) and all hold the whole
         split's rankings; the users are dealt to the shares by prompt length, round-robin, so
-        each share costs about the same. The rankings are put back in one order (by prompt
-        length, as one process searches them) before the metrics, so the float sums and the
-        bootstrap SEs (which resample users by position) do not depend on the process count."""
+        each share costs about the same (and each share stays in length order). The rankings
+        are put back in one order (by prompt length, as one process searches them) before the
+        metrics, so the float sums and the bootstrap SEs (which resample users by position)
+        do not depend on the process count."""
         metrics: dict[str, float] = {}
         ks = self._ks()
         for name, examples in self.eval_sets.items():
