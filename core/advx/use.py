@@ -264,21 +264,25 @@ def build_at(spec: Recipe, rundir: RunDir, pm: Any) -> tuple[Experiment, Path]:
 
 
 def evaluate_run(run_dir: str | Path, round: RoundArg = None, overrides: Sequence[str] = (),
-                 name: str | None = None) -> tuple[Path, dict[str, Any]]:
+                 name: str | None = None, plugins: Sequence[object] = ()
+                 ) -> tuple[Path, dict[str, Any]]:
     """Evaluate a checkpoint again (the loop's ``task.evaluate`` on its evaluation random
     streams, so the same checkpoint and overrides give the same numbers) and write
-    ``RUN_DIR/evals/<name>.json``: ``{run_dir, round, overrides, metrics, created}``.
+    ``RUN_DIR/evals/<name>.json``: ``{run_dir, round, requested_round, overrides, metrics,
+    created}`` (``requested_round``: ``final``, ``best`` or the number asked for; ``round``:
+    the checkpoint it named).
     Nothing else of the run folder is touched. Returns the file and the record. Under a
     launcher (``torchrun ... -m advx eval``) the task's evaluation is sharded where it shards
     (``next_item``'s beam search, the classifier's scoring) and the main process writes."""
     if name is not None and (not name or "/" in name or name.startswith(".")):
         raise ConfigError(f"--name {name!r}: expected a plain file name such as 'temp-0.7'")
-    with open_run(run_dir, round, overrides) as opened:
+    with open_run(run_dir, round, overrides, plugins) as opened:
         if opened.components.task is None:
             raise ConfigError(f"{opened.run_dir}'s recipe has no task to evaluate with")
         metrics = opened.experiment.evaluate(opened.round)
     stamp = datetime.now(timezone.utc)
     record = {"run_dir": str(opened.run_dir), "round": opened.round,
+              "requested_round": "final" if round is None else round,
               "overrides": list(overrides), "metrics": metrics,
               "created": stamp.isoformat(timespec="seconds")}
     evals = opened.run_dir / "evals"

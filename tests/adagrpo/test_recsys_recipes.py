@@ -40,19 +40,19 @@ def test_full_recipe_and_compare_file_validate(monkeypatch):
 
 def test_full_study_reports_all_user_reevaluations(monkeypatch):
     """The reported figures are the final and best checkpoints re-evaluated on every user
-    (`advx eval RUN [--round best] --name all-final|all-best task.eval_users=0`): the compare
-    reads them, the override is one `advx eval` accepts, and the header gives both commands."""
+    (the compare's `evaluations:` all-final / all-best with task.eval_users=0): the compare
+    runs and reads them, with the same overrides (so a best round that is the final one is a
+    copy, not a second evaluation), and the override is one `advx eval` accepts."""
     monkeypatch.chdir(ROOT)
     compare = load_compare(ROOT / "compares/adagrpo_beauty_full.yaml")
     for name in ("all-final", "all-best"):
         assert f"eval:{name}/test/hr@10" in compare.metrics
         assert f"eval:{name}/test/ndcg@10" in compare.metrics
+        assert compare.evaluations[name].overrides == ["task.eval_users=0"]
+    assert compare.evaluations["all-final"].round == "final"
+    assert compare.evaluations["all-best"].round == "best"
     assert not compare.primary.startswith("eval:") and compare.summary == "final"
     assert eval_override_problem("task.eval_users") is None
-    assert eval_override_problem("task.eval_unconstrained") is None  # skipped in all-best
-    header = (ROOT / "compares/adagrpo_beauty_full.yaml").read_text(encoding="utf-8")
-    assert "--name all-final task.eval_users=0" in header
-    assert "--round best --name all-best task.eval_users=0 task.eval_unconstrained=false" in header
 
 
 def test_the_former_name_of_eval_unconstrained_still_sets_it():

@@ -35,6 +35,17 @@ elsewhere; a start never waits on anything, so workers cannot deadlock. When a s
 failed, its dependants are failed at once with a message naming it; ``--retry-failed`` retries
 the start and then them.
 
+Re-evaluations (``evaluations:``). A condition cell whose run finished is re-evaluated by
+the worker that ran it, before it is recorded done: ``evals/<NAME>.json`` per evaluation
+(:func:`advx.use.evaluate_run`, the body of ``advx eval``). A worker with no cell left to
+claim evaluates what done cells still lack (cells finished before the key was added, a worker
+killed between its run and its evaluations, an evaluation that failed), each under a lock
+file ``evals/.<NAME>.lock`` so two workers never evaluate the same thing. An evaluation that
+names the same checkpoint with the same overrides as one the cell already has is a copy of
+it (``same_as``), not a second evaluation (the AdaGRPO study's best round is often its final
+one). A failed evaluation does not fail its cell: the run is a result; the evaluation is
+retried by the next ``advx compare`` and ``show`` counts the cell out of that metric.
+
 A worker that dies leaves its cell RUNNING: Optuna's heartbeat (recorded every 30 s by a
 thread) lets any later worker fail it after the grace period, and a worker on the same host
 fails it at once when the owning process no longer exists.
@@ -43,6 +54,7 @@ fails it at once when the owning process no longer exists.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import sys
@@ -50,25 +62,26 @@ import threading
 import time
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import optuna
+from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.markup import escape
 
-from advx.compare.spec import START, CompareSpec, check_conditions
+from advx.compare.spec import START, CompareSpec, Evaluation, check_conditions
 from advx.errors import AdvxError, ConfigError, print_error
 from advx.recipe import import_plugins
 from advx.sweep.storage import make_storage
 from advx.sweep.workers import spawn_workers
 
-__all__ = ["Cell", "CompareResult", "cells_of", "default_runs_dir", "load_cells", "open_study",
-           "run_compare", "storage_url", "work"]
+__all__ = ["Cell", "CompareResult", "cells_of", "default_runs_dir", "evaluate_cell", "load_cells",
+           "open_study", "run_compare", "storage_url", "work"]
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -421,10 +434,140 @@ def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
         console.print(f"cell [bold]{escape(label)}[/bold] done: {result.run_dir}",
                       highlight=False)
         return "done"
+    if spec.evaluations:
+        with _Heartbeat(storage, tid):
+            evaluate_cell(spec, Path(result.run_dir), plugins, label)
     storage.set_trial_state_values(tid, TrialState.COMPLETE, values=[primary])
     console.print(f"cell [bold]{escape(label)}[/bold] done: {spec.primary}={primary:.4g}",
                   highlight=False)
     return "done"
+
+
+# --------------------------------------------------------------------------- re-evaluations
+
+
+def evaluate_cell(spec: CompareSpec, run_dir: Path, plugins: Sequence[Any] = (),
+                  label: str = "") -> int:
+    """Write the ``evaluations:`` that ``run_dir`` (a finished condition cell) lacks; returns
+    how many were written. One that fails is reported and left for the next invocation."""
+    written = 0
+    for evaluation in spec.evaluations.values():
+        if _evaluation_of(run_dir, evaluation) is not None:
+            continue
+        where = f"cell {label or run_dir}: evaluation {evaluation.name}"
+        try:
+            with _evaluation_lock(run_dir, evaluation.name) as locked:
+                if not locked or _evaluation_of(run_dir, evaluation) is not None:
+                    continue  # another worker holds it, or wrote it while we looked
+                console.print(f"{escape(where)}: {_describe(evaluation)}", highlight=False)
+                started = time.perf_counter()
+                copied = _same_evaluation(spec, run_dir, evaluation)
+                if copied is None:
+                    from advx.use import evaluate_run
+
+                    evaluate_run(run_dir, None if evaluation.round == "final" else
+                                 evaluation.round, evaluation.overrides, evaluation.name,
+                                 plugins)
+                console.print(f"{escape(where)}: written "
+                              + (f"(same checkpoint and overrides as {copied})" if copied else
+                                 f"in {time.perf_counter() - started:.0f} s"), highlight=False)
+                written += 1
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            console.print(f"{escape(where)} failed (retried by the next `advx compare`): "
+                          f"{escape(type(exc).__name__)}: {escape(str(exc))[:2000]}",
+                          highlight=False)
+    return written
+
+
+def _describe(evaluation: Evaluation) -> str:
+    return (f"round {evaluation.round}"
+            + (f", {' '.join(evaluation.overrides)}" if evaluation.overrides else ""))
+
+
+def _evaluation_file(run_dir: Path, name: str) -> Path:
+    return Path(run_dir) / "evals" / f"{name}.json"
+
+
+def _evaluation_of(run_dir: Path, evaluation: Evaluation) -> dict[str, Any] | None:
+    """The cell's record of ``evaluation``, when it has one made as the file asks now (same
+    requested round, same overrides); None when it must be (re)made."""
+    try:
+        record = json.loads(_evaluation_file(run_dir, evaluation.name).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("overrides") != evaluation.overrides or \
+            record.get("requested_round") != evaluation.round:
+        return None
+    return record
+
+
+def _same_evaluation(spec: CompareSpec, run_dir: Path, evaluation: Evaluation) -> str | None:
+    """When the cell already has an evaluation of the checkpoint ``evaluation`` names, with
+    the same overrides, write a copy of it under ``evaluation.name`` (marked ``same_as``) and
+    return its name; else None. Evaluation is deterministic for a checkpoint and overrides
+    (``advx.use.evaluate_run``), so the copy is what a second evaluation would give."""
+    from advx.rundir import atomic_write_text, jsonable
+    from advx.use import existing_run, resolve_round
+
+    rundir = existing_run(run_dir)
+    loop = OmegaConf.load(rundir.recipe_path).get("loop") or {}
+    at = resolve_round(rundir, None if evaluation.round == "final" else evaluation.round,
+                       str(loop.get("monitor") or ""), str(loop.get("monitor_mode") or "max"))
+    for other in spec.evaluations.values():
+        record = _evaluation_of(run_dir, other) if other.name != evaluation.name else None
+        if record is not None and record.get("round") == at and \
+                record.get("overrides") == evaluation.overrides:
+            copy = {**record, "requested_round": evaluation.round, "same_as": other.name}
+            atomic_write_text(_evaluation_file(run_dir, evaluation.name),
+                              json.dumps(jsonable(copy), indent=2) + "\n")
+            return other.name
+    return None
+
+
+@contextlib.contextmanager
+def _evaluation_lock(run_dir: Path, name: str) -> Iterator[bool]:
+    """``evals/.<name>.lock`` created exclusively; yields whether this process holds it. A
+    lock left by a dead process of this host is taken over; one of another host is
+    respected (delete it by hand if that worker is gone)."""
+    lock = Path(run_dir) / "evals" / f".{name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = json.loads(lock.read_text("utf-8"))
+            except (OSError, ValueError):
+                holder = {}
+            pid = holder.get("pid")
+            if holder.get("host") == me["host"] and isinstance(pid, int) and \
+                    not _pid_alive(pid):
+                lock.unlink(missing_ok=True)  # its owner died: take it over
+                continue
+            yield False
+            return
+        with os.fdopen(fd, "w") as handle:
+            json.dump(me, handle)
+        try:
+            yield True
+        finally:
+            lock.unlink(missing_ok=True)
+        return
+    yield False
+
+
+def _evaluate_done_cells(spec: CompareSpec, study: optuna.Study,
+                         storage: optuna.storages.RDBStorage, plugins: Sequence[Any]) -> int:
+    """The evaluations that done condition cells still lack (see the module docstring)."""
+    written = 0
+    for cell in cells_of(spec, _trials(study, storage)):
+        if cell.state == "done" and cell.run_dir and Path(cell.run_dir).is_dir():
+            written += evaluate_cell(spec, Path(cell.run_dir), plugins,
+                                     f"{cell.condition} seed {cell.seed}")
+    return written
 
 
 def _start_of(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.RDBStorage,
@@ -473,6 +616,8 @@ def work(spec: CompareSpec, url: str, runs_dir: Path, retry_failed: bool = False
         claimed, blocked = _next_cell(spec, study, storage)
         if claimed is None:
             if not blocked:
+                if spec.evaluations:
+                    _evaluate_done_cells(spec, study, storage, plugins)
                 return ran
             # Only cells whose shared start is waiting or running elsewhere are left: wait for
             # it, recovering dead workers' claims (a killed start is enqueued again).

@@ -19,6 +19,8 @@
       condition: mle                   #   that condition's recipe + overrides (or recipe: FILE)
       overrides: [generator.epochs=15] #   its own overrides on top
       round: 0                         #   the round every condition starts from (default 0)
+    evaluations:                       # optional: re-evaluate every finished condition cell
+      all-users: {round: final, overrides: [task.eval_users=0]}   # -> eval:all-users/METRIC
 
 Everything is checked before any cell runs: every key (with a did-you-mean), every recipe
 file, every condition's recipe with its overrides against the installed components (without
@@ -40,7 +42,7 @@ from omegaconf.errors import OmegaConfBaseException
 from advx.errors import ConfigError, did_you_mean
 from advx.recipe import import_plugins, overrides_from, recipe_file
 
-__all__ = ["COMPARE_KEYS", "START", "CompareSpec", "Condition", "SharedStart",
+__all__ = ["COMPARE_KEYS", "START", "CompareSpec", "Condition", "Evaluation", "SharedStart",
            "check_conditions", "load_compare"]
 
 COMPARE_KEYS = {
@@ -60,6 +62,13 @@ COMPARE_KEYS = {
                     "once per seed, every condition of that seed starts from its checkpoint",
     "tradeoff": "[QUALITY, DIVERSITY] metric names (e.g. [bleu2, self_bleu2]): a quality vs "
                 "diversity table and tradeoff.png over their @t<temperature> variants",
+    "evaluations": "mapping NAME -> {round: final | best | N, overrides: [key=value, ...]}: "
+                   "each finished condition cell is re-evaluated (advx eval --name NAME), "
+                   "read as eval:NAME/METRIC",
+}
+EVALUATION_KEYS = {
+    "round": "the checkpoint: final (the newest, default), best (by loop.monitor) or a number",
+    "overrides": "evaluation overrides (keys advx eval accepts, e.g. task.eval_users=0)",
 }
 SHARED_START_KEYS = {
     "condition": "pre-train with this condition's recipe and overrides",
@@ -106,6 +115,18 @@ class SharedStart:
 
 
 @dataclass(frozen=True)
+class Evaluation:
+    """A re-evaluation of every finished condition cell: ``advx eval CELL --round ROUND
+    --name NAME OVERRIDES``, run by the compare's workers (``advx.compare.cells``), so a study
+    whose reported figures need a costlier evaluation than its rounds (all users instead of
+    a subset) is still one resumable command."""
+
+    name: str
+    round: str | int = "final"
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class CompareSpec:
     name: str
     path: str
@@ -121,6 +142,7 @@ class CompareSpec:
     plugins: list[str] = field(default_factory=list)
     shared_start: SharedStart | None = None
     tradeoff: tuple[str, str] | None = None
+    evaluations: dict[str, Evaluation] = field(default_factory=dict)
 
     @property
     def cells(self) -> list[tuple[str, int]]:
@@ -145,6 +167,8 @@ class CompareSpec:
         values["conditions"] = {k: Condition(**v) for k, v in values["conditions"].items()}
         if values.get("shared_start") is not None:
             values["shared_start"] = SharedStart(**values["shared_start"])
+        values["evaluations"] = {k: Evaluation(**v)
+                                 for k, v in (values.get("evaluations") or {}).items()}
         return cls(**values)
 
 
@@ -227,6 +251,7 @@ def load_compare(path: str | Path) -> CompareSpec:
         metrics=metrics, primary=primary, baseline=baseline, description=description,
         summary=summary, rounds=rounds, storage=storage, plugins=plugins, shared_start=start,
         tradeoff=_tradeoff(raw.get("tradeoff"), metrics, where),
+        evaluations=_evaluations(raw.get("evaluations"), where),
     )
 
 
@@ -299,6 +324,46 @@ def _shared_start(raw: Any, conditions: dict[str, Condition], shared: list[str],
         raise ConfigError(f"{at}.recipe: expected a recipe file, got {recipe!r}")
     return SharedStart(recipe=str(recipe_file(recipe, path, f"{at}.recipe")),
                        overrides=[*shared, *own], round=round)
+
+
+def _evaluations(raw: Any, where: str) -> dict[str, Evaluation]:
+    """``evaluations: {NAME: {round: final | best | N, overrides: [...]}}``; every override
+    must be one ``advx eval`` accepts (checked here, before any cell runs)."""
+    from advx.use import eval_override_problem
+
+    if raw is None:
+        return {}
+    example = "{all-users: {round: final, overrides: [task.eval_users=0]}}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: evaluations: expected a mapping like {example}, "
+                          f"got {raw!r}")
+    evaluations = {}
+    for name, block in raw.items():
+        at = f"{where}: evaluations.{name}"
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigError(f"{at}: the name may only hold letters, digits, '-', '_' and '.' "
+                              "(it names the file evals/NAME.json of each cell)")
+        block = {} if block is None else block
+        if not isinstance(block, dict):
+            raise ConfigError(f"{at}: expected {{round: final, overrides: [...]}}, "
+                              f"got {block!r}")
+        for key in block:
+            if key not in EVALUATION_KEYS:
+                raise ConfigError(f"{at}: unknown key {key!r}."
+                                  f"{did_you_mean(str(key), EVALUATION_KEYS)} Allowed: "
+                                  f"{', '.join(EVALUATION_KEYS)}")
+        round = block.get("round", "final")
+        if not (round in ("final", "best") or (isinstance(round, int)
+                                               and not isinstance(round, bool) and round >= 0)):
+            raise ConfigError(f"{at}.round: expected final, best or a round number, "
+                              f"got {round!r}")
+        overrides = overrides_from(block.get("overrides"), f"{at}.overrides")
+        for item in overrides:
+            problem = eval_override_problem(item.split("=", 1)[0].strip().lstrip("+~"))
+            if problem:
+                raise ConfigError(f"{at}.overrides: {problem}")
+        evaluations[name] = Evaluation(name=name, round=round, overrides=overrides)
+    return evaluations
 
 
 EVAL_PREFIX = "eval:"
