@@ -10,13 +10,14 @@ from advx.components import Components
 from advx.errors import DataError
 from advx.rollout import Sample
 from advx_seqgan.lstm import LSTMConfig, LSTMGenerator
-from advx_text_tasks.bleu import bleu, self_bleu
+from advx_text_tasks.bleu import References, bleu, self_bleu
 from advx_text_tasks.oracle import OracleLSTM
 from advx_text_tasks.tasks import (
     OracleLMConfig,
     OracleLMTask,
     TextCorpusConfig,
     TextCorpusTask,
+    nll_per_sample,
 )
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
@@ -88,6 +89,35 @@ def test_bleu_equals_nltk_sentence_bleu():
             for i, h in enumerate(hyps)
         ) / len(hyps)
         assert self_bleu(hyps, n) == pytest.approx(expected_self, abs=1e-9)
+
+
+def test_references_counted_once_score_every_order_as_nltk():
+    rng = random.Random(1)
+    words = ["a", "b", "c", "d", "e"]
+    refs = [[rng.choice(words) for _ in range(rng.randint(2, 8))] for _ in range(25)]
+    hyps = [[rng.choice(words) for _ in range(rng.randint(1, 8))] for _ in range(15)]
+    counted = References(refs, 5)
+    smooth = SmoothingFunction().method1
+    for n in (1, 2, 3, 5):
+        weights = tuple(1.0 / n for _ in range(n))
+        expected = [sentence_bleu(refs, h, weights, smoothing_function=smooth) for h in hyps]
+        assert counted.sentence_bleus(hyps, n) == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(ValueError, match="counted up to 5"):
+        counted.sentence_bleus(hyps, 6)
+
+
+def test_nll_per_sample_in_length_batches_keeps_each_samples_value():
+    """Batching by length (less padding) changes neither a sample's NLL nor its place."""
+    rng = random.Random(2)
+    texts = [" ".join(rng.choice("abcdefgh") for _ in range(rng.randint(1, 12)))
+             for _ in range(37)]
+    gen = LSTMGenerator(LSTMConfig(vocab="word", vocab_size=20, max_len=14), texts)
+    samples = [Sample(t, None) for t in texts]
+    totals, tokens = nll_per_sample(gen, samples, temperature=0.8, batch=5)
+    for i, sample in enumerate(samples):  # each alone: no padding at all
+        alone = gen.nll([sample], temperature=0.8)
+        assert totals[i] == pytest.approx(float(alone.total[0]), rel=1e-5)
+        assert tokens[i] == float(alone.tokens[0]) == len(sample.text.split()) + 1  # + EOS
 
 
 def test_text_corpus_char_level(tmp_path):
