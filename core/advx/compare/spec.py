@@ -340,18 +340,9 @@ def _evaluations(raw: Any, where: str) -> dict[str, Evaluation]:
     evaluations = {}
     for name, block in raw.items():
         at = f"{where}: evaluations.{name}"
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise ConfigError(f"{at}: the name may only hold letters, digits, '-', '_' and '.' "
-                              "(it names the file evals/NAME.json of each cell)")
-        block = {} if block is None else block
-        if not isinstance(block, dict):
-            raise ConfigError(f"{at}: expected {{round: final, overrides: [...]}}, "
-                              f"got {block!r}")
-        for key in block:
-            if key not in EVALUATION_KEYS:
-                raise ConfigError(f"{at}: unknown key {key!r}."
-                                  f"{did_you_mean(str(key), EVALUATION_KEYS)} Allowed: "
-                                  f"{', '.join(EVALUATION_KEYS)}")
+        block = _named_block(name, {} if block is None else block, at, EVALUATION_KEYS,
+                             "it names the file evals/NAME.json of each cell",
+                             "{round: final, overrides: [...]}")
         round = block.get("round", "final")
         if not (round in ("final", "best") or (isinstance(round, int)
                                                and not isinstance(round, bool) and round >= 0)):
@@ -378,6 +369,22 @@ def eval_metric(metric: str) -> tuple[str, str] | None:
     return (name, key) if name and key and not name.startswith(".") else None
 
 
+def _named_block(name: Any, block: Any, at: str, allowed: Mapping[str, str], names: str,
+                 example: str) -> dict[str, Any]:
+    """One entry of a named mapping (``conditions``, ``evaluations``): a name that can be a
+    file or folder name, and a mapping of known keys."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(f"{at}: the name may only hold letters, digits, '-', '_' and '.' "
+                          f"({names})")
+    if not isinstance(block, dict):
+        raise ConfigError(f"{at}: expected {example}, got {block!r}")
+    for key in block:
+        if key not in allowed:
+            raise ConfigError(f"{at}: unknown key {key!r}.{did_you_mean(str(key), allowed)} "
+                              f"Allowed: {', '.join(allowed)}")
+    return block
+
+
 def _conditions(raw: Any, shared: list[str], path: Path, where: str) -> dict[str, Condition]:
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"{where}: conditions: expected a mapping of at least two named "
@@ -389,16 +396,8 @@ def _conditions(raw: Any, shared: list[str], path: Path, where: str) -> dict[str
     conditions = {}
     for name, block in raw.items():
         at = f"{where}: conditions.{name}"
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise ConfigError(f"{at}: the name may only hold letters, digits, '-', '_' and '.' "
-                              "(it names the cells' folders)")
-        if not isinstance(block, dict):
-            raise ConfigError(f"{at}: expected {{recipe: FILE, overrides: [...]}}, got {block!r}")
-        for key in block:
-            if key not in CONDITION_KEYS:
-                raise ConfigError(f"{at}: unknown key {key!r}."
-                                  f"{did_you_mean(str(key), CONDITION_KEYS)} Allowed: "
-                                  f"{', '.join(CONDITION_KEYS)}")
+        block = _named_block(name, block, at, CONDITION_KEYS, "it names the cells' folders",
+                             "{recipe: FILE, overrides: [...]}")
         recipe = block.get("recipe")
         if not isinstance(recipe, str) or not recipe:
             raise ConfigError(f"{at}.recipe: missing; name the condition's recipe file")
