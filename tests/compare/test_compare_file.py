@@ -133,3 +133,16 @@ def test_help_lists_the_commands():
     result = CliRunner().invoke(app, ["compare", "--help"])
     assert result.exit_code == 0
     assert "run" in result.output and "show" in result.output
+
+
+@pytest.mark.parametrize(("per_round", "message"), [
+    (["nope"], "per_round: 'nope' is not one of metrics"),
+    (["eval:x/toy/score"], "per_round: 'eval:x/toy/score' is a re-evaluation"),
+    ([3], "per_round: expected a list of names"),
+])
+def test_bad_per_round_is_exit_2(toy, per_round, message):
+    metrics = ["toy/score", "toy/gain", "eval:x/toy/score"]
+    result = CliRunner().invoke(app, ["compare", str(write_compare(
+        toy, per_round=per_round, metrics=metrics))])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert result.output.count("error:") == 1

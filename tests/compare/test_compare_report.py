@@ -93,3 +93,29 @@ def test_a_tradeoff_needs_both_metrics_at_the_same_temperatures(tmp_path):
                                     "tradeoff": ["bleu2", "self_bleu2"]}))
     with pytest.raises(ConfigError, match="same temperatures"):
         load_compare(path)
+
+
+def test_per_round_tables_one_per_listed_metric():
+    """``per_round``: the primary's table, then one for each other listed metric (a gate's
+    open rate per round), from the cells' per-round records; a round no cell logged it in
+    (round 0 has no RL step) has no row."""
+    import dataclasses
+
+    def cell(condition: str, seed: int, rate: float) -> Cell:
+        rounds = [{"round": 0, "score": 1.0 + seed},
+                  {"round": 1, "score": 2.0 + seed, "other": rate + 0.1 * seed}]
+        trial = optuna.trial.create_trial(state=TrialState.COMPLETE, value=0.0, user_attrs={
+            "condition": condition, "seed": seed, "metrics": {"score": 2.0 + seed},
+            "rounds": rounds})
+        return Cell(condition, seed, state="done", trial=trial, attempts=1)
+
+    spec = dataclasses.replace(_spec([0, 1]), per_round=["other"])
+    assert spec.round_metrics == ["score", "other"]
+    cells = [cell("low", s, 0.2) for s in (0, 1)] + [cell("high", s, 0.6) for s in (0, 1)]
+    data = collect(spec, cells)
+    assert data.curves == data.by_round["score"]
+    text = markdown(data)
+    table = text.split("`other` per round")[1].split("\n\n")[1].splitlines()
+    assert table[0] == "| round | low | high |"
+    assert table[2:] == ["| 1 | 0.25 ± 0.07071 (2) | 0.65 ± 0.07071 (2) |"]
+    assert text.index("`score` per round") < text.index("`other` per round")

@@ -27,12 +27,17 @@ __all__ = ["CompareData", "collect", "markdown", "plot_curves", "plot_paired", "
 @dataclass
 class CompareData:
     """The finished cells' numbers: ``values[condition][metric][seed]`` (final/best record)
-    and ``curves[condition][seed][round]`` of the primary metric."""
+    and ``by_round[metric][condition][seed][round]`` of the per-round metrics."""
 
     spec: CompareSpec
     cells: list[Cell]
     values: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
-    curves: dict[str, dict[int, dict[int, float]]] = field(default_factory=dict)
+    by_round: dict[str, dict[str, dict[int, dict[int, float]]]] = field(default_factory=dict)
+
+    @property
+    def curves(self) -> dict[str, dict[int, dict[int, float]]]:
+        """``curves[condition][seed][round]`` of the primary metric (the plotted curves)."""
+        return self.by_round[self.spec.primary]
 
 
 def collect(spec: CompareSpec, cells: Sequence[Cell]) -> CompareData:
@@ -41,7 +46,7 @@ def collect(spec: CompareSpec, cells: Sequence[Cell]) -> CompareData:
     data = CompareData(spec, list(cells))
     for condition in spec.conditions:
         data.values[condition] = {m: {} for m in spec.metrics}
-        data.curves[condition] = {}
+    data.by_round = {m: {c: {} for c in spec.conditions} for m in spec.round_metrics}
     for cell in cells:
         if cell.state != "done":
             continue
@@ -52,10 +57,11 @@ def collect(spec: CompareSpec, cells: Sequence[Cell]) -> CompareData:
             value = _evaluated(cell, metric)
             if value is not None:
                 data.values[cell.condition][metric][cell.seed] = value
-        curve = {int(r["round"]): float(r[spec.primary]) for r in cell.rounds
-                 if finite_number(r.get(spec.primary)) is not None}
-        if curve:
-            data.curves[cell.condition][cell.seed] = curve
+        for metric in spec.round_metrics:
+            curve = {int(r["round"]): float(r[metric]) for r in cell.rounds
+                     if finite_number(r.get(metric)) is not None}
+            if curve:
+                data.by_round[metric][cell.condition][cell.seed] = curve
     return data
 
 
@@ -128,14 +134,17 @@ def markdown(data: CompareData) -> str:
             lines.append(f"| {condition} | `{metric}` | {r.n} | {_f(r.mean_diff)} | {ci} | "
                          f"{_p(r.t_p)} | {_p(r.w_p)} |")
     lines.append("")
-    rounds = _rounds(data)
-    if rounds:
-        lines.append(f"`{spec.primary}` per round, mean ± sd (n seeds):")
+    for metric in spec.round_metrics:
+        rounds = _rounds(data, metric)
+        if not rounds:
+            continue
+        lines.append(f"`{metric}` per round, mean ± sd (n seeds):")
         lines.append("")
         lines.append("| round | " + " | ".join(spec.conditions) + " |")
         lines.append("|---|" + "---|" * len(spec.conditions))
+        curves = data.by_round[metric]
         for round in rounds:
-            row = [_mean_sd([curve[round] for curve in data.curves[c].values() if round in curve])
+            row = [_mean_sd([curve[round] for curve in curves[c].values() if round in curve])
                    for c in spec.conditions]
             lines.append(f"| {round} | " + " | ".join(row) + " |")
         lines.append("")
@@ -176,8 +185,9 @@ def _missing_values(data: CompareData) -> dict[tuple[str, int], list[str]]:
     return missing
 
 
-def _rounds(data: CompareData) -> list[int]:
-    seen = sorted({r for curves in data.curves.values() for c in curves.values() for r in c})
+def _rounds(data: CompareData, metric: str) -> list[int]:
+    seen = sorted({r for curves in data.by_round[metric].values() for c in curves.values()
+                   for r in c})
     if data.spec.rounds is not None:
         return [r for r in data.spec.rounds if r in seen]
     return seen

@@ -10,6 +10,7 @@
     metrics: [oracle/nll, test/nll]    # what to report; eval:NAME/METRIC reads advx eval's
                                        # <cell>/evals/NAME.json (see advx.compare.report)
     primary: oracle/nll                # the metric of the curves and the per-round table
+    per_round: [oracle/nll, test/nll]  # metrics tabled per round (default: [primary])
     baseline: mle                      # the condition every other one is paired against
     summary: final                     # which summary.json record gives a cell's value
     rounds: null                       # rounds of the per-round table (default: all)
@@ -53,6 +54,8 @@ COMPARE_KEYS = {
     "seeds": "a list of seeds, or N meaning 0..N-1",
     "metrics": "list of metric names to report",
     "primary": "the metric of the curves and per-round table (default: metrics[0])",
+    "per_round": "metrics of `metrics` tabled per round, mean ± sd over seeds (default: "
+                 "[primary]; e.g. a gate's open rate per round)",
     "baseline": "the condition the others are paired against (default: the first)",
     "summary": "final | best: which summary.json record gives a cell's value",
     "rounds": "list of rounds for the per-round table (default: every evaluated round)",
@@ -143,6 +146,12 @@ class CompareSpec:
     shared_start: SharedStart | None = None
     tradeoff: tuple[str, str] | None = None
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
+    per_round: list[str] = field(default_factory=list)
+
+    @property
+    def round_metrics(self) -> list[str]:
+        """The metrics tabled per round: the primary first, then ``per_round``'s others."""
+        return [self.primary, *(m for m in self.per_round if m != self.primary)]
 
     @property
     def cells(self) -> list[tuple[str, int]]:
@@ -252,7 +261,23 @@ def load_compare(path: str | Path) -> CompareSpec:
         summary=summary, rounds=rounds, storage=storage, plugins=plugins, shared_start=start,
         tradeoff=_tradeoff(raw.get("tradeoff"), metrics, where),
         evaluations=_evaluations(raw.get("evaluations"), where),
+        per_round=_per_round(raw.get("per_round"), metrics, where),
     )
+
+
+def _per_round(raw: Any, metrics: list[str], where: str) -> list[str]:
+    """``per_round: [METRIC, ...]``: metrics the runs log every round (not ``eval:`` ones)."""
+    if raw is None:
+        return []
+    names = _strings(raw, f"{where}: per_round", "[test/hr@10, adagrpo/gate_open_rate]")
+    for name in names:
+        if name.startswith(EVAL_PREFIX):
+            raise ConfigError(f"{where}: per_round: {name!r} is a re-evaluation of one "
+                              "checkpoint, not a per-round metric; name metrics the runs log")
+        if name not in metrics:
+            raise ConfigError(f"{where}: per_round: {name!r} is not one of metrics."
+                              f"{did_you_mean(name, metrics)} Add it to metrics first")
+    return names
 
 
 TEMPERATURE_SUFFIX = "@t"  # a metric at sampling temperature τ is logged as NAME@t<τ>
