@@ -13,8 +13,19 @@ each pair is put in a stratum by the method run's two diagnostics:
 
 Per stratum: the number of pairs, mean Δ of the method and of the baseline, and the paired
 difference mean(Δ_method − Δ_baseline) with its standard error (> 0: the GRPO term moved the
-ground truth up more than NLL alone did, in that stratum). ``python -m advx_recsys.strata
-METHOD_RUN BASELINE_RUN`` prints the table.
+ground truth up more than NLL alone did, in that stratum).
+
+That standard error treats the prompts of one run as independent, which they are not (they
+share every update). The claim is made across seeds: :func:`across_seeds` takes each seed's
+paired mean per stratum as one unit and gives their mean with a Student t interval over the
+seeds. Command line::
+
+    python -m advx_recsys.strata METHOD_RUN BASELINE_RUN        # one pair of runs
+    python -m advx_recsys.strata --compare compares/adagrpo_beauty_full.yaml [--runs-dir DIR]
+
+The second reads every finished cell of the compare and pairs each condition's cell with the
+baseline condition's cell of the same seed (``advx compare``'s shared start makes them branch
+from one checkpoint), then prints one markdown table over the seeds.
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ from typing import Any
 
 from advx.errors import DataError
 
-__all__ = ["load_samples", "stratify"]
+__all__ = ["across_seeds", "compare_strata", "load_samples", "stratify"]
 
 SAMPLES = "adagrpo_samples.jsonl"
 
@@ -107,15 +118,95 @@ def stratify(
     return out
 
 
+def across_seeds(per_seed: Mapping[int, Mapping[str, Mapping[str, float]]]
+                 ) -> dict[str, dict[str, float]]:
+    """Per stratum, over the seeds that have it: ``seeds``, ``pairs`` (all seeds), the means
+    of the seeds' ``delta_method`` / ``delta_baseline`` / ``diff``, and ``ci_low`` /
+    ``ci_high``: the 95% Student t interval of the seeds' ``diff`` (NaN for one seed).
+    ``per_seed``: seed → :func:`stratify`'s table of that seed's pair of runs."""
+    from advx.stats import describe, mean_ci
+
+    strata = sorted({name for table in per_seed.values() for name in table})
+    out = {}
+    for name in strata:
+        rows = [table[name] for table in per_seed.values() if name in table]
+        diffs = [row["diff"] for row in rows]
+        low, high = mean_ci(diffs) if len(diffs) > 1 else (math.nan, math.nan)
+        out[name] = {
+            "seeds": float(len(rows)), "pairs": float(sum(row["n"] for row in rows)),
+            "delta_method": describe([row["delta_method"] for row in rows]).mean,
+            "delta_baseline": describe([row["delta_baseline"] for row in rows]).mean,
+            "diff": describe(diffs).mean, "ci_low": low, "ci_high": high,
+        }
+    return out
+
+
+def compare_strata(compare_file: Path, runs_dir: Path | None = None,
+                   storage: str | None = None) -> dict[str, dict[str, dict[str, float]]]:
+    """condition → :func:`across_seeds` table, for every condition of a compare but its
+    baseline, over the seeds where both cells are done."""
+    from advx.compare import load_compare
+    from advx.compare.cells import default_runs_dir, load_cells, storage_url
+
+    spec = load_compare(compare_file)
+    runs_dir = Path(runs_dir) if runs_dir else default_runs_dir(spec)
+    cells = [c for c in load_cells(spec, storage_url(spec, storage, runs_dir))
+             if c.state == "done" and c.run_dir]
+    base = {c.seed: c for c in cells if c.condition == spec.baseline}
+    tables = {}
+    for condition in spec.conditions:
+        if condition == spec.baseline:
+            continue
+        per_seed = {c.seed: stratify(load_samples(Path(c.run_dir)),
+                                     load_samples(Path(base[c.seed].run_dir)))
+                    for c in cells if c.condition == condition and c.seed in base}
+        tables[condition] = across_seeds(per_seed)
+    return tables
+
+
+def _f(value: float) -> str:
+    return "–" if not math.isfinite(value) else f"{value:.4f}"
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = argv if argv is not None else sys.argv[1:]
-    if len(args) != 2:
-        raise SystemExit("usage: python -m advx_recsys.strata METHOD_RUN BASELINE_RUN")
-    table = stratify(load_samples(Path(args[0])), load_samples(Path(args[1])))
-    print("stratum                 n   Δlogp method  Δlogp NLL-only  paired diff ± se")
-    for name, row in table.items():
-        print(f"{name:<20} {int(row['n']):>5} {row['delta_method']:>13.4f} "
-              f"{row['delta_baseline']:>15.4f} {row['diff']:>12.4f} ± {row['se']:.4f}")
+    import argparse
+
+    from advx.errors import AdvxError, print_error
+
+    parser = argparse.ArgumentParser(prog="python -m advx_recsys.strata",
+                                     description="AdaGRPO's stratified analysis")
+    parser.add_argument("runs", nargs="*", metavar="RUN",
+                        help="METHOD_RUN BASELINE_RUN (one pair), or none with --compare")
+    parser.add_argument("--compare", type=Path, help="a compare file: every condition × seed "
+                        "against the baseline condition of the same seed")
+    parser.add_argument("--runs-dir", type=Path, help="the compare's runs folder")
+    parser.add_argument("--storage", help="the compare's storage URL")
+    args = parser.parse_args(argv)
+    if (args.compare is None) == (len(args.runs) != 2):
+        parser.error("give METHOD_RUN BASELINE_RUN, or --compare FILE (and no runs)")
+    try:
+        if args.compare is None:
+            table = stratify(load_samples(Path(args.runs[0])), load_samples(Path(args.runs[1])))
+            print("stratum                 n   Δlogp method  Δlogp NLL-only  paired diff ± se "
+                  "(within one run: prompts share updates, so optimistic)")
+            for name, row in table.items():
+                print(f"{name:<20} {int(row['n']):>5} {row['delta_method']:>13.4f} "
+                      f"{row['delta_baseline']:>15.4f} {row['diff']:>12.4f} ± {row['se']:.4f}")
+            return
+        tables = compare_strata(args.compare, args.runs_dir, args.storage)
+    except AdvxError as exc:
+        print_error(exc)
+        sys.exit(exc.exit_code)
+    print("Per stratum (the method run's two diagnostics), Δ = log π(y) after the update − "
+          "before; paired difference (method − NLL only) per seed, then its mean over the "
+          "seeds with a 95% Student t interval over the seeds.\n")
+    print("| condition | stratum | seeds | pairs | Δ method | Δ NLL only | paired diff | 95% CI |")
+    print("|---|---|---|---|---|---|---|---|")
+    for condition, table in tables.items():
+        for name, row in table.items():
+            print(f"| {condition} | {name} | {int(row['seeds'])} | {int(row['pairs'])} | "
+                  f"{_f(row['delta_method'])} | {_f(row['delta_baseline'])} | "
+                  f"{_f(row['diff'])} | [{_f(row['ci_low'])}, {_f(row['ci_high'])}] |")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 
 import pytest
 from advx_recsys.strata import load_samples, stratify
@@ -83,3 +84,41 @@ def test_adagrpo_writes_per_sample_records(tmp_path):
     assert all(r["step"] == 3 and r["gt_logprob_after"] is not None for r in rows)
     assert rows[0]["gt_logprob_after"] != rows[0]["gt_logprob"]  # the update moved it
     assert json.loads(opt.samples_path.read_text().splitlines()[0])["gate"] == "adaptive"
+
+
+def test_across_seeds_takes_each_seeds_paired_mean_as_one_unit():
+    from advx_recsys.strata import across_seeds
+    from scipy import stats
+
+    def row(n, dm, db):
+        return {"n": n, "delta_method": dm, "delta_baseline": db, "diff": dm - db, "se": 0.1}
+
+    per_seed = {0: {"hard=True,disc=True": row(10, 1.0, 0.5), "hard=False,disc=False":
+                    row(4, 0.0, 0.0)},
+                1: {"hard=True,disc=True": row(30, 0.8, 0.6)},
+                2: {"hard=True,disc=True": row(20, 0.9, 0.2)}}
+    out = across_seeds(per_seed)
+    both = out["hard=True,disc=True"]
+    diffs = [0.5, 0.2, 0.7]  # one unit per seed, whatever its number of pairs
+    mean, sd = sum(diffs) / 3, statistics.stdev(diffs)
+    half = stats.t.ppf(0.975, 2) * sd / math.sqrt(3)
+    assert both["seeds"] == 3 and both["pairs"] == 60
+    assert both["diff"] == pytest.approx(mean)
+    assert both["delta_method"] == pytest.approx(0.9)
+    assert both["ci_low"] == pytest.approx(mean - half)
+    assert both["ci_high"] == pytest.approx(mean + half)
+    alone = out["hard=False,disc=False"]  # one seed: no interval
+    assert alone["seeds"] == 1 and math.isnan(alone["ci_low"]) and math.isnan(alone["ci_high"])
+
+
+def test_the_command_line_says_what_it_needs_with_exit_2(tmp_path, capsys):
+    from advx_recsys.strata import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path)])  # one run only
+    assert exit_.value.code == 2
+    assert "give METHOD_RUN BASELINE_RUN, or --compare FILE" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path), str(tmp_path)])  # no records there
+    assert exit_.value.code == 2
+    assert "no per-sample AdaGRPO records" in capsys.readouterr().err
