@@ -50,6 +50,7 @@ __all__ = [
     "ComponentBlock",
     "Recipe",
     "apply_overrides",
+    "dotted",
     "import_plugins",
     "load_recipe",
     "override",
@@ -479,15 +480,15 @@ def override(key: str, value: Any) -> str:
     return f"{key}={json.dumps(value)}"
 
 
-def _dotted(raw: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def dotted(raw: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{loop: {rounds: 2}}`` and ``{loop.rounds: 2}`` both become ``{"loop.rounds": 2}``."""
     flat: dict[str, Any] = {}
     for key, value in raw.items():
-        dotted = f"{prefix}{key}"
+        key_path = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
-            flat.update(_dotted(value, dotted + "."))
+            flat.update(dotted(value, key_path + "."))
         else:
-            flat[dotted] = value
+            flat[key_path] = value
     return flat
 
 
@@ -497,7 +498,7 @@ def overrides_from(raw: Any, at: str) -> list[str]:
     if raw is None:
         return []
     if isinstance(raw, Mapping):
-        return [override(k, v) for k, v in _dotted(raw).items()]
+        return [override(k, v) for k, v in dotted(raw).items()]
     if isinstance(raw, (list, ListConfig)) and all(
             isinstance(item, str) and "=" in item for item in raw):
         return list(raw)

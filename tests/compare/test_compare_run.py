@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from advx.cli import app
 from advx.compare import load_cells, load_compare, run_compare
 from advx.compare.cells import default_runs_dir, storage_url
@@ -189,6 +190,37 @@ def test_a_changed_condition_is_refused_but_new_seeds_and_conditions_are_added(t
     cells = run_compare(load_compare(grown)).cells
     assert len(cells) == 9 and all(c.state == "done" for c in cells)
     assert sum(c.trial.number < 4 for c in cells) == 4  # the first 4 cells were not rerun
+
+
+def test_an_edited_recipe_is_refused_naming_the_key_and_a_study_recorded_before_is_upgraded(
+        toy):
+    """The recorded definition holds the recipe file's keys: editing the file between two
+    invocations would change the cells still to run, so the compare stops and says which key
+    changed. A study recorded before (recipe path and overrides only) is accepted once and
+    its definitions completed."""
+    from advx.compare.cells import RECIPE_KEYS, open_study
+
+    path = write_compare(toy, seeds=2)
+    spec = load_compare(path)
+    run_compare(spec)
+    url = storage_url(spec, None, default_runs_dir(spec))
+    study, _ = open_study(spec, url)
+    recorded = study.user_attrs["conditions"]
+    assert recorded["low"][RECIPE_KEYS]["reward.gain"] == 1.0
+    # as a study of the code before recorded it
+    study.set_user_attr("conditions", {k: {"recipe": v["recipe"], "overrides": v["overrides"]}
+                                       for k, v in recorded.items()})
+    study, _ = open_study(spec, url)
+    assert RECIPE_KEYS in study.user_attrs["conditions"]["high"]
+
+    recipe = yaml.safe_load((toy / "toy.yaml").read_text())
+    recipe["loop"]["rounds"] = 5
+    (toy / "toy.yaml").write_text(yaml.safe_dump(recipe))
+    result = CliRunner().invoke(app, ["compare", str(path)])
+    assert result.exit_code == 2 and result.output.count("error:") == 1, result.output
+    assert "conditions.low changed since its cells ran" in result.output
+    assert "its recipe file toy.yaml: loop.rounds was 3 when its cells ran, is 5 now" in \
+        result.output.replace("\n", " ")
 
 
 def test_an_interrupted_cell_with_a_checkpoint_is_resumed_in_its_folder(toy):

@@ -178,13 +178,14 @@ def open_study(spec: CompareSpec, url: str) -> tuple[optuna.Study, optuna.storag
     if spec.shared_start is not None:
         mine[START] = {**_definition(spec, spec.shared_start), "round": spec.shared_start.round}
     for name, definition in mine.items():
-        if name in recorded and recorded[name] != definition:
+        change = _changed(recorded.get(name), definition)
+        if change:
             raise ConfigError(
                 f"{spec.path}: {'shared_start' if name == START else 'conditions.' + name} "
-                "changed since its cells ran in study "
-                f"{spec.name!r} (then: {recorded[name]}, now: {definition}); the finished cells "
-                "would mix two definitions. Give the changed condition a new name, or the "
-                "compare a new name: (adding conditions or seeds is fine)"
+                f"changed since its cells ran in study {spec.name!r} ({change}); the finished "
+                "cells would mix two definitions. Restore it (e.g. `git checkout` the recipe), "
+                "or give the changed condition a new name, or the compare a new name (adding "
+                "conditions or seeds is fine)"
             )
     if recorded and (START in recorded) != (START in mine):
         raise ConfigError(
@@ -192,17 +193,47 @@ def open_study(spec: CompareSpec, url: str) -> tuple[optuna.Study, optuna.storag
             f"cells of study {spec.name!r} ran; the finished cells would mix cells that branch "
             "from one start with cells that pre-train on their own. Give the compare a new name"
         )
-    if any(name not in recorded for name in mine):
+    if any(name not in recorded or RECIPE_KEYS not in recorded[name] for name in mine):
+        # new conditions, or a study recorded before recipe contents were: recorded now
         study.set_user_attr("conditions", {**recorded, **mine})
         study.set_user_attr("compare", spec.to_dict())
     return study, storage
 
 
+RECIPE_KEYS = "recipe_keys"
+"""The definition's entry holding the recipe file's own keys and values (dotted)."""
+
+
 def _definition(spec: CompareSpec, condition: Any) -> dict[str, Any]:
     """What makes a condition's cells comparable across invocations and machines: its recipe
-    (relative to the compare file, so checkouts in different places agree) and overrides."""
+    (relative to the compare file, so checkouts in different places agree), its overrides,
+    and what the recipe file says (its keys and values as written, without comments or the
+    components' defaults): an edited recipe would silently change the cells still to run."""
+    from advx.recipe import dotted, load_recipe
+
     recipe = os.path.relpath(condition.recipe, Path(spec.path).parent)
-    return {"recipe": recipe, "overrides": list(condition.overrides)}
+    written = OmegaConf.to_container(load_recipe(condition.recipe), resolve=False)
+    return {"recipe": recipe, "overrides": list(condition.overrides),
+            RECIPE_KEYS: dotted(written)}
+
+
+def _changed(then: dict[str, Any] | None, now: dict[str, Any]) -> str | None:
+    """How a condition's recorded definition differs from the file's now (None: it does not;
+    nothing recorded yet, or recorded before recipe contents were, compares what it has)."""
+    if then is None:
+        return None
+    strip = [{k: v for k, v in d.items() if k != RECIPE_KEYS} for d in (then, now)]
+    if strip[0] != strip[1]:
+        return f"then: {strip[0]}, now: {strip[1]}"
+    old, new = then.get(RECIPE_KEYS), now[RECIPE_KEYS]
+    if old is None or old == new:
+        return None
+    key = sorted(k for k in {*old, *new} if old.get(k, _ABSENT) != new.get(k, _ABSENT))[0]
+    before, after = (repr(d[key]) if key in d else "absent" for d in (old, new))
+    return f"its recipe file {now['recipe']}: {key} was {before} when its cells ran, is {after} now"
+
+
+_ABSENT = object()
 
 
 def load_cells(spec: CompareSpec, url: str, starts: bool = False) -> list[Cell]:
