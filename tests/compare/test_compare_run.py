@@ -15,6 +15,7 @@ import yaml
 from advx.cli import app
 from advx.compare import load_cells, load_compare, run_compare
 from advx.compare.cells import default_runs_dir, storage_url
+from advx.errors import ConfigError
 from advx.results import load_run
 from compare_helpers import write_compare
 from compare_toy import score
@@ -219,8 +220,33 @@ def test_an_edited_recipe_is_refused_naming_the_key_and_a_study_recorded_before_
     result = CliRunner().invoke(app, ["compare", str(path)])
     assert result.exit_code == 2 and result.output.count("error:") == 1, result.output
     assert "conditions.low changed since its cells ran" in result.output
-    assert "its recipe file toy.yaml: loop.rounds was 3 when its cells ran, is 5 now" in \
+    assert "loop.rounds was 3 when its cells ran, is 5 now (its recipe file toy.yaml" in \
         result.output.replace("\n", " ")
+
+
+def test_a_recipe_default_every_condition_overrides_may_change(toy):
+    """What is compared is what the cells run with (recipe keys, then overrides): changing a
+    recipe value that every condition overrides leaves the study valid; a value one condition
+    takes from the recipe does not."""
+    from advx.compare.cells import open_study
+
+    path = write_compare(toy, seeds=2, conditions={
+        "low": {"recipe": "toy.yaml", "overrides": ["reward.gain=1.0"]},
+        "high": {"recipe": "toy.yaml", "overrides": ["reward.gain=2.0"]}})
+    spec = load_compare(path)
+    run_compare(spec)
+    url = storage_url(spec, None, default_runs_dir(spec))
+    recipe = yaml.safe_load((toy / "toy.yaml").read_text())
+    recipe["reward"]["gain"] = 7.0
+    (toy / "toy.yaml").write_text(yaml.safe_dump(recipe))
+    open_study(spec, url)  # accepted: both conditions set reward.gain themselves
+
+    changed = write_compare(toy, seeds=2, conditions={
+        "low": {"recipe": "toy.yaml"},
+        "high": {"recipe": "toy.yaml", "overrides": ["reward.gain=2.0"]}})
+    with pytest.raises(ConfigError, match=r"conditions\.low changed .*reward\.gain was 1\.0 "
+                                          r"when its cells ran, is 7\.0 now"):
+        open_study(load_compare(changed), url)
 
 
 def test_an_interrupted_cell_with_a_checkpoint_is_resumed_in_its_folder(toy):

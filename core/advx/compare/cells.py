@@ -219,18 +219,38 @@ def _definition(spec: CompareSpec, condition: Any) -> dict[str, Any]:
 
 def _changed(then: dict[str, Any] | None, now: dict[str, Any]) -> str | None:
     """How a condition's recorded definition differs from the file's now (None: it does not;
-    nothing recorded yet, or recorded before recipe contents were, compares what it has)."""
+    nothing recorded yet, or recorded before recipe contents were, compares what it has).
+
+    What is compared is what the cells run with, the recipe file's keys with the condition's
+    overrides applied: editing a recipe default that every condition overrides (or moving a
+    key from the overrides into the recipe) leaves the finished cells valid."""
     if then is None:
         return None
-    strip = [{k: v for k, v in d.items() if k != RECIPE_KEYS} for d in (then, now)]
-    if strip[0] != strip[1]:
-        return f"then: {strip[0]}, now: {strip[1]}"
-    old, new = then.get(RECIPE_KEYS), now[RECIPE_KEYS]
-    if old is None or old == new:
+    if RECIPE_KEYS not in then:
+        strip = [{k: v for k, v in d.items() if k != RECIPE_KEYS} for d in (then, now)]
+        return None if strip[0] == strip[1] else f"then: {strip[0]}, now: {strip[1]}"
+    rest = [{k: v for k, v in d.items() if k not in ("recipe", "overrides", RECIPE_KEYS)}
+            for d in (then, now)]
+    if rest[0] != rest[1]:
+        return f"then: {rest[0]}, now: {rest[1]}"
+    old, new = _run_keys(then), _run_keys(now)
+    if old == new:
         return None
     key = sorted(k for k in {*old, *new} if old.get(k, _ABSENT) != new.get(k, _ABSENT))[0]
     before, after = (repr(d[key]) if key in d else "absent" for d in (old, new))
-    return f"its recipe file {now['recipe']}: {key} was {before} when its cells ran, is {after} now"
+    return (f"{key} was {before} when its cells ran, is {after} now (its recipe file "
+            f"{now['recipe']} with its overrides)")
+
+
+def _run_keys(definition: dict[str, Any]) -> dict[str, Any]:
+    """A recorded definition's recipe keys with its overrides applied, dotted."""
+    from advx.recipe import apply_overrides, dotted
+
+    nested = OmegaConf.create({})
+    for key, value in definition[RECIPE_KEYS].items():
+        OmegaConf.update(nested, key, value, force_add=True)
+    applied = apply_overrides(nested, definition["overrides"])
+    return dotted(OmegaConf.to_container(applied, resolve=False))
 
 
 _ABSENT = object()
