@@ -120,3 +120,36 @@ def test_two_workers_share_the_starts_without_deadlock(toy):
     assert len(cells) == 6 and all(c.state == "done" and c.attempts == 1 for c in cells), (
         [(c.condition, c.seed, c.state, c.attempts) for c in cells], outputs)
     assert _starts_per_seed(marks) == {0: 1, 1: 1}
+
+
+def test_an_evaluation_of_the_start_checkpoint_is_made_once_per_seed_and_copied(toy):
+    """A re-evaluation that names the checkpoint a cell branched from (here round 0) is made
+    once per seed, in the start's folder, and copied into every cell whose round 0 is that
+    checkpoint evaluated the same way; a condition that evaluates differently (the toy's
+    score reads reward.gain) evaluates its own. (task.rounds is fixed: the toy's score reads
+    it, and the start stops at loop.rounds=0.)"""
+    from compare_toy import score
+
+    path = write_compare(
+        toy, seeds=2, shared_start={"recipe": "toy.yaml"},
+        overrides=["task.rounds=3", "loop.checkpoint=true", "loop.keep_checkpoints=4",
+                   "loop.monitor=toy/score"],
+        conditions={"low": {"recipe": "toy.yaml"},
+                    "low_kept": {"recipe": "toy.yaml", "overrides": ["loop.keep_checkpoints=5"]},
+                    "high": {"recipe": "toy.yaml", "overrides": ["reward.gain=2.0"]}},
+        evaluations={"r0": {"round": 0, "overrides": ["task.eval_offset=0.5"]},
+                     "last": {"round": "final"}})
+    result = run_compare(load_compare(path))
+    assert all(c.state == "done" for c in result.cells)
+    starts = {c.seed: Path(c.run_dir) for c in result.starts}
+    for cell in result.cells:
+        record = json.loads((Path(cell.run_dir) / "evals" / "r0.json").read_text())
+        gain = 2.0 if cell.condition == "high" else 1.0
+        assert record["round"] == 0 and record["requested_round"] == 0
+        assert record["metrics"]["toy/score"] == score(gain, cell.seed, 0, 3) + 0.5
+        source = starts[cell.seed] / "evals" / "r0-round-0.json"
+        assert record.get("same_as") == (None if cell.condition == "high" else str(source))
+        last = json.loads((Path(cell.run_dir) / "evals" / "last.json").read_text())
+        assert last["round"] == 3 and "same_as" not in last
+    for start in starts.values():  # one evaluation of each start, not one per condition
+        assert [p.name for p in (start / "evals").glob("*.json")] == ["r0-round-0.json"]

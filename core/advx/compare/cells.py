@@ -43,8 +43,10 @@ killed between its run and its evaluations, an evaluation that failed), each und
 file ``evals/.<NAME>.lock`` so two workers never evaluate the same thing. An evaluation that
 names the same checkpoint with the same overrides as one the cell already has is a copy of
 it (``same_as``), not a second evaluation (the AdaGRPO study's best round is often its final
-one). A failed evaluation does not fail its cell: the run is a result; the evaluation is
-retried by the next ``advx compare`` and ``show`` counts the cell out of that metric.
+one); one naming the shared start's checkpoint a cell branched from (a ``best`` that is round
+0) is made once per seed in the start's folder and copied (:func:`_start_evaluation`). A
+failed evaluation does not fail its cell: the run is a result; the evaluation is retried by
+the next ``advx compare`` and ``show`` counts the cell out of that metric.
 
 A worker that dies leaves its cell RUNNING: Optuna's heartbeat (recorded every 30 s by a
 thread) lets any later worker fail it after the grace period, and a worker on the same host
@@ -514,6 +516,8 @@ def evaluate_cell(spec: CompareSpec, run_dir: Path, plugins: Sequence[Any] = (),
                 started = time.perf_counter()
                 copied = _same_evaluation(spec, run_dir, evaluation)
                 if copied is None:
+                    copied = _start_evaluation(spec, run_dir, evaluation, plugins)
+                if copied is None:
                     from advx.use import evaluate_run
 
                     evaluate_run(run_dir, None if evaluation.round == "final" else
@@ -575,6 +579,82 @@ def _same_evaluation(spec: CompareSpec, run_dir: Path, evaluation: Evaluation) -
                               json.dumps(jsonable(copy), indent=2) + "\n")
             return other.name
     return None
+
+
+# Blocks a condition may change without changing how a checkpoint evaluates (the built-in
+# tasks' evaluate reads none of them); _same_as_start also checks the round's logged metrics.
+_TRAINING_ONLY = ("optimizer", "reward", "loop", "name")
+
+
+def _start_evaluation(spec: CompareSpec, run_dir: Path, evaluation: Evaluation,
+                      plugins: Sequence[Any]) -> str | None:
+    """When the checkpoint ``evaluation`` names is the one the cell branched from (its round
+    ``r`` of a shared start: typically ``best`` = round 0, where no training round improved
+    on the start), the start's evaluation of it: made once per seed in the start's run folder
+    (under its lock) and copied here, marked ``same_as``; the other conditions of the seed
+    copy it too. Returns a description, or None when the checkpoint is the cell's own, the
+    two may evaluate differently, or another worker is making the start's evaluation (the
+    catch-up pass copies it later)."""
+    from advx.rundir import atomic_write_text, jsonable
+    from advx.use import evaluate_run, existing_run, resolve_round
+
+    rundir = existing_run(run_dir)
+    recipe = OmegaConf.load(rundir.recipe_path)
+    loop = recipe.get("loop") or {}
+    at = resolve_round(rundir, None if evaluation.round == "final" else evaluation.round,
+                       str(loop.get("monitor") or ""), str(loop.get("monitor_mode") or "max"))
+    start = _same_as_start(run_dir, recipe, at)
+    if start is None:
+        return None
+    name = f"{evaluation.name}-round-{at}"
+    asked = Evaluation(name, at, evaluation.overrides)
+    record = _evaluation_of(start, asked)
+    if record is None:
+        with _evaluation_lock(start, name) as locked:
+            if not locked:
+                return None
+            record = _evaluation_of(start, asked)
+            if record is None:
+                _, record = evaluate_run(start, at, evaluation.overrides, name, plugins)
+    source = start / "evals" / f"{name}.json"
+    copy = {**record, "run_dir": str(run_dir), "requested_round": evaluation.round,
+            "same_as": str(source)}
+    atomic_write_text(_evaluation_file(run_dir, evaluation.name),
+                      json.dumps(jsonable(copy), indent=2) + "\n")
+    return f"its shared start's round {at}, {source}"
+
+
+def _same_as_start(run_dir: Path, recipe: Any, at: int) -> Path | None:
+    """The start run whose round ``at`` the cell's round ``at`` is, when the cell branched
+    from exactly that checkpoint, its recipe differs from the start's only in
+    _TRAINING_ONLY blocks, and both runs logged the same values for that round's metrics
+    (timings aside): the cell's own evaluation of the loaded weights agrees with the start's."""
+    from advx.results import load_run
+    from advx.use import existing_run
+
+    cell = load_run(run_dir)
+    origin = cell.summary.get("from") or {}
+    start = Path(str(origin.get("run_dir") or ""))
+    if origin.get("round") != at or not start.is_dir():
+        return None
+    theirs = OmegaConf.load(existing_run(start).recipe_path)
+    if _outside_training(recipe) != _outside_training(theirs):
+        return None
+    records = [next((r for r in run.evaluated_rounds() if r.get("round") == at), None)
+               for run in (cell, load_run(start))]
+    if records[0] is None or records[1] is None:
+        return None
+    # the keys both logged (the start's round also holds its pre-training statistics),
+    # timings aside, beyond the record's own bookkeeping
+    shared = {k for k in records[0].keys() & records[1].keys()
+              if not k.endswith(("seconds", "_s"))} - {"kind", "round", "global_step", "evaluated"}
+    same = all(records[0][k] == records[1][k] for k in shared)
+    return start if shared and same else None
+
+
+def _outside_training(cfg: Any) -> dict[str, Any]:
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    return {k: v for k, v in plain.items() if k not in _TRAINING_ONLY}
 
 
 @contextlib.contextmanager
