@@ -119,6 +119,11 @@ class LoopConfig:
         augment_samples: samples per augment prompt.
         augment_mode: ``accumulate`` (D_N = D_{N-1} ∪ D_syn, the cold-start paper) or
             ``replace`` (fresh fakes every time, SeqGAN's discriminator).
+        augment_min_label_p: keep a synthetic sample only when the current classifier gives
+            its label at least this probability (round-trip consistency filtering, Alberti
+            et al. ACL 2019): generated queries the classifier reads as the other label are
+            label noise for its refit. 0 keeps every sample (the paper); 0.5 on two classes
+            keeps those it agrees with. Needs a classifier.
         classify: refit the classifier each round.
         d_steps: repetitions of (augment, classify) per round (SeqGAN's d-steps).
         rl_steps: improvement steps S per round (g-steps × batches).
@@ -158,6 +163,7 @@ class LoopConfig:
     augment: bool = True
     augment_samples: int = 1
     augment_mode: AugmentMode = AugmentMode.accumulate
+    augment_min_label_p: float = 0.0
     classify: bool = True
     d_steps: int = 1
     rl_steps: int = 20
@@ -184,6 +190,10 @@ class LoopConfig:
             raise ConfigError(
                 f"loop.checkpoint_every: expected an integer >= 1, got {self.checkpoint_every}"
             )
+        if isinstance(self.augment_min_label_p, (int, float)) and \
+                not 0.0 <= self.augment_min_label_p <= 1.0:
+            raise ConfigError("loop.augment_min_label_p: expected a probability in [0, 1] "
+                              f"(0 keeps every synthetic sample), got {self.augment_min_label_p}")
 
 
 @dataclass(frozen=True)
@@ -546,6 +556,9 @@ class Experiment:
             self.c.generator, prompts, n=self.cfg.augment_samples, temperature=self.cfg.temperature
         )
         synthetic = list(self.c.task.synthetic_samples(rollout))
+        generated = len(synthetic)
+        if self.cfg.augment_min_label_p > 0:
+            synthetic = self._consistent(synthetic)
         if self.cfg.augment_mode == "replace":
             self.state.pool = synthetic
         else:
@@ -558,7 +571,28 @@ class Experiment:
                 "text": sample.text,
                 "label": sample.label,
             } for sample in synthetic)
-        return {"augment/new": len(synthetic), "augment/pool_size": len(self.state.pool)}
+        kept = {"augment/generated": generated,
+                "augment/kept_rate": len(synthetic) / max(generated, 1)} \
+            if self.cfg.augment_min_label_p > 0 else {}
+        return {"augment/new": len(synthetic), "augment/pool_size": len(self.state.pool),
+                **kept}
+
+    def _consistent(self, synthetic: list[Sample]) -> list[Sample]:
+        """The samples whose label the current classifier gives probability ≥
+        ``augment_min_label_p`` (``loop.augment_min_label_p``)."""
+        if not synthetic:
+            return synthetic
+        unlabelled = next((i for i, s in enumerate(synthetic) if s.label is None), None)
+        if unlabelled is not None:
+            raise ConfigError(f"loop.augment_min_label_p: synthetic sample {unlabelled} of "
+                              f"{type(self.c.task).__name__}.synthetic_samples has no label "
+                              "to check; set loop.augment_min_label_p=0 for this task")
+        with torch.no_grad():
+            probs = self.c.classifier.predict_proba(synthetic).float().cpu()
+        labels = torch.tensor([int(s.label) for s in synthetic])
+        p_label = probs.gather(1, labels[:, None]).squeeze(1)
+        return [s for s, p in zip(synthetic, p_label.tolist(), strict=True)
+                if p >= self.cfg.augment_min_label_p]
 
     # ----------------------------------------------------------------- improve
     def _improve(self, current: _Round) -> None:

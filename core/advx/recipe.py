@@ -237,6 +237,10 @@ def validate_recipe(cfg: DictConfig, registry: Registry) -> Recipe:
     loop = _typed_config(loop_block, LoopConfig, "loop", "loop")
     _check_counts(loop)
 
+    if loop.augment_min_label_p > 0 and loop.augment and plain.get("classifier") is None:
+        raise ConfigError(f"loop.augment_min_label_p={loop.augment_min_label_p} filters the "
+                          "synthetic samples with the classifier, and the recipe has no "
+                          "classifier block; add one or set loop.augment_min_label_p=0")
     recipe = Recipe(name=name, description=description, seed=seed, device=device, loop=loop,
                     precision=precision)
     resolved: dict[str, Any] = {

@@ -40,7 +40,7 @@ def test_the_ppo_preset_pays_the_measured_best_reward_form_and_the_others_are_on
     assert (str(other["gen_term"]), other["gen_term_per_token"]) == ("fluency", True)
 
 
-def test_the_cold_start_study_is_a_b_and_three_reward_forms_from_one_start_per_seed():
+def test_the_cold_start_study_is_a_b_three_reward_forms_and_two_filtered_from_one_start():
     spec = load_compare(ROOT / "compares" / "cold_start_crowdflower.yaml")
     check_conditions(spec)
     forms = {name: [o for o in c.overrides if o.startswith("reward.gen_term=")]
@@ -48,7 +48,11 @@ def test_the_cold_start_study_is_a_b_and_three_reward_forms_from_one_start_per_s
     assert forms == {"a_no_augment": [], "b_sft_augment": [],
                      "c_novelty_sum": ["reward.gen_term=novelty"],
                      "c_fluency_per_token": ["reward.gen_term=fluency"],
-                     "c_none": ["reward.gen_term=none"]}
+                     "c_none": ["reward.gen_term=none"], "b_sft_filtered": [],
+                     "c_novelty_filtered": ["reward.gen_term=novelty"]}
+    filtered = {name for name, c in spec.conditions.items()
+                if "loop.augment_min_label_p=0.5" in c.overrides}
+    assert filtered == {"b_sft_filtered", "c_novelty_filtered"}
     assert spec.seeds == list(range(10))
     assert (spec.primary, spec.baseline, spec.summary) == ("cold/pr_auc", "a_no_augment", "final")
     assert spec.shared_start is not None and spec.shared_start.round == 0

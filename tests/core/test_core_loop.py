@@ -123,3 +123,38 @@ def test_round_records_time_every_phase(pm, toy_recipe, tmp_path):
                   if k.startswith("time/") and k != "time/round_s"]
         assert all(v >= 0 for v in phases)
         assert sum(phases) <= record["time/round_s"] + 1e-6
+
+
+def test_the_consistency_filter_keeps_the_samples_whose_label_the_classifier_gives_p(pm):
+    """loop.augment_min_label_p on hand-made probabilities: a sample is kept when
+    P_classifier(its label) >= p."""
+    from types import SimpleNamespace
+
+    import torch
+    from advx.loop import Experiment
+    from advx.rollout import Sample
+
+    probs = torch.tensor([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]])
+    samples = [Sample(text=t, label=y) for t, y in (("a", 0), ("b", 0), ("c", 1))]
+    classifier = SimpleNamespace(predict_proba=lambda batch: probs[:len(batch)])
+    for p, kept in ((0.5, ["a"]), (0.35, ["a", "c"]), (0.95, [])):
+        loop = SimpleNamespace(c=SimpleNamespace(classifier=classifier, task=None),
+                               cfg=SimpleNamespace(augment_min_label_p=p))
+        assert [s.text for s in Experiment._consistent(loop, samples)] == kept
+
+
+def test_filtered_augmentation_logs_what_it_kept(pm, toy_recipe, tmp_path):
+    run_dir = _run(toy_recipe, tmp_path, "loop.augment_min_label_p=0.5").run_dir
+    rounds = [r for r in _metrics(run_dir) if r["kind"] == "round"][1:]
+    pool = 0
+    for record in rounds:
+        assert record["augment/generated"] == 8
+        assert record["augment/new"] == round(8 * record["augment/kept_rate"])
+        pool += record["augment/new"]
+        assert record["augment/pool_size"] == pool
+    saved = [json.loads(x) for x in (run_dir / "samples/round-1.jsonl").read_text().splitlines()]
+    assert sum(s["phase"] == "augment" for s in saved) == rounds[0]["augment/new"]
+    # p = 1 keeps nothing a softmax classifier scores
+    nothing = _run(toy_recipe, tmp_path, "loop.augment_min_label_p=1.0").run_dir
+    assert all(r.get("augment/pool_size", 0) == 0 for r in _metrics(nothing)
+               if r["kind"] == "round")

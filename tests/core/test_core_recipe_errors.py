@@ -124,10 +124,17 @@ def test_validation_error_is_a_config_error_in_python(pm, toy_recipe):
 
 
 @pytest.mark.parametrize("override", ["loop.rounds=-1", "loop.batch_size=0",
-                                      "loop.temperature=0", "loop.eval_every=0"])
+                                      "loop.temperature=0", "loop.eval_every=0",
+                                      "loop.augment_min_label_p=1.5"])
 def test_error_out_of_range_loop_values(pm, toy_recipe, override):
     key = override.split("=")[0]
     _fails(["run", str(toy_recipe), override], f"{key}: expected")
+
+
+def test_error_consistency_filter_without_a_classifier(pm, toy_recipe):
+    _fails(["run", str(toy_recipe), "loop.augment_min_label_p=0.5", "classifier=null"],
+           "loop.augment_min_label_p=0.5 filters the synthetic samples with the classifier",
+           "set loop.augment_min_label_p=0")
 
 
 def test_error_run_dir_already_holds_a_run(pm, toy_recipe, tmp_path):
