@@ -97,7 +97,10 @@ class CompareToyTask:
             return {"toy/score": float("nan"), "toy/gain": gain}
         return {"toy/score": score(gain, self.seed, round, cfg.rounds, cfg.noise)
                 + cfg.eval_offset,
-                "toy/gain": gain}
+                "toy/gain": gain,
+                # a no-training baseline of toy/score (named without the namespace, as the
+                # product-relevance task names its baselines of cold/pr_auc)
+                "baseline/floor/score": 0.25 + 0.01 * self.seed}
 
 
 @advx.hookimpl

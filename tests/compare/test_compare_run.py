@@ -53,6 +53,10 @@ def test_two_conditions_three_seeds_end_to_end_with_show(toy):
     assert row.split("|")[3].strip() == "3" and row.split("|")[4].strip() == "1"
     assert "| low (baseline) |" in report
     assert "| 3 | " in report  # the per-round table reaches round 3
+    # the no-training baseline the runs logged beside toy/score (baseline/floor/score), over
+    # the seeds: 0.25, 0.26, 0.27; none for toy/gain
+    floor = next(line for line in report.splitlines() if line.startswith("| *no training"))
+    assert floor.split("|")[1:4] == [" *no training: floor* ", " 0.26 ± 0.01 (3) ", " – "]
     for png in ("curves.png", "paired.png"):
         data = (toy / "report" / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000

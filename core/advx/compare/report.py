@@ -26,13 +26,16 @@ __all__ = ["CompareData", "collect", "markdown", "plot_curves", "plot_paired", "
 
 @dataclass
 class CompareData:
-    """The finished cells' numbers: ``values[condition][metric][seed]`` (final/best record)
-    and ``by_round[metric][condition][seed][round]`` of the per-round metrics."""
+    """The finished cells' numbers: ``values[condition][metric][seed]`` (final/best record),
+    ``by_round[metric][condition][seed][round]`` of the per-round metrics, and
+    ``baselines[name][metric][seed]``: the no-training baselines the runs logged beside a
+    listed metric (``baseline/<name>/...``, read from the baseline condition's runs)."""
 
     spec: CompareSpec
     cells: list[Cell]
     values: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
     by_round: dict[str, dict[str, dict[int, dict[int, float]]]] = field(default_factory=dict)
+    baselines: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
 
     @property
     def curves(self) -> dict[str, dict[int, dict[int, float]]]:
@@ -62,7 +65,50 @@ def collect(spec: CompareSpec, cells: Sequence[Cell]) -> CompareData:
                      if finite_number(r.get(metric)) is not None}
             if curve:
                 data.by_round[metric][cell.condition][cell.seed] = curve
+        if cell.condition == spec.baseline:
+            for name, metric, value in _trivial_baselines(spec, cell):
+                data.baselines.setdefault(name, {}).setdefault(metric, {})[cell.seed] = value
     return data
+
+
+def _trivial_baselines(spec: CompareSpec, cell: Cell) -> list[tuple[str, str, float]]:
+    """(name, listed metric, value) of the ``baseline/<name>/<key>`` values a done cell's
+    run logged for a listed metric: ``<key>`` is the metric itself (``test/hr@10``, ``bleu2``)
+    or, where the run logged none such for that name, the metric without its first namespace
+    (``cold/pr_auc`` ↔ ``baseline/word_overlap/pr_auc``). An ``eval:NAME/...`` metric takes
+    them from that evaluation's record, the others from summary.json's ``summary`` record."""
+    found: list[tuple[str, str, float]] = []
+    records: dict[str | None, dict[str, Any]] = {}
+    for metric in spec.metrics:
+        parsed = eval_metric(metric)
+        source, inner = (parsed[0], parsed[1]) if parsed else (None, metric)
+        if source not in records:
+            records[source] = _record_of(cell, source, spec.summary)
+        logged = records[source]
+        names = {k.split("/")[1] for k in logged if k.startswith("baseline/") and k.count("/") > 1}
+        for name in sorted(names):
+            keys = [f"baseline/{name}/{inner}"]
+            if "/" in inner:
+                keys.append(f"baseline/{name}/{inner.split('/', 1)[1]}")
+            value = next((finite_number(logged[k]) for k in keys if k in logged), None)
+            if value is not None:
+                found.append((name, metric, value))
+    return found
+
+
+def _record_of(cell: Cell, evaluation: str | None, which: str) -> dict[str, Any]:
+    """The metrics of a done cell's ``evals/<evaluation>.json``, or (None) of its
+    summary.json ``which`` record; {} when absent or unreadable."""
+    if not cell.run_dir:
+        return {}
+    path = Path(cell.run_dir) / ("summary.json" if evaluation is None else
+                                 f"evals/{evaluation}.json")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        record = record.get("metrics") if evaluation is not None else record.get(which)
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _evaluated(cell: Cell, metric: str) -> float | None:
@@ -91,7 +137,8 @@ def _mean_sd(values: Sequence[float]) -> str:
     s = describe(values)
     if s.n == 0:
         return "– (0)"
-    return f"{_f(s.mean)} ± {_f(s.sd)} ({s.n})"
+    sd = 0.0 if s.sd <= 1e-12 * max(1.0, abs(s.mean)) else s.sd  # equal values, float noise
+    return f"{_f(s.mean)} ± {_f(sd)} ({s.n})"
 
 
 def markdown(data: CompareData) -> str:
@@ -115,6 +162,16 @@ def markdown(data: CompareData) -> str:
         cells = " | ".join(_mean_sd(list(data.values[condition][m].values()))
                            for m in spec.metrics)
         lines.append(f"| {label} | {cells} |")
+    for name, metrics in sorted(data.baselines.items()):
+        cells = " | ".join(_mean_sd(list(metrics.get(m, {}).values())) if m in metrics else "–"
+                           for m in spec.metrics)
+        lines.append(f"| *no training: {name}* | {cells} |")
+    if data.baselines:
+        lines.append("")
+        lines.append("*No training* rows: the trivial baselines the runs logged beside each "
+                     "metric on the same evaluated units (`baseline/<name>/...`, from the "
+                     f"`{spec.baseline}` runs): a condition that does not clear them has not "
+                     "learned the task.")
     lines.append("")
     others = [c for c in spec.conditions if c != spec.baseline]
     lines.append(f"Paired difference to `{spec.baseline}` (condition − baseline, per seed, over "
