@@ -516,7 +516,7 @@ def evaluate_cell(spec: CompareSpec, run_dir: Path, plugins: Sequence[Any] = (),
                 started = time.perf_counter()
                 copied = _same_evaluation(spec, run_dir, evaluation)
                 if copied is None:
-                    copied = _start_evaluation(spec, run_dir, evaluation, plugins)
+                    copied = _start_evaluation(run_dir, evaluation, plugins)
                 if copied is None:
                     from advx.use import evaluate_run
 
@@ -586,7 +586,7 @@ def _same_evaluation(spec: CompareSpec, run_dir: Path, evaluation: Evaluation) -
 _TRAINING_ONLY = ("optimizer", "reward", "loop", "name")
 
 
-def _start_evaluation(spec: CompareSpec, run_dir: Path, evaluation: Evaluation,
+def _start_evaluation(run_dir: Path, evaluation: Evaluation,
                       plugins: Sequence[Any]) -> str | None:
     """When the checkpoint ``evaluation`` names is the one the cell branched from (its round
     ``r`` of a shared start: typically ``best`` = round 0, where no training round improved
