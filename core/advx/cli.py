@@ -460,6 +460,7 @@ def compare_show(
     write it with curves.png and paired.png."""
     import dataclasses
 
+    from advx.compare import ledger as load_ledger
     from advx.compare.cells import default_runs_dir, load_cells, storage_url
     from advx.compare.report import collect, markdown, plot_curves, plot_paired, plot_tradeoff
     from advx.compare.spec import load_compare
@@ -482,8 +483,13 @@ def compare_show(
     url = storage_url(spec, storage, folder)
     db = sqlite_path(url)  # not removeprefix: a URL may carry ?timeout=... after the file
     if db is not None and not db.is_file():
-        raise AdvxError(f"no cells recorded for {spec.name!r}: {url} does not exist; run "
-                        f"`advx compare {compare_file}` first (or pass its --storage/--runs-dir)")
+        if not load_ledger.trials(spec):
+            raise AdvxError(f"no cells recorded for {spec.name!r}: {url} does not exist"
+                            + (f" and its ledger {spec.ledger} holds no cell" if spec.ledger
+                               else "")
+                            + f"; run `advx compare {compare_file}` first (or pass its "
+                            "--storage/--runs-dir)")
+        url = None  # a fresh clone: the ledger's cells alone
     data = collect(spec, load_cells(spec, url))
     text = markdown(data)
     out = Path(out) if out else folder / report_dir

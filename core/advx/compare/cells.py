@@ -76,6 +76,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.markup import escape
 
+from advx.compare import ledger
 from advx.compare.spec import START, CompareSpec, Evaluation, check_conditions
 from advx.errors import AdvxError, ConfigError, print_error
 from advx.recipe import import_plugins
@@ -175,7 +176,9 @@ def open_study(spec: CompareSpec, url: str) -> tuple[optuna.Study, optuna.storag
     # The direction is irrelevant (nothing is optimised); the value is the primary metric,
     # so that optuna-dashboard shows something useful.
     study = optuna.create_study(study_name=spec.name, storage=storage, load_if_exists=True)
-    recorded = study.user_attrs.get("conditions", {})
+    # a fresh storage on another machine still knows the definitions the ledger's cells ran
+    stored = study.user_attrs.get("conditions") or {}
+    recorded = stored or ledger.read_study(spec)
     mine = {name: _definition(spec, c) for name, c in spec.conditions.items()}
     if spec.shared_start is not None:
         mine[START] = {**_definition(spec, spec.shared_start), "round": spec.shared_start.round}
@@ -195,10 +198,13 @@ def open_study(spec: CompareSpec, url: str) -> tuple[optuna.Study, optuna.storag
             f"cells of study {spec.name!r} ran; the finished cells would mix cells that branch "
             "from one start with cells that pre-train on their own. Give the compare a new name"
         )
-    if any(name not in recorded or RECIPE_KEYS not in recorded[name] for name in mine):
+    if not stored or any(name not in recorded or RECIPE_KEYS not in recorded[name]
+                         for name in mine):
         # new conditions, or a study recorded before recipe contents were: recorded now
-        study.set_user_attr("conditions", {**recorded, **mine})
+        recorded = {**recorded, **mine}
+        study.set_user_attr("conditions", recorded)
         study.set_user_attr("compare", spec.to_dict())
+    ledger.write_study(spec, recorded)
     return study, storage
 
 
@@ -258,15 +264,17 @@ def _run_keys(definition: dict[str, Any]) -> dict[str, Any]:
 _ABSENT = object()
 
 
-def load_cells(spec: CompareSpec, url: str, starts: bool = False) -> list[Cell]:
-    """The cells as the storage records them now (for ``show`` and the tests); with
-    ``starts``, the shared-start cells too."""
-    storage = make_storage(url)
-    try:
-        study_id = storage.get_study_id_from_name(spec.name)
-    except KeyError:
-        return cells_of(spec, [], starts)
-    return cells_of(spec, storage.get_all_trials(study_id, deepcopy=False), starts)
+def load_cells(spec: CompareSpec, url: str | None, starts: bool = False) -> list[Cell]:
+    """The cells as the storage records them now (for ``show`` and the tests), with the
+    ledger's entries of cells the storage has not finished (``url`` None: the ledger's
+    alone); with ``starts``, the shared-start cells too."""
+    stored: list[FrozenTrial] = []
+    if url is not None:
+        storage = make_storage(url)
+        with contextlib.suppress(KeyError):
+            stored = storage.get_all_trials(storage.get_study_id_from_name(spec.name),
+                                            deepcopy=False)
+    return cells_of(spec, [*stored, *ledger.missing(stored, spec)], starts)
 
 
 def _trials(study: optuna.Study, storage: optuna.storages.RDBStorage,
@@ -483,6 +491,7 @@ def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
         return "failed"
     if is_start:
         # No value: a start cell is not a result (the dashboard's "best trial" ignores it).
+        _record_in_ledger(spec, storage, tid)  # before COMPLETE: it may mark the trial
         storage.set_trial_state_values(tid, TrialState.COMPLETE)
         console.print(f"cell [bold]{escape(label)}[/bold] done: {result.run_dir}",
                       highlight=False)
@@ -491,9 +500,30 @@ def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
         with _Heartbeat(storage, tid):
             evaluate_cell(spec, Path(result.run_dir), plugins, label)
     storage.set_trial_state_values(tid, TrialState.COMPLETE, values=[primary])
+    _record_in_ledger(spec, storage, tid)
     console.print(f"cell [bold]{escape(label)}[/bold] done: {spec.primary}={primary:.4g}",
                   highlight=False)
     return "done"
+
+
+def _record_in_ledger(spec: CompareSpec, storage: optuna.storages.RDBStorage,
+                      trial_id: int) -> None:
+    """Write a done cell's ledger entry; a rebuilt shared start whose logged values differ
+    from its recorded entry keeps the entry its seed's finished cells branched from, and is
+    marked ``ledger_differs`` with a warning (:mod:`advx.compare.ledger`)."""
+    if spec.ledger is None:
+        return
+    trial = storage.get_trial(trial_id)
+    if trial.user_attrs.get("condition") == START:
+        change = ledger.differs(spec, trial)
+        if change is not None:
+            storage.set_trial_user_attr(trial_id, "ledger_differs", change)
+            console.print(f"[yellow]warning[/yellow]: the rebuilt shared start of seed "
+                          f"{trial.user_attrs.get('seed')} differs from the one its ledger "
+                          f"records ({escape(change)}); its seed's remaining cells branch from "
+                          "this one", highlight=False)
+            return
+    ledger.write_entry(spec, trial)
 
 
 # --------------------------------------------------------------------------- re-evaluations
@@ -850,6 +880,9 @@ def run_compare(spec: CompareSpec, storage: str | None = None, jobs: int = 1,
     url = storage_url(spec, storage, runs_dir)
     study, rdb = open_study(spec, url)
     _recover(study, rdb)
+    imported = ledger.missing(_trials(study, rdb), spec)
+    for trial in imported:  # (not study.add_trial: it refuses a start's missing value)
+        rdb.create_new_trial(study._study_id, template_trial=trial)
     added = _enqueue(study, rdb, spec, retry_failed)
     cells = cells_of(spec, _trials(study, rdb))
     states = Counter(c.state for c in cells)
@@ -861,11 +894,18 @@ def run_compare(spec: CompareSpec, storage: str | None = None, jobs: int = 1,
     console.print(f"compare {spec.name}: {len(cells)} cells{added_note}: {states['done']} "
                   f"done, {states['running']} running, {states['waiting']} to run "
                   f"({added} enqueued now), {states['failed']} failed; {jobs} job(s); runs in "
-                  f"{runs_dir}", highlight=False, markup=False)
+                  f"{runs_dir}"
+                  + (f"; {len(imported)} cell(s) imported from the ledger {spec.ledger}"
+                     if imported else ""), highlight=False, markup=False)
     if jobs == 1:
         work(spec, url, runs_dir, plugins=plugins)
     else:
         spawn_workers(_worker_entry, [(spec.to_dict(), url, str(runs_dir))] * jobs, "compare")
+    for trial in _trials(study, rdb, (TrialState.COMPLETE,)):
+        # entries done cells lack: cells finished before `ledger:` was set, or whose
+        # evaluations were written after them
+        if _key(trial) is not None and not trial.user_attrs.get("ledger_differs"):
+            ledger.write_entry(spec, trial)
     every = load_cells(spec, url, starts=True)
     return CompareResult(spec.name, url, runs_dir, [c for c in every if c.condition != START],
                          [c for c in every if c.condition == START])

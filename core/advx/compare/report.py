@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from advx.compare import ledger
 from advx.compare.cells import Cell
 from advx.compare.spec import CompareSpec, eval_metric, tradeoff_points
 from advx.results import finite_number
@@ -107,7 +108,8 @@ def _record_of(cell: Cell, evaluation: str | None, which: str) -> dict[str, Any]
         record = json.loads(path.read_text(encoding="utf-8"))
         record = record.get("metrics") if evaluation is not None else record.get(which)
     except (OSError, ValueError, AttributeError):
-        return {}
+        # the run folder is gone (another machine): the ledger's copy, if imported from one
+        record = ledger.record(cell.trial, evaluation, which)
     return record if isinstance(record, dict) else {}
 
 
@@ -115,14 +117,9 @@ def _evaluated(cell: Cell, metric: str) -> float | None:
     """``eval:NAME/METRIC``: the value in the cell's ``evals/NAME.json`` (written by
     ``advx eval RUN --name NAME``), read at report time; None while not evaluated yet."""
     parsed = eval_metric(metric)
-    if parsed is None or not cell.run_dir:
+    if parsed is None:
         return None
-    path = Path(cell.run_dir) / "evals" / f"{parsed[0]}.json"
-    try:
-        value = json.loads(path.read_text(encoding="utf-8")).get("metrics", {}).get(parsed[1])
-    except (OSError, ValueError, AttributeError):
-        return None
-    return finite_number(value)
+    return finite_number(_record_of(cell, parsed[0], "final").get(parsed[1]))
 
 
 def _f(value: float) -> str:

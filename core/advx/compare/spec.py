@@ -15,6 +15,8 @@
     summary: final                     # which summary.json record gives a cell's value
     rounds: null                       # rounds of the per-round table (default: all)
     storage: null                      # default sqlite:///<runs-dir>/compare.db
+    ledger: ledgers/seqgan_oracle_cpu  # optional: finished cells' numbers, to commit
+                                       # (relative to this file; advx.compare.ledger)
     plugins: []                        # extra plugin modules loaded into every cell
     shared_start:                      # optional: pre-train once per seed, then branch
       condition: mle                   #   that condition's recipe + overrides (or recipe: FILE)
@@ -61,6 +63,9 @@ COMPARE_KEYS = {
     "rounds": "list of rounds for the per-round table (default: every evaluated round)",
     "storage": "Optuna storage URL (default sqlite:///<runs-dir>/compare.db)",
     "plugins": "extra plugin modules imported into every cell",
+    "ledger": "folder (relative to the compare file) where each finished cell's numbers are "
+              "written as a small JSON file to commit: a fresh clone's `advx compare` runs "
+              "only the cells it lacks and `show` reports from it",
     "shared_start": "{condition: NAME | recipe: FILE, overrides: [...], round: N}: pre-train "
                     "once per seed, every condition of that seed starts from its checkpoint",
     "tradeoff": "[QUALITY, DIVERSITY] metric names (e.g. [bleu2, self_bleu2]): a quality vs "
@@ -147,6 +152,8 @@ class CompareSpec:
     tradeoff: tuple[str, str] | None = None
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
     per_round: list[str] = field(default_factory=list)
+    ledger: str | None = None
+    """The ledger folder, absolute (``advx.compare.ledger``); None: no ledger."""
 
     @property
     def round_metrics(self) -> list[str]:
@@ -255,6 +262,10 @@ def load_compare(path: str | Path) -> CompareSpec:
     plugins = _strings(raw.get("plugins") or [], f"{where}: plugins", "[my_plugin_module]",
                        allow_empty=True)
     start = _shared_start(raw.get("shared_start"), conditions, shared, path, where)
+    ledger = raw.get("ledger")
+    if ledger is not None and (not isinstance(ledger, str) or not ledger.strip()):
+        raise ConfigError(f"{where}: ledger: expected a folder path relative to the compare "
+                          f"file (e.g. ledgers/{name}), got {ledger!r}")
     return CompareSpec(
         name=name, path=str(path.resolve()), conditions=conditions, seeds=seeds,
         metrics=metrics, primary=primary, baseline=baseline, description=description,
@@ -262,6 +273,7 @@ def load_compare(path: str | Path) -> CompareSpec:
         tradeoff=_tradeoff(raw.get("tradeoff"), metrics, where),
         evaluations=_evaluations(raw.get("evaluations"), where),
         per_round=_per_round(raw.get("per_round"), metrics, where),
+        ledger=None if ledger is None else str((path.parent / ledger).resolve()),
     )
 
 

@@ -1,0 +1,179 @@
+"""A study's ledger: each finished cell's numbers as one small JSON file, in a folder you commit.
+
+Why: a study's ``runs/compares/<name>/`` (run folders, checkpoints, the SQLite storage) lives on
+one machine, and a study of days of CPU outlives the machine it started on. The ledger keeps
+what ``advx compare show`` needs of a done cell and nothing more, a few kB each::
+
+    <ledger>/study.json                      the conditions' recorded definitions (the guard)
+    <ledger>/<condition>/seed-<S>.json       a done cell: its trial record (metrics, per-round
+                                             values, wall time, where it ran), its summary.json
+                                             records and its evals/*.json
+    <ledger>/_start/seed-<S>.json            a done shared start, the same way
+
+``advx compare`` writes a cell's entry when it records the cell done (and, at its end, any a
+done cell lacks, e.g. of cells finished before the key was set), and before it runs anything
+imports the entries its storage lacks as finished trials marked ``ledger``: a study continued
+on a fresh clone runs only the cells the ledger does not hold. A shared start is imported only
+when every condition of its seed is (its checkpoint is gone with its machine); otherwise it runs
+again, and if the rebuilt start's logged values differ from the recorded ones (another CPU,
+another library version) the start is marked ``ledger_differs`` and a warning says so: that
+seed's remaining cells then branch from a start that is not the one its finished cells had
+(still paired by seed, with more variance). ``show`` reads an entry where the run folder is gone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+from advx.compare.spec import START, CompareSpec
+
+__all__ = ["LEDGER_ATTR", "differs", "entry_path", "read_entry", "read_study", "trials",
+           "write_entry", "write_study"]
+
+LEDGER_ATTR = "ledger"
+"""The user attribute of a trial imported from a ledger: the entry's path."""
+
+
+def entry_path(spec: CompareSpec, condition: str, seed: int) -> Path:
+    assert spec.ledger is not None
+    return Path(spec.ledger) / condition / f"seed-{seed}.json"
+
+
+def read_entry(path: str | Path) -> dict[str, Any] | None:
+    """An entry, or None when absent or unreadable (a half-copied file is not a result)."""
+    try:
+        entry = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return entry if isinstance(entry, dict) and "user_attrs" in entry else None
+
+
+def write_entry(spec: CompareSpec, trial: FrozenTrial) -> bool:
+    """Write (or refresh) the entry of a done cell from its trial and run folder; returns
+    whether the file changed. A cell imported from the ledger, or whose run folder is gone,
+    is left as recorded."""
+    from advx.rundir import atomic_write_text, jsonable
+
+    attrs = dict(trial.user_attrs)
+    run_dir = Path(str(attrs.get("run_dir") or ""))
+    if spec.ledger is None or LEDGER_ATTR in attrs or not run_dir.is_dir():
+        return False
+    condition, seed = str(attrs["condition"]), int(attrs["seed"])
+    entry = {
+        "condition": condition, "seed": seed, "value": trial.value,
+        "user_attrs": attrs, "summary": _json(run_dir / "summary.json") or {},
+        "evals": {p.stem: record for p in sorted((run_dir / "evals").glob("*.json"))
+                  if (record := _json(p)) is not None},
+    }
+    path = entry_path(spec, condition, seed)
+    old = read_entry(path)
+    if old is not None and {k: v for k, v in old.items() if k != "written"} == jsonable(entry):
+        return False
+    entry["written"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    atomic_write_text(path, json.dumps(jsonable(entry), indent=1, sort_keys=True) + "\n")
+    return True
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def trials(spec: CompareSpec) -> list[FrozenTrial]:
+    """Every entry of the ledger as a finished trial (not stored anywhere): ``user_attrs``
+    as recorded plus ``ledger`` = the entry's path. Entries of cells no longer in the
+    compare file are left out; a shared start only when all its seed's conditions have
+    entries (see the module docstring)."""
+    if spec.ledger is None:
+        return []
+    found = []
+    wanted = set(spec.all_cells)
+    for path in sorted(Path(spec.ledger).glob("*/seed-*.json")):
+        entry = read_entry(path)
+        if entry is None or (entry.get("condition"), entry.get("seed")) not in wanted:
+            continue
+        found.append((entry, path))
+    have = {(e["condition"], e["seed"]) for e, _ in found}
+    made = []
+    for entry, path in found:
+        if entry["condition"] == START and not all(
+                (c, entry["seed"]) in have for c in spec.conditions):
+            continue
+        value, now = entry.get("value"), datetime.now()
+        # built directly: optuna.trial.create_trial refuses a finished trial without a value,
+        # which a start cell is (it is not a result)
+        made.append(FrozenTrial(
+            number=-1, trial_id=-1, state=TrialState.COMPLETE,
+            value=None if value is None else float(value), datetime_start=now,
+            datetime_complete=now, params={}, distributions={}, system_attrs={},
+            user_attrs={**entry["user_attrs"], LEDGER_ATTR: str(path)}, intermediate_values={}))
+    return made
+
+
+def record(trial: FrozenTrial | None, evaluation: str | None, which: str
+           ) -> dict[str, Any] | None:
+    """The ledger's copy of a cell's ``evals/<evaluation>.json`` metrics or (None) of its
+    summary.json ``which`` record; None when the cell was not imported from a ledger."""
+    path = trial.user_attrs.get(LEDGER_ATTR) if trial is not None else None
+    entry = read_entry(path) if path else None
+    if entry is None:
+        return None
+    if evaluation is None:
+        found = (entry.get("summary") or {}).get(which)
+    else:
+        found = ((entry.get("evals") or {}).get(evaluation) or {}).get("metrics")
+    return found if isinstance(found, dict) else {}
+
+
+def differs(spec: CompareSpec, start: FrozenTrial) -> str | None:
+    """How a rebuilt shared start's final record differs from its ledger entry's (timings
+    aside): None when equal or nothing was recorded."""
+    if spec.ledger is None:
+        return None
+    entry = read_entry(entry_path(spec, START, int(start.user_attrs["seed"])))
+    summary = _json(Path(str(start.user_attrs.get("run_dir"))) / "summary.json") or {}
+    if entry is None:
+        return None
+    then, now = ((s.get("final") or {}) for s in (entry.get("summary") or {}, summary))
+    for key in sorted(set(then) | set(now)):
+        if key.endswith(("seconds", "_s")) or key in ("global_step",):
+            continue
+        if then.get(key) != now.get(key):
+            return f"{key} was {then.get(key)!r}, is {now.get(key)!r} now"
+    return None
+
+
+def read_study(spec: CompareSpec) -> dict[str, Any]:
+    """The conditions' definitions the ledger recorded ({} when none)."""
+    if spec.ledger is None:
+        return {}
+    return (_json(Path(spec.ledger) / "study.json") or {}).get("conditions") or {}
+
+
+def write_study(spec: CompareSpec, conditions: dict[str, Any]) -> None:
+    """Record the conditions' definitions beside the entries, so the guard against an
+    edited condition also holds on a machine whose storage starts empty."""
+    from advx.rundir import atomic_write_text, jsonable
+
+    if spec.ledger is None or read_study(spec) == jsonable(conditions):
+        return
+    atomic_write_text(Path(spec.ledger) / "study.json",
+                      json.dumps(jsonable({"name": spec.name, "conditions": conditions}),
+                                 indent=1, sort_keys=True) + "\n")
+
+
+def missing(stored: Iterable[FrozenTrial], spec: CompareSpec) -> list[FrozenTrial]:
+    """The ledger's trials of cells that have no finished trial in ``stored``."""
+    done = {(t.user_attrs.get("condition"), t.user_attrs.get("seed")) for t in stored
+            if t.state == TrialState.COMPLETE and not t.user_attrs.get("superseded")}
+    return [t for t in trials(spec)
+            if (t.user_attrs.get("condition"), t.user_attrs.get("seed")) not in done]

@@ -1,0 +1,110 @@
+"""``ledger:``: finished cells' numbers in a folder to commit, so a study continues and is
+reported on a machine without its ``runs/`` folder (``advx.compare.ledger``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from advx.cli import app
+from advx.compare import load_compare, run_compare
+from advx.compare.cells import load_cells
+from advx.errors import ConfigError
+from compare_helpers import write_compare
+from typer.testing import CliRunner
+
+START = {"recipe": "toy.yaml", "overrides": ["reward.gain=0.5"]}
+
+
+def _evaluated_seeds(marks, gain: str) -> list[int]:
+    """The seeds whose runs with ``reward.gain=gain`` evaluated round 0 (the toy leaves a
+    marker file per evaluation)."""
+    return sorted(int(m.name.split("-")[0].removeprefix("seed")) for m in marks.iterdir()
+                  if f"-gain{gain}-round0" in m.name)
+
+
+def _report(path) -> str:
+    shown = CliRunner().invoke(app, ["compare", "show", str(path), "--no-plots"])
+    assert shown.exit_code == 0, shown.output
+    return shown.output
+
+
+def test_a_fresh_clone_reports_from_the_ledger_and_runs_only_what_it_lacks(toy):
+    marks = toy / "marks"
+    path = write_compare(toy, seeds=2, shared_start=START, ledger="ledgers/toy_cmp",
+                         overrides=[f"task.marker={marks}"])
+    first = run_compare(load_compare(path))
+    ledger = toy / "ledgers/toy_cmp"
+    assert sorted(p.relative_to(ledger).as_posix() for p in ledger.rglob("*.json")) == [
+        f"{c}/seed-{s}.json" for c in ("_start", "high", "low") for s in (0, 1)] + ["study.json"]
+    entry = json.loads((ledger / "high/seed-1.json").read_text())
+    cell = next(c for c in first.cells if (c.condition, c.seed) == ("high", 1))
+    assert entry["value"] == cell.trial.value and entry["user_attrs"]["metrics"] == cell.metrics
+    assert entry["summary"]["final"]["baseline/floor/score"] == pytest.approx(0.26)
+    before = _report(path)
+
+    shutil.rmtree(toy / "runs")  # another machine: a clone of the repository, no runs/
+    assert _report(path) == before  # the same tables, baseline rows included
+    for mark in marks.iterdir():
+        mark.unlink()
+    grown = run_compare(load_compare(write_compare(
+        toy, seeds=3, shared_start=START, ledger="ledgers/toy_cmp",
+        overrides=[f"task.marker={marks}"])))
+    assert all(c.state == "done" for c in [*grown.cells, *grown.starts])
+    # only seed 2 ran: its start (gain 0.5) and its two conditions
+    assert _evaluated_seeds(marks, "0.5") == [2] and _evaluated_seeds(marks, "1.0") == [2]
+    imported = [c for c in grown.cells if c.seed < 2]
+    assert all(c.trial.user_attrs["ledger"].startswith(str(ledger)) for c in imported)
+    assert (ledger / "low/seed-2.json").is_file()
+
+
+def test_a_start_whose_seed_is_unfinished_is_rebuilt_and_a_different_one_is_flagged(toy):
+    marks = toy / "marks"
+    path = write_compare(toy, seeds=2, shared_start=START, ledger="ledgers/toy_cmp",
+                         overrides=[f"task.marker={marks}"])
+    run_compare(load_compare(path))
+    ledger = toy / "ledgers/toy_cmp"
+    shutil.rmtree(toy / "runs")
+    (ledger / "high/seed-1.json").unlink()  # seed 1 unfinished when the machine went away
+    for mark in marks.iterdir():
+        mark.unlink()
+    result = run_compare(load_compare(path))
+    # seed 1's start ran again (its checkpoint was gone), then only high seed 1
+    assert _evaluated_seeds(marks, "0.5") == [1] and _evaluated_seeds(marks, "2.0") == [1]
+    assert _evaluated_seeds(marks, "1.0") == []
+    start = next(c for c in result.starts if c.seed == 1)
+    assert "ledger" not in start.trial.user_attrs  # rebuilt here, the same as recorded
+    assert "ledger_differs" not in start.trial.user_attrs
+
+    # a rebuilt start that logs other values than the recorded one is flagged; the entry
+    # its seed's finished cells branched from is kept
+    shutil.rmtree(toy / "runs")
+    (ledger / "high/seed-1.json").unlink()
+    entry_file = ledger / "_start/seed-1.json"
+    entry = json.loads(entry_file.read_text())
+    entry["summary"]["final"]["toy/score"] = -1.0
+    entry_file.write_text(json.dumps(entry))
+    again = run_compare(load_compare(path))
+    start = next(c for c in again.starts if c.seed == 1)
+    assert "toy/score was -1.0" in start.trial.user_attrs["ledger_differs"]
+    assert json.loads(entry_file.read_text())["summary"]["final"]["toy/score"] == -1.0
+
+
+def test_the_guard_holds_on_a_fresh_storage_and_a_bad_ledger_key_is_refused(toy):
+    path = write_compare(toy, seeds=2, ledger="ledgers/toy_cmp")
+    run_compare(load_compare(path))
+    shutil.rmtree(toy / "runs")
+    recipe = toy / "toy.yaml"
+    recipe.write_text(recipe.read_text().replace("gain: 1.0", "gain: 3.0"))
+    with pytest.raises(ConfigError, match=r"reward\.gain was 1\.0 when its cells ran"):
+        run_compare(load_compare(path))
+
+    with pytest.raises(ConfigError, match="ledger: expected a folder path"):
+        load_compare(write_compare(toy, ledger=5))
+    # no storage and no ledger entry: one clear message
+    empty = write_compare(toy, name="empty_cmp", ledger="ledgers/empty")
+    shown = CliRunner().invoke(app, ["compare", "show", str(empty)])
+    assert shown.exit_code == 2 and "holds no cell" in shown.output
+    assert load_cells(load_compare(empty), None) and all(
+        c.state == "new" for c in load_cells(load_compare(empty), None))
