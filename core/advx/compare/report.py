@@ -147,6 +147,10 @@ def markdown(data: CompareData) -> str:
     for cell in data.cells:
         states[cell.state] = states.get(cell.state, 0) + 1
     counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    imported = sum(bool(c.trial and c.trial.user_attrs.get(ledger.LEDGER_ATTR))
+                   for c in data.cells)
+    if imported:
+        counts += f" ({imported} of them read from the ledger `{spec.ledger}`)"
     lines.append(f"{len(data.cells)} cells ({len(spec.conditions)} conditions × "
                  f"{len(spec.seeds)} seeds): {counts}. Values from each run's summary.json "
                  f"`{spec.summary}` record; figures are mean ± sd (n seeds).")
