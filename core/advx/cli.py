@@ -461,12 +461,11 @@ def compare_show(
     import dataclasses
 
     from advx.compare import ledger as load_ledger
-    from advx.compare.cells import default_runs_dir, load_cells, storage_url
+    from advx.compare.cells import default_runs_dir, existing_storage, load_cells, storage_url
     from advx.compare.report import collect, markdown, plot_curves, plot_paired, plot_tradeoff
     from advx.compare.spec import load_compare
     from advx.errors import did_you_mean
     from advx.rundir import atomic_write_text
-    from advx.sweep.storage import sqlite_path
 
     spec = load_compare(compare_file)
     folder = Path(runs_dir) if runs_dir else default_runs_dir(spec)
@@ -480,17 +479,15 @@ def compare_show(
                             f"{did_you_mean(baseline, spec.conditions)}")
         spec = dataclasses.replace(spec, baseline=baseline)
         report_dir = f"report-vs-{baseline}"
-    url = storage_url(spec, storage, folder)
-    db = sqlite_path(url)  # not removeprefix: a URL may carry ?timeout=... after the file
-    if db is not None and not db.is_file():
-        if not load_ledger.trials(spec):
-            raise AdvxError(f"no cells recorded for {spec.name!r}: {url} does not exist"
-                            + (f" and its ledger {spec.ledger} holds no cell" if spec.ledger
-                               else "")
-                            + f"; run `advx compare {compare_file}` first (or pass its "
-                            "--storage/--runs-dir)")
-        url = None  # a fresh clone: the ledger's cells alone
-    data = collect(spec, load_cells(spec, url))
+    url = existing_storage(spec, storage, folder)
+    if url is None and not load_ledger.trials(spec):
+        raise AdvxError(f"no cells recorded for {spec.name!r}: "
+                        f"{storage_url(spec, storage, folder)} does not exist"
+                        + (f" and its ledger {spec.ledger} holds no cell" if spec.ledger
+                           else "")
+                        + f"; run `advx compare {compare_file}` first (or pass its "
+                        "--storage/--runs-dir)")
+    data = collect(spec, load_cells(spec, url))  # url None: the ledger's cells alone
     text = markdown(data)
     out = Path(out) if out else folder / report_dir
     atomic_write_text(out / "report.md", text + "\n")

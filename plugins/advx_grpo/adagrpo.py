@@ -260,13 +260,15 @@ class AdaGRPOOptimizer(GRPOOptimizer):
     def _write_samples(self, ctx: StepContext, rollout: Rollout, first: list[int],
                        diag: Diagnostics, hard: Tensor, discriminable: Tensor, open_: Tensor,
                        after: Tensor) -> None:
-        """One JSON line per prompt of this step (NaN → null)."""
+        """One JSON line per prompt of this step (NaN → null). Values are float32s written
+        with 8 significant digits (their precision is ≈ 7.2): the file is kept in a compare's
+        ledger (``ledger_files``), ≈ 0.27 MB gzipped for 6,400 prompts instead of 0.42."""
         import json
         import math
 
         def num(value: Tensor) -> float | None:
             x = float(value)
-            return None if math.isnan(x) else x
+            return None if math.isnan(x) else float(f"{x:.8g}")
 
         with open(self.samples_path, "a") as f:
             for i, row in enumerate(first):

@@ -45,13 +45,28 @@ SAMPLES = "adagrpo_samples.jsonl"
 
 
 def load_samples(run: Path) -> list[dict[str, Any]]:
-    """The records of ``run`` (a run directory or the JSONL file itself)."""
+    """The records of ``run`` (a run directory, or the JSONL file itself, gzipped or not)."""
+    from advx.compare.ledger import open_text
+
     path = Path(run)
     path = path / SAMPLES if path.is_dir() else path
     if not path.is_file():
         raise DataError(f"{path}: no per-sample AdaGRPO records; run with "
                         f"optimizer.log_samples=true")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in open_text(path).splitlines() if line.strip()]
+
+
+def _cell_samples(cell: Any) -> list[dict[str, Any]]:
+    """A compare cell's records: from its run folder, or from the compare's ledger when the
+    folder is on another machine (``ledger_files: [adagrpo_samples.jsonl]``)."""
+    from advx.compare.ledger import cell_file
+
+    path = cell_file(cell.trial, SAMPLES)
+    if path is None:
+        raise DataError(f"{cell.condition} seed {cell.seed}: no {SAMPLES} in its run folder "
+                        f"{cell.run_dir} nor in the compare's ledger; run with "
+                        f"optimizer.log_samples=true, and keep it with ledger_files: [{SAMPLES}]")
+    return load_samples(path)
 
 
 def _stratum(record: Mapping[str, Any], difficulty: str, difficulty_threshold: float | None,
@@ -146,19 +161,18 @@ def compare_strata(compare_file: Path, runs_dir: Path | None = None,
     """condition → :func:`across_seeds` table, for every condition of a compare but its
     baseline, over the seeds where both cells are done."""
     from advx.compare import load_compare
-    from advx.compare.cells import default_runs_dir, load_cells, storage_url
+    from advx.compare.cells import default_runs_dir, existing_storage, load_cells
 
     spec = load_compare(compare_file)
     runs_dir = Path(runs_dir) if runs_dir else default_runs_dir(spec)
-    cells = [c for c in load_cells(spec, storage_url(spec, storage, runs_dir))
-             if c.state == "done" and c.run_dir]
+    cells = [c for c in load_cells(spec, existing_storage(spec, storage, runs_dir))
+             if c.state == "done"]
     base = {c.seed: c for c in cells if c.condition == spec.baseline}
     tables = {}
     for condition in spec.conditions:
         if condition == spec.baseline:
             continue
-        per_seed = {c.seed: stratify(load_samples(Path(c.run_dir)),
-                                     load_samples(Path(base[c.seed].run_dir)))
+        per_seed = {c.seed: stratify(_cell_samples(c), _cell_samples(base[c.seed]))
                     for c in cells if c.condition == condition and c.seed in base}
         tables[condition] = across_seeds(per_seed)
     return tables

@@ -122,3 +122,34 @@ def test_the_command_line_says_what_it_needs_with_exit_2(tmp_path, capsys):
         main([str(tmp_path), str(tmp_path)])  # no records there
     assert exit_.value.code == 2
     assert "no per-sample AdaGRPO records" in capsys.readouterr().err
+
+
+def test_a_cell_whose_run_folder_is_gone_reads_its_records_from_the_ledger(tmp_path):
+    """``compare_strata`` on a fresh clone: the records come from the compare's ledger copy
+    (``ledger_files``), gzipped, when the cell's run folder is on another machine."""
+    import gzip
+    from datetime import datetime
+
+    from advx.compare.cells import Cell
+    from advx.errors import DataError
+    from advx_recsys.strata import _cell_samples
+    from optuna.trial import FrozenTrial, TrialState
+
+    rows = [record(0, 0, -10.0, -9.0, True, True), record(0, 1, -3.0, -2.5, False, True)]
+    entry = tmp_path / "ledger" / "ada" / "seed-0.json"
+    copy = entry.with_suffix(".files") / "adagrpo_samples.jsonl.gz"
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+
+    def cell(ledger_entry):
+        now = datetime.now()
+        trial = FrozenTrial(
+            number=-1, trial_id=-1, state=TrialState.COMPLETE, value=0.0, datetime_start=now,
+            datetime_complete=now, params={}, distributions={}, system_attrs={},
+            intermediate_values={}, user_attrs={"run_dir": str(tmp_path / "gone"),
+                                                "ledger": str(ledger_entry)})
+        return Cell("ada", 0, "done", trial)
+
+    assert _cell_samples(cell(entry)) == rows
+    with pytest.raises(DataError, match=r"nor in the compare's ledger.*ledger_files"):
+        _cell_samples(cell(tmp_path / "ledger" / "ada" / "seed-1.json"))

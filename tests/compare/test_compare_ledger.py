@@ -3,6 +3,7 @@ reported on a machine without its ``runs/`` folder (``advx.compare.ledger``)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 
@@ -10,6 +11,7 @@ import pytest
 from advx.cli import app
 from advx.compare import load_compare, run_compare
 from advx.compare.cells import load_cells
+from advx.compare.ledger import cell_file, open_text
 from advx.errors import ConfigError
 from compare_helpers import write_compare
 from typer.testing import CliRunner
@@ -33,11 +35,19 @@ def _report(path) -> str:
 def test_a_fresh_clone_reports_from_the_ledger_and_runs_only_what_it_lacks(toy):
     marks = toy / "marks"
     path = write_compare(toy, seeds=2, shared_start=START, ledger="ledgers/toy_cmp",
-                         overrides=[f"task.marker={marks}"])
+                         ledger_files=["metrics.jsonl"], overrides=[f"task.marker={marks}"])
     first = run_compare(load_compare(path))
     ledger = toy / "ledgers/toy_cmp"
     assert sorted(p.relative_to(ledger).as_posix() for p in ledger.rglob("*.json")) == [
         f"{c}/seed-{s}.json" for c in ("_start", "high", "low") for s in (0, 1)] + ["study.json"]
+    # the named run-folder file, gzipped beside the entry (the same bytes on a rewrite)
+    copy = ledger / "low/seed-0.files/metrics.jsonl.gz"
+    kept = (toy / "runs/compares/toy_cmp/low/seed-0/metrics.jsonl").read_text()
+    assert gzip.decompress(copy.read_bytes()).decode() == kept
+    packed = copy.read_bytes()
+    copy.unlink()
+    run_compare(load_compare(path))  # nothing to run; the catch-up writes what is missing
+    assert copy.read_bytes() == packed
     entry = json.loads((ledger / "high/seed-1.json").read_text())
     cell = next(c for c in first.cells if (c.condition, c.seed) == ("high", 1))
     assert entry["value"] == cell.trial.value and entry["user_attrs"]["metrics"] == cell.metrics
@@ -51,9 +61,13 @@ def test_a_fresh_clone_reports_from_the_ledger_and_runs_only_what_it_lacks(toy):
     assert after.replace(f" (4 of them read from the ledger `{ledger}`)", "") == before
     for mark in marks.iterdir():
         mark.unlink()
+    low = next(c for c in load_cells(load_compare(path), None)
+               if (c.condition, c.seed) == ("low", 0))
+    found = cell_file(low.trial, "metrics.jsonl")  # the run folder is gone: the ledger's copy
+    assert found == copy and open_text(found) == kept
     grown = run_compare(load_compare(write_compare(
         toy, seeds=3, shared_start=START, ledger="ledgers/toy_cmp",
-        overrides=[f"task.marker={marks}"])))
+        ledger_files=["metrics.jsonl"], overrides=[f"task.marker={marks}"])))
     assert all(c.state == "done" for c in [*grown.cells, *grown.starts])
     # only seed 2 ran: its start (gain 0.5) and its two conditions
     assert _evaluated_seeds(marks, "0.5") == [2] and _evaluated_seeds(marks, "1.0") == [2]
@@ -105,6 +119,10 @@ def test_the_guard_holds_on_a_fresh_storage_and_a_bad_ledger_key_is_refused(toy)
 
     with pytest.raises(ConfigError, match="ledger: expected a folder path"):
         load_compare(write_compare(toy, ledger=5))
+    with pytest.raises(ConfigError, match="ledger_files: needs a ledger folder"):
+        load_compare(write_compare(toy, ledger_files=["metrics.jsonl"]))
+    with pytest.raises(ConfigError, match="a file name or glob inside the run folder"):
+        load_compare(write_compare(toy, ledger="l", ledger_files=["../secrets.txt"]))
     # no storage and no ledger entry: one clear message
     empty = write_compare(toy, name="empty_cmp", ledger="ledgers/empty")
     shown = CliRunner().invoke(app, ["compare", "show", str(empty)])

@@ -83,8 +83,8 @@ from advx.recipe import import_plugins
 from advx.sweep.storage import make_storage
 from advx.sweep.workers import spawn_workers
 
-__all__ = ["Cell", "CompareResult", "cells_of", "default_runs_dir", "evaluate_cell", "load_cells",
-           "open_study", "run_compare", "storage_url", "work"]
+__all__ = ["Cell", "CompareResult", "cells_of", "default_runs_dir", "evaluate_cell",
+           "existing_storage", "load_cells", "open_study", "run_compare", "storage_url", "work"]
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -262,6 +262,16 @@ def _run_keys(definition: dict[str, Any]) -> dict[str, Any]:
 
 
 _ABSENT = object()
+
+
+def existing_storage(spec: CompareSpec, storage: str | None, runs_dir: Path) -> str | None:
+    """:func:`storage_url`, or None when it names a SQLite file that does not exist (a fresh
+    clone, where only the ledger knows the finished cells): reading must not create it."""
+    from advx.sweep.storage import sqlite_path
+
+    url = storage_url(spec, storage, runs_dir)
+    db = sqlite_path(url)  # not removeprefix: a URL may carry ?timeout=... after the file
+    return None if db is not None and not db.is_file() else url
 
 
 def load_cells(spec: CompareSpec, url: str | None, starts: bool = False) -> list[Cell]:

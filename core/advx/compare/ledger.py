@@ -9,6 +9,8 @@ what ``advx compare show`` needs of a done cell and nothing more, a few kB each:
                                              values, wall time, where it ran), its summary.json
                                              records and its evals/*.json
     <ledger>/_start/seed-<S>.json            a done shared start, the same way
+    <ledger>/<condition>/seed-<S>.files/F.gz the run-folder files ``ledger_files`` names
+                                             (e.g. per-sample records for a later analysis)
 
 ``advx compare`` writes a cell's entry when it records the cell done (and, at its end, any a
 done cell lacks, e.g. of cells finished before the key was set), and before it runs anything
@@ -33,8 +35,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from advx.compare.spec import START, CompareSpec
 
-__all__ = ["LEDGER_ATTR", "differs", "entry_path", "read_entry", "read_study", "trials",
-           "write_entry", "write_study"]
+__all__ = ["LEDGER_ATTR", "cell_file", "differs", "entry_path", "missing", "open_text",
+           "read_entry", "read_study", "record", "trials", "write_entry", "write_study"]
 
 LEDGER_ATTR = "ledger"
 """The user attribute of a trial imported from a ledger: the entry's path."""
@@ -72,12 +74,77 @@ def write_entry(spec: CompareSpec, trial: FrozenTrial) -> bool:
                   if (record := _json(p)) is not None},
     }
     path = entry_path(spec, condition, seed)
+    entry["files"] = _keep_files(spec, run_dir, path.with_suffix(".files"))
     old = read_entry(path)
     if old is not None and {k: v for k, v in old.items() if k != "written"} == jsonable(entry):
         return False
     entry["written"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     atomic_write_text(path, json.dumps(jsonable(entry), indent=1, sort_keys=True) + "\n")
     return True
+
+
+def _keep_files(spec: CompareSpec, run_dir: Path, folder: Path) -> dict[str, str]:
+    """Gzip the run-folder files ``ledger_files`` names into ``folder`` (unchanged ones are
+    not rewritten); returns {relative name: sha256 of the original}. The gzip header carries
+    no name or time, so the same file always gives the same bytes (a quiet ``git diff``)."""
+    import gzip
+    import hashlib
+    import os
+    import tempfile
+
+    kept: dict[str, str] = {}
+    for pattern in spec.ledger_files:
+        for source in sorted(run_dir.glob(pattern)):
+            if not source.is_file():
+                continue
+            name = source.relative_to(run_dir).as_posix()
+            data = source.read_bytes()
+            kept[name] = hashlib.sha256(data).hexdigest()
+            target = folder / f"{name}.gz"
+            if target.is_file() and _gunzip_sha(target) == kept[name]:
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb",
+                                                           filename="", mtime=0) as packed:
+                packed.write(data)
+            os.replace(tmp, target)
+    return kept
+
+
+def _gunzip_sha(path: Path) -> str | None:
+    import gzip
+    import hashlib
+
+    try:
+        with gzip.open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except (OSError, EOFError):
+        return None
+
+
+def cell_file(trial: FrozenTrial | None, name: str) -> Path | None:
+    """Where a done cell's run-folder file ``name`` can be read: in its run folder when that
+    is here, else the ledger's gzipped copy (``ledger_files``); None when neither exists.
+    Read the result with :func:`open_text`."""
+    if trial is None:
+        return None
+    here = Path(str(trial.user_attrs.get("run_dir") or "")) / name
+    if trial.user_attrs.get("run_dir") and here.is_file():
+        return here
+    entry = trial.user_attrs.get(LEDGER_ATTR)
+    copy = Path(str(entry)).with_suffix(".files") / f"{name}.gz" if entry else None
+    return copy if copy is not None and copy.is_file() else None
+
+
+def open_text(path: Path) -> str:
+    """The text of a file :func:`cell_file` found, gzipped or not."""
+    import gzip
+
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            return handle.read()
+    return path.read_text(encoding="utf-8")
 
 
 def _json(path: Path) -> dict[str, Any] | None:

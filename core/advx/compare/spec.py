@@ -17,6 +17,7 @@
     storage: null                      # default sqlite:///<runs-dir>/compare.db
     ledger: ledgers/seqgan_oracle_cpu  # optional: finished cells' numbers, to commit
                                        # (relative to this file; advx.compare.ledger)
+    ledger_files: []                   # run-folder files the ledger keeps too (gzipped)
     plugins: []                        # extra plugin modules loaded into every cell
     shared_start:                      # optional: pre-train once per seed, then branch
       condition: mle                   #   that condition's recipe + overrides (or recipe: FILE)
@@ -66,6 +67,9 @@ COMPARE_KEYS = {
     "ledger": "folder (relative to the compare file) where each finished cell's numbers are "
               "written as a small JSON file to commit: a fresh clone's `advx compare` runs "
               "only the cells it lacks and `show` reports from it",
+    "ledger_files": "file names (globs) in a cell's run folder that the ledger keeps too, "
+                    "gzipped, for analyses after the run folder is gone (e.g. "
+                    "[adagrpo_samples.jsonl])",
     "shared_start": "{condition: NAME | recipe: FILE, overrides: [...], round: N}: pre-train "
                     "once per seed, every condition of that seed starts from its checkpoint",
     "tradeoff": "[QUALITY, DIVERSITY] metric names (e.g. [bleu2, self_bleu2]): a quality vs "
@@ -154,6 +158,7 @@ class CompareSpec:
     per_round: list[str] = field(default_factory=list)
     ledger: str | None = None
     """The ledger folder, absolute (``advx.compare.ledger``); None: no ledger."""
+    ledger_files: list[str] = field(default_factory=list)
 
     @property
     def round_metrics(self) -> list[str]:
@@ -266,6 +271,15 @@ def load_compare(path: str | Path) -> CompareSpec:
     if ledger is not None and (not isinstance(ledger, str) or not ledger.strip()):
         raise ConfigError(f"{where}: ledger: expected a folder path relative to the compare "
                           f"file (e.g. ledgers/{name}), got {ledger!r}")
+    ledger_files = _strings(raw.get("ledger_files") or [], f"{where}: ledger_files",
+                            "[adagrpo_samples.jsonl]", allow_empty=True)
+    if ledger_files and ledger is None:
+        raise ConfigError(f"{where}: ledger_files: needs a ledger folder to keep them in; add "
+                          f"ledger: ledgers/{name}")
+    for pattern in ledger_files:
+        if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+            raise ConfigError(f"{where}: ledger_files: {pattern!r}: expected a file name or "
+                              "glob inside the run folder (e.g. adagrpo_samples.jsonl)")
     return CompareSpec(
         name=name, path=str(path.resolve()), conditions=conditions, seeds=seeds,
         metrics=metrics, primary=primary, baseline=baseline, description=description,
@@ -274,6 +288,7 @@ def load_compare(path: str | Path) -> CompareSpec:
         evaluations=_evaluations(raw.get("evaluations"), where),
         per_round=_per_round(raw.get("per_round"), metrics, where),
         ledger=None if ledger is None else str((path.parent / ledger).resolve()),
+        ledger_files=ledger_files,
     )
 
 
