@@ -2,7 +2,7 @@
 
 Why: a study's ``runs/compares/<name>/`` (run folders, checkpoints, the SQLite storage) lives on
 one machine, and a study of days of CPU outlives the machine it started on. The ledger keeps
-what ``advx compare show`` needs of a done cell and nothing more, a few kB each::
+what ``advx compare show`` needs of a done cell and nothing more, tens of kB each::
 
     <ledger>/study.json                      the conditions' recorded definitions (the guard)
     <ledger>/<condition>/seed-<S>.json       a done cell: its trial record (metrics, per-round
