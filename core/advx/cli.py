@@ -460,7 +460,6 @@ def compare_show(
     write it with curves.png and paired.png."""
     import dataclasses
 
-    from advx.compare import ledger as load_ledger
     from advx.compare.cells import default_runs_dir, existing_storage, load_cells, storage_url
     from advx.compare.report import collect, markdown, plot_curves, plot_paired, plot_tradeoff
     from advx.compare.spec import load_compare
@@ -480,14 +479,15 @@ def compare_show(
         spec = dataclasses.replace(spec, baseline=baseline)
         report_dir = f"report-vs-{baseline}"
     url = existing_storage(spec, storage, folder)
-    if url is None and not load_ledger.trials(spec):
+    cells = load_cells(spec, url)  # url None: the ledger's cells alone
+    if url is None and not any(c.trial for c in cells):
         raise AdvxError(f"no cells recorded for {spec.name!r}: "
                         f"{storage_url(spec, storage, folder)} does not exist"
                         + (f" and its ledger {spec.ledger} holds no cell" if spec.ledger
                            else "")
                         + f"; run `advx compare {compare_file}` first (or pass its "
                         "--storage/--runs-dir)")
-    data = collect(spec, load_cells(spec, url))  # url None: the ledger's cells alone
+    data = collect(spec, cells)
     text = markdown(data)
     out = Path(out) if out else folder / report_dir
     atomic_write_text(out / "report.md", text + "\n")

@@ -525,7 +525,7 @@ def _record_in_ledger(spec: CompareSpec, storage: optuna.storages.RDBStorage,
         return
     trial = storage.get_trial(trial_id)
     if trial.user_attrs.get("condition") == START:
-        change = ledger.differs(spec, trial)
+        change = _start_differs(spec, trial)
         if change is not None:
             storage.set_trial_user_attr(trial_id, "ledger_differs", change)
             console.print(f"[yellow]warning[/yellow]: the rebuilt shared start of seed "
@@ -534,6 +534,22 @@ def _record_in_ledger(spec: CompareSpec, storage: optuna.storages.RDBStorage,
                           "this one", highlight=False)
             return
     ledger.write_entry(spec, trial)
+
+
+def _start_differs(spec: CompareSpec, start: FrozenTrial) -> str | None:
+    """How a rebuilt shared start's final record differs from its ledger entry's (timings
+    aside; the first key, named): None when equal or nothing was recorded."""
+    from advx.results import load_run
+
+    entry = ledger.read_entry(ledger.entry_path(spec, START, int(start.user_attrs["seed"])))
+    if entry is None:
+        return None
+    then = _logged_values((entry.get("summary") or {}).get("final") or {})
+    now = _logged_values(load_run(str(start.user_attrs["run_dir"])).summary.get("final") or {})
+    for key in sorted(then.keys() | now.keys()):
+        if then.get(key) != now.get(key):
+            return f"{key} was {then.get(key)!r}, is {now.get(key)!r} now"
+    return None
 
 
 # --------------------------------------------------------------------------- re-evaluations
@@ -684,12 +700,18 @@ def _same_as_start(run_dir: Path, recipe: Any, at: int) -> Path | None:
                for run in (cell, load_run(start))]
     if records[0] is None or records[1] is None:
         return None
-    # the keys both logged (the start's round also holds its pre-training statistics),
-    # timings aside, beyond the record's own bookkeeping
-    shared = {k for k in records[0].keys() & records[1].keys()
-              if not k.endswith(("seconds", "_s"))} - {"kind", "round", "global_step", "evaluated"}
-    same = all(records[0][k] == records[1][k] for k in shared)
+    # the keys both logged (the start's round also holds its pre-training statistics)
+    mine, theirs = (_logged_values(r) for r in records)
+    shared = mine.keys() & theirs.keys()
+    same = all(mine[k] == theirs[k] for k in shared)
     return start if shared and same else None
+
+
+def _logged_values(record: dict[str, Any]) -> dict[str, Any]:
+    """A round record's logged values, without timings (which differ between identical runs)
+    and the record's own bookkeeping: what two runs that computed the same agree on."""
+    return {k: v for k, v in record.items() if not k.endswith(("seconds", "_s"))
+            and k not in ("kind", "round", "global_step", "evaluated")}
 
 
 def _outside_training(cfg: Any) -> dict[str, Any]:

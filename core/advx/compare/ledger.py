@@ -25,6 +25,7 @@ seed's remaining cells then branch from a start that is not the one its finished
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -35,7 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from advx.compare.spec import START, CompareSpec
 
-__all__ = ["LEDGER_ATTR", "cell_file", "differs", "entry_path", "missing", "open_text",
+__all__ = ["LEDGER_ATTR", "cell_file", "entry_path", "missing", "open_text",
            "read_entry", "read_study", "record", "trials", "write_entry", "write_study"]
 
 LEDGER_ATTR = "ledger"
@@ -49,11 +50,15 @@ def entry_path(spec: CompareSpec, condition: str, seed: int) -> Path:
 
 def read_entry(path: str | Path) -> dict[str, Any] | None:
     """An entry, or None when absent or unreadable (a half-copied file is not a result)."""
-    try:
-        entry = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return entry if isinstance(entry, dict) and "user_attrs" in entry else None
+    entry = _json(Path(path))
+    return entry if entry is not None and "user_attrs" in entry else None
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_entry(path: str, mtime_ns: int) -> dict[str, Any] | None:
+    """:func:`read_entry` once per file version: a report looks up every metric of every
+    cell in its entry (hundreds of reads of the same tens-of-kB file otherwise)."""
+    return read_entry(path)
 
 
 def write_entry(spec: CompareSpec, trial: FrozenTrial) -> bool:
@@ -191,7 +196,10 @@ def record(trial: FrozenTrial | None, evaluation: str | None, which: str
     """The ledger's copy of a cell's ``evals/<evaluation>.json`` metrics or (None) of its
     summary.json ``which`` record; None when the cell was not imported from a ledger."""
     path = trial.user_attrs.get(LEDGER_ATTR) if trial is not None else None
-    entry = read_entry(path) if path else None
+    try:
+        entry = _cached_entry(str(path), Path(str(path)).stat().st_mtime_ns) if path else None
+    except OSError:
+        entry = None
     if entry is None:
         return None
     if evaluation is None:
@@ -199,24 +207,6 @@ def record(trial: FrozenTrial | None, evaluation: str | None, which: str
     else:
         found = ((entry.get("evals") or {}).get(evaluation) or {}).get("metrics")
     return found if isinstance(found, dict) else {}
-
-
-def differs(spec: CompareSpec, start: FrozenTrial) -> str | None:
-    """How a rebuilt shared start's final record differs from its ledger entry's (timings
-    aside): None when equal or nothing was recorded."""
-    if spec.ledger is None:
-        return None
-    entry = read_entry(entry_path(spec, START, int(start.user_attrs["seed"])))
-    summary = _json(Path(str(start.user_attrs.get("run_dir"))) / "summary.json") or {}
-    if entry is None:
-        return None
-    then, now = ((s.get("final") or {}) for s in (entry.get("summary") or {}, summary))
-    for key in sorted(set(then) | set(now)):
-        if key.endswith(("seconds", "_s")) or key in ("global_step",):
-            continue
-        if then.get(key) != now.get(key):
-            return f"{key} was {then.get(key)!r}, is {now.get(key)!r} now"
-    return None
 
 
 def read_study(spec: CompareSpec) -> dict[str, Any]:
