@@ -416,14 +416,25 @@ def compare_run(
     runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help=_COMPARE_RUNS_HELP)] = None,
     retry_failed: Annotated[bool, typer.Option(
         "--retry-failed", help="Run the cells that failed with an error again.")] = False,
+    seeds: Annotated[str | None, typer.Option(
+        "--seeds", help="Claim only these seeds' cells, e.g. 0,2,5-9 (the others stay waiting: "
+        "for another machine, a later session).")] = None,
+    budget: Annotated[str | None, typer.Option(
+        "--budget", help="Claim only cells expected to finish within this time from now, e.g. "
+        "2h30m (expected: the median time of the condition's done cells). Running cells are "
+        "never stopped.")] = None,
 ) -> None:
     """Run every (condition, seed) cell not done yet; then print the cells' states."""
-    from advx.compare.cells import run_compare
+    import time
+
+    from advx.compare.cells import Limits, parse_budget, parse_seeds, run_compare
     from advx.compare.spec import load_compare
 
     spec = load_compare(compare_file)
+    limits = Limits(seeds=parse_seeds(seeds, spec) if seeds is not None else None,
+                    deadline=time.time() + parse_budget(budget) if budget is not None else None)
     result = run_compare(spec, storage=storage, jobs=jobs, runs_dir=runs_dir,
-                         retry_failed=retry_failed)
+                         retry_failed=retry_failed, limits=limits)
     console = Console(stderr=True, soft_wrap=True)
     counts = {}
     for cell in result.cells:
@@ -438,6 +449,9 @@ def compare_run(
     if counts.get("failed"):
         console.print("rerun them with --retry-failed once the cause is fixed", highlight=False,
                       markup=False)
+    if counts.get("waiting") and (seeds is not None or budget is not None):
+        console.print(f"the {counts['waiting']} waiting cell(s) are left by --seeds/--budget: a "
+                      "later `advx compare` runs them", highlight=False, markup=False)
     where = " --storage URL" if storage or spec.storage else ""
     where += f" --runs-dir {runs_dir}" if runs_dir else ""
     console.print(f"report: advx compare show {compare_file}{where}", highlight=False,

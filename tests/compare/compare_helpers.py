@@ -40,3 +40,12 @@ def write_compare(folder: Path, name: str = "toy_cmp", **changes) -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def evaluated_seeds(marks: Path, gain: str) -> list[int]:
+    """The seeds whose runs with ``reward.gain=gain`` evaluated round 0 (the toy leaves a
+    marker file per evaluation in the folder ``task.marker`` names)."""
+    if not marks.is_dir():
+        return []
+    return sorted(int(m.name.split("-")[0].removeprefix("seed")) for m in marks.iterdir()
+                  if f"-gain{gain}-round0" in m.name)

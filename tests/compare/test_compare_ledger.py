@@ -13,17 +13,10 @@ from advx.compare import load_compare, run_compare
 from advx.compare.cells import load_cells
 from advx.compare.ledger import cell_file, open_text
 from advx.errors import ConfigError
-from compare_helpers import write_compare
+from compare_helpers import evaluated_seeds, write_compare
 from typer.testing import CliRunner
 
 START = {"recipe": "toy.yaml", "overrides": ["reward.gain=0.5"]}
-
-
-def _evaluated_seeds(marks, gain: str) -> list[int]:
-    """The seeds whose runs with ``reward.gain=gain`` evaluated round 0 (the toy leaves a
-    marker file per evaluation)."""
-    return sorted(int(m.name.split("-")[0].removeprefix("seed")) for m in marks.iterdir()
-                  if f"-gain{gain}-round0" in m.name)
 
 
 def _report(path) -> str:
@@ -70,7 +63,7 @@ def test_a_fresh_clone_reports_from_the_ledger_and_runs_only_what_it_lacks(toy):
         ledger_files=["metrics.jsonl"], overrides=[f"task.marker={marks}"])))
     assert all(c.state == "done" for c in [*grown.cells, *grown.starts])
     # only seed 2 ran: its start (gain 0.5) and its two conditions
-    assert _evaluated_seeds(marks, "0.5") == [2] and _evaluated_seeds(marks, "1.0") == [2]
+    assert evaluated_seeds(marks, "0.5") == [2] and evaluated_seeds(marks, "1.0") == [2]
     imported = [c for c in grown.cells if c.seed < 2]
     assert all(c.trial.user_attrs["ledger"].startswith(str(ledger)) for c in imported)
     assert (ledger / "low/seed-2.json").is_file()
@@ -88,8 +81,8 @@ def test_a_start_whose_seed_is_unfinished_is_rebuilt_and_a_different_one_is_flag
         mark.unlink()
     result = run_compare(load_compare(path))
     # seed 1's start ran again (its checkpoint was gone), then only high seed 1
-    assert _evaluated_seeds(marks, "0.5") == [1] and _evaluated_seeds(marks, "2.0") == [1]
-    assert _evaluated_seeds(marks, "1.0") == []
+    assert evaluated_seeds(marks, "0.5") == [1] and evaluated_seeds(marks, "2.0") == [1]
+    assert evaluated_seeds(marks, "1.0") == []
     start = next(c for c in result.starts if c.seed == 1)
     assert "ledger" not in start.trial.user_attrs  # rebuilt here, the same as recorded
     assert "ledger_differs" not in start.trial.user_attrs

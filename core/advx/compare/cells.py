@@ -48,6 +48,15 @@ one); one naming the shared start's checkpoint a cell branched from (a ``best`` 
 failed evaluation does not fail its cell: the run is a result; the evaluation is retried by
 the next ``advx compare`` and ``show`` counts the cell out of that metric.
 
+Limits (``--seeds``, ``--budget``; :class:`Limits`). An invocation may claim only some seeds'
+cells (the others stay waiting for another invocation, another machine, a later session), and
+only cells it expects to finish before a deadline: a cell's expected time is the median time
+(run + re-evaluations) of the done cells of its condition (those imported from a ledger
+included; unknown before the first is done: then it is claimed), and a shared start is claimed
+only when it and the quickest of its seed's conditions fit, since a start whose machine is
+gone before any of its cells finished is lost work. The deadline limits claims, never a running
+cell.
+
 A worker that dies leaves its cell RUNNING: Optuna's heartbeat (recorded every 30 s by a
 thread) lets any later worker fail it after the grace period, and a worker on the same host
 fails it at once when the owning process no longer exists.
@@ -58,7 +67,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
+import statistics
 import sys
 import threading
 import time
@@ -83,8 +94,9 @@ from advx.recipe import import_plugins
 from advx.sweep.storage import make_storage
 from advx.sweep.workers import spawn_workers
 
-__all__ = ["Cell", "CompareResult", "cells_of", "default_runs_dir", "evaluate_cell",
-           "existing_storage", "load_cells", "open_study", "run_compare", "storage_url", "work"]
+__all__ = ["Cell", "CompareResult", "Limits", "cells_of", "default_runs_dir", "evaluate_cell",
+           "existing_storage", "load_cells", "open_study", "parse_budget", "parse_seeds",
+           "run_compare", "storage_url", "work"]
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -164,6 +176,81 @@ def cells_of(spec: CompareSpec, trials: Sequence[FrozenTrial],
                 cell.state = "failed" if cell.trial.user_attrs.get("error") else "interrupted"
         cells.append(cell)
     return cells
+
+
+# --------------------------------------------------------------------------- limits
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one invocation's workers may claim (``--seeds``, ``--budget``); the default
+    claims everything. Cells outside the limits stay waiting for a later invocation."""
+
+    seeds: frozenset[int] | None = None
+    """Only these seeds' cells (and shared starts); None: every seed."""
+    deadline: float | None = None
+    """``time.time()`` by which a claimed cell is expected to be done; None: no deadline."""
+
+    def remaining_s(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.time()
+
+
+def parse_seeds(text: str, spec: CompareSpec) -> frozenset[int]:
+    """``"0,2,5-9"`` → those seeds, each one of the file's (ConfigError otherwise)."""
+    seeds: set[int] = set()
+    for part in (p.strip() for p in str(text).split(",")):
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if match is None or (match[2] is not None and int(match[2]) < int(match[1])):
+            raise ConfigError(f"--seeds {text!r}: {part!r} is not a seed or a range; write "
+                              "e.g. --seeds 0,2,5-9")
+        seeds.update(range(int(match[1]), int(match[2] or match[1]) + 1))
+    unknown = sorted(seeds - set(spec.seeds))
+    if unknown:
+        raise ConfigError(f"--seeds {text!r}: {spec.path} has no seed "
+                          f"{', '.join(map(str, unknown))} (its seeds: "
+                          f"{', '.join(map(str, spec.seeds))}); change `seeds:` to add some")
+    return frozenset(seeds)
+
+
+def parse_budget(text: str) -> float:
+    """``"2h30m"``, ``"90m"``, ``"45s"`` or plain seconds → seconds (ConfigError otherwise).
+    Written here: the format is three units, too little for a dependency."""
+    text = str(text).strip()
+    match = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?",
+                         text)
+    if not text or match is None or not any(match.groups()):
+        raise ConfigError(f"--budget {text!r}: expected a duration such as 2h30m, 90m, 600s "
+                          "or 600 (seconds)")
+    hours, minutes, seconds = (float(g or 0) for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _expected_s(trials: Sequence[FrozenTrial]) -> dict[str, float]:
+    """Per condition (and ``_start``), the median time of its done cells: the run
+    (``wall_s``) plus its re-evaluations (``eval_s``)."""
+    times: dict[str, list[float]] = defaultdict(list)
+    for trial in trials:
+        key = _key(trial)
+        wall = trial.user_attrs.get("wall_s")
+        if key is not None and trial.state == TrialState.COMPLETE and \
+                isinstance(wall, (int, float)):
+            times[key[0]].append(float(wall) + float(trial.user_attrs.get("eval_s") or 0.0))
+    return {condition: statistics.median(values) for condition, values in times.items()}
+
+
+def _fits(spec: CompareSpec, condition: str, expected: dict[str, float],
+          remaining: float | None) -> bool:
+    """Is ``condition``'s cell expected to finish in ``remaining`` seconds? A shared start
+    only when the quickest of its seed's conditions also fits after it (a start is worth
+    only the cells that branch from it)."""
+    if remaining is None:
+        return True
+    if remaining <= 0:
+        return False
+    need = expected.get(condition, 0.0)
+    if condition == START:
+        need += min((expected.get(c, 0.0) for c in spec.conditions), default=0.0)
+    return need <= remaining
 
 
 # --------------------------------------------------------------------------- the study
@@ -507,8 +594,10 @@ def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
                       highlight=False)
         return "done"
     if spec.evaluations:
+        started = time.perf_counter()
         with _Heartbeat(storage, tid):
             evaluate_cell(spec, Path(result.run_dir), plugins, label)
+        storage.set_trial_user_attr(tid, "eval_s", time.perf_counter() - started)
     storage.set_trial_state_values(tid, TrialState.COMPLETE, values=[primary])
     _record_in_ledger(spec, storage, tid)
     console.print(f"cell [bold]{escape(label)}[/bold] done: {spec.primary}={primary:.4g}",
@@ -753,11 +842,14 @@ def _evaluation_lock(run_dir: Path, name: str) -> Iterator[bool]:
 
 
 def _evaluate_done_cells(spec: CompareSpec, study: optuna.Study,
-                         storage: optuna.storages.RDBStorage, plugins: Sequence[Any]) -> int:
-    """The evaluations that done condition cells still lack (see the module docstring)."""
+                         storage: optuna.storages.RDBStorage, plugins: Sequence[Any],
+                         limits: Limits = Limits()) -> int:
+    """The evaluations that done condition cells of ``limits.seeds`` still lack (see the
+    module docstring)."""
     written = 0
     for cell in cells_of(spec, _trials(study, storage)):
-        if cell.state == "done" and cell.run_dir and Path(cell.run_dir).is_dir():
+        if cell.state == "done" and cell.run_dir and Path(cell.run_dir).is_dir() and \
+                (limits.seeds is None or cell.seed in limits.seeds):
             written += evaluate_cell(spec, Path(cell.run_dir), plugins,
                                      f"{cell.condition} seed {cell.seed}")
     return written
@@ -796,9 +888,9 @@ def _superseded(study: optuna.Study, storage: optuna.storages.RDBStorage,
 
 
 def work(spec: CompareSpec, url: str, runs_dir: Path, retry_failed: bool = False,
-         plugins: Sequence[Any] = ()) -> int:
-    """One worker: enqueue what is missing, then claim and run cells until none waits.
-    Returns the number of cells this worker ran."""
+         plugins: Sequence[Any] = (), limits: Limits = Limits()) -> int:
+    """One worker: enqueue what is missing, then claim and run cells until none waits
+    (within ``limits``). Returns the number of cells this worker ran."""
     plugins = [*import_plugins(spec.plugins, f"{spec.path}: plugins"), *plugins]
     study, storage = open_study(spec, url)
     _recover(study, storage)
@@ -806,11 +898,12 @@ def work(spec: CompareSpec, url: str, runs_dir: Path, retry_failed: bool = False
     ran = 0
     known = {*spec.conditions, *((START,) if spec.shared_start is not None else ())}
     while True:
-        claimed, blocked = _next_cell(spec, study, storage)
+        claimed, blocked = _next_cell(spec, study, storage, limits)
         if claimed is None:
             if not blocked:
                 if spec.evaluations:
-                    _evaluate_done_cells(spec, study, storage, plugins)
+                    _evaluate_done_cells(spec, study, storage, plugins, limits)
+                _say_left(spec, study, storage, limits)
                 return ran
             # Only cells whose shared start is waiting or running elsewhere are left: wait for
             # it, recovering dead workers' claims (a killed start is enqueued again).
@@ -829,27 +922,53 @@ def work(spec: CompareSpec, url: str, runs_dir: Path, retry_failed: bool = False
         ran += 1
 
 
+def _say_left(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.RDBStorage,
+              limits: Limits) -> None:
+    """Name the cells a worker leaves waiting because of ``limits`` (none: silent)."""
+    trials = _trials(study, storage)
+    left = [_key(t) for t in trials if t.state == TrialState.WAITING and _key(t) is not None]
+    if not left or limits == Limits():
+        return
+    outside = sum(limits.seeds is not None and seed not in limits.seeds for _, seed in left)
+    late = len(left) - outside
+    expected, remaining = _expected_s(trials), limits.remaining_s()
+    parts = [f"{outside} of other seeds (--seeds)"] if outside else []
+    if late:
+        quickest = min((expected.get(c, 0.0) for c, s in left
+                        if limits.seeds is None or s in limits.seeds), default=0.0)
+        parts.append(f"{late} expected to take longer than the {max(remaining or 0, 0) / 60:.0f} "
+                     f"min left of --budget (the quickest ≈ {quickest / 60:.0f} min)")
+    console.print(f"compare {spec.name}: this worker stops; {len(left)} cell(s) left waiting "
+                  f"for a later `advx compare`: {'; '.join(parts)}", highlight=False,
+                  markup=False)
+
+
 POLL_S = 1.0
 """How often a worker whose remaining cells wait for a shared start looks again."""
 
 
-def _next_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.RDBStorage
-               ) -> tuple[FrozenTrial | None, bool]:
+def _next_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.RDBStorage,
+               limits: Limits = Limits()) -> tuple[FrozenTrial | None, bool]:
     """Claim the first claimable WAITING trial in the file's cell order (seed-major, each
     seed's start before its conditions; ties by trial number), so a cell enqueued again
     after an interruption runs with its seed rather than after every later seed, and a
     partial study holds whole seeds. A condition cell is claimable only once its seed's
     shared start is done; one whose start failed is failed here (with a message naming the
-    start). Returns (the claimed trial or None, whether some cell is still blocked by a start
+    start). Cells outside ``limits`` (another seed, expected past the deadline) are left
+    waiting. Returns (the claimed trial or None, whether some cell is still blocked by a start
     that is waiting or running)."""
     trials = _trials(study, storage)
     order = {cell: i for i, cell in enumerate(spec.all_cells)}
     waiting = sorted((t for t in trials if t.state == TrialState.WAITING
-                      and _key(t) is not None),
+                      and _key(t) is not None
+                      and (limits.seeds is None or _key(t)[1] in limits.seeds)),
                      key=lambda t: (order.get(_key(t), len(order)), t.number))
+    expected, remaining = _expected_s(trials), limits.remaining_s()
     blocked = False
     for trial in waiting:
         condition, seed = _key(trial)
+        if not _fits(spec, condition, expected, remaining):
+            continue
         if spec.shared_start is not None and condition != START:
             start = _start_cell(spec, trials, seed)
             state = start.state if start else "new"
@@ -864,18 +983,21 @@ def _next_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.
                                   "its shared start failed", highlight=False)
                 continue
             if state != "done":
-                blocked = True
+                # blocked by a start that runs or will be claimed; one left out by the
+                # limits will not run in this invocation, nor will this cell
+                blocked = blocked or state == "running" or _fits(spec, START, expected, remaining)
                 continue
         if _claim(storage, trial._trial_id):
             return trial, blocked
     return None, blocked
 
 
-def _worker_entry(spec_dict: dict[str, Any], url: str, runs_dir: str) -> None:
+def _worker_entry(spec_dict: dict[str, Any], url: str, runs_dir: str,
+                  limits: Limits = Limits()) -> None:
     """Entry of a spawned worker process (``--jobs N``)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
-        work(CompareSpec.from_dict(spec_dict), url, Path(runs_dir))
+        work(CompareSpec.from_dict(spec_dict), url, Path(runs_dir), limits=limits)
     except AdvxError as exc:
         print_error(exc)
         sys.exit(exc.exit_code)
@@ -898,9 +1020,10 @@ class CompareResult:
 
 def run_compare(spec: CompareSpec, storage: str | None = None, jobs: int = 1,
                 runs_dir: Path | None = None, retry_failed: bool = False,
-                plugins: Sequence[Any] = ()) -> CompareResult:
+                plugins: Sequence[Any] = (), limits: Limits = Limits()) -> CompareResult:
     """Check every condition, open the study, then run the cells with ``jobs`` local worker
-    processes (in this process for one). Returns when no cell is waiting any more.
+    processes (in this process for one). Returns when no cell within ``limits`` is waiting
+    any more (see the module docstring, "Limits").
 
     ``plugins``: extra in-process plugin objects (this process only; spawned workers import
     the compare file's ``plugins:`` modules instead).
@@ -930,9 +1053,10 @@ def run_compare(spec: CompareSpec, storage: str | None = None, jobs: int = 1,
                   + (f"; {len(imported)} cell(s) imported from the ledger {spec.ledger}"
                      if imported else ""), highlight=False, markup=False)
     if jobs == 1:
-        work(spec, url, runs_dir, plugins=plugins)
+        work(spec, url, runs_dir, plugins=plugins, limits=limits)
     else:
-        spawn_workers(_worker_entry, [(spec.to_dict(), url, str(runs_dir))] * jobs, "compare")
+        spawn_workers(_worker_entry, [(spec.to_dict(), url, str(runs_dir), limits)] * jobs,
+                      "compare")
     for trial in _trials(study, rdb, (TrialState.COMPLETE,)):
         # entries done cells lack: cells finished before `ledger:` was set, or whose
         # evaluations were written after them
