@@ -423,6 +423,9 @@ def compare_run(
         "--budget", help="Claim only cells expected to finish within this time from now, e.g. "
         "2h30m (expected: the median time of the condition's done cells). Running cells are "
         "never stopped.")] = None,
+    start_threads: Annotated[int | None, typer.Option(
+        "--start-threads", help="torch threads of a shared start's run (e.g. 2 with --jobs 2 "
+        "and one seed: the other worker waits for that start anyway).")] = None,
 ) -> None:
     """Run every (condition, seed) cell not done yet; then print the cells' states."""
     import time
@@ -434,7 +437,7 @@ def compare_run(
     limits = Limits(seeds=parse_seeds(seeds, spec) if seeds is not None else None,
                     deadline=time.time() + parse_budget(budget) if budget is not None else None)
     result = run_compare(spec, storage=storage, jobs=jobs, runs_dir=runs_dir,
-                         retry_failed=retry_failed, limits=limits)
+                         retry_failed=retry_failed, limits=limits, start_threads=start_threads)
     console = Console(stderr=True, soft_wrap=True)
     counts = {}
     for cell in result.cells:

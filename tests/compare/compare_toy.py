@@ -9,9 +9,9 @@ from the run's seed. Loaded into worker processes through the compare file's
 
 Test hooks: ``fail_seed`` makes the run of that seed raise (while the file ``fail_file``
 exists, when one is named); ``nan_seed`` makes that seed's run finish with a NaN score (while
-``fail_file`` exists, when one is named); ``sleep_s`` slows each
-evaluation (of ``slow_seed`` only, unless it is -1); ``marker`` names a folder where each
-evaluation touches a file (so a test knows a cell is running); ``barrier`` makes the first
+``fail_file`` exists, when one is named); ``sleep_s`` slows each evaluation (of ``slow_seed``
+only, unless it is -1); ``marker`` names a folder where each evaluation writes a file holding
+torch's thread count (so a test knows a cell is running); ``barrier`` makes the first
 evaluation of each process wait until ``barrier_parties`` processes arrived (so both workers
 of a test are known to take part).
 """
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import advx
 import numpy as np
+import torch
 
 
 @dataclass
@@ -86,8 +87,9 @@ class CompareToyTask:
         _barrier(cfg.barrier, cfg.barrier_parties)
         if cfg.marker:
             Path(cfg.marker).mkdir(parents=True, exist_ok=True)
+            # the file holds torch's thread count (a test of --start-threads reads it)
             (Path(cfg.marker) / f"seed{self.seed}-gain{components.reward.config.gain}"
-             f"-round{round}").touch()
+             f"-round{round}").write_text(str(torch.get_num_threads()))
         if cfg.slow_seed in (-1, self.seed):
             time.sleep(cfg.sleep_s)
         if self.seed == cfg.fail_seed and (not cfg.fail_file or Path(cfg.fail_file).exists()):

@@ -119,3 +119,20 @@ def test_parse_seeds(toy):
     spec = load_compare(write_compare(toy, seeds=10))
     assert parse_seeds("0,2,5-7", spec) == {0, 2, 5, 6, 7}
     assert parse_seeds(" 3 ", spec) == {3}
+
+
+def test_start_threads_runs_only_the_shared_starts_on_that_many_threads(toy):
+    import torch
+
+    marks = toy / "marks"
+    before = torch.get_num_threads()
+    path = write_compare(toy, seeds=2, shared_start=START, overrides=[f"task.marker={marks}"])
+    ran = _run(path, "--start-threads", "2", "--seeds", "0")
+    assert ran.exit_code == 0, ran.output
+    assert (marks / "seed0-gain0.5-round0").read_text() == "2"      # the start
+    assert (marks / "seed0-gain2.0-round0").read_text() == str(before)  # a condition
+    assert torch.get_num_threads() == before
+    start = next(c for c in _cells(path) if c.condition == "_start")
+    assert start.trial.user_attrs["threads"] == 2
+    bad = _run(path, "--start-threads", "0")
+    assert bad.exit_code == 2 and "--start-threads: expected a positive integer" in bad.output

@@ -507,8 +507,11 @@ def _resumable(previous: str | None, after_failure: bool) -> Path | None:
 
 
 def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.RDBStorage,
-              trial: FrozenTrial, runs_dir: Path, plugins: Sequence[Any]) -> str:
-    """Run one claimed cell; record its outcome; return the cell's new state."""
+              trial: FrozenTrial, runs_dir: Path, plugins: Sequence[Any],
+              start_threads: int | None = None) -> str:
+    """Run one claimed cell; record its outcome; return the cell's new state. A shared start
+    runs on ``start_threads`` torch threads when given (the other workers of a one-seed
+    invocation have nothing to do while it runs)."""
     from advx import __version__
     from advx.results import FINISHED_OK, finite_number, load_run
     from advx.runner import run_recipe
@@ -524,8 +527,10 @@ def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
     run_dir = resume or _cell_run_dir(runs_dir, name, seed, attempt)
     overrides = condition.cell_overrides(seed)
     origin = None if is_start else _start_of(spec, study, storage, seed)
+    threads = start_threads if is_start and start_threads else None
     for key, value in {"run_dir": str(run_dir), "host": socket.gethostname(), "pid": os.getpid(),
                        "overrides": overrides, "recipe": condition.recipe,
+                       **({"threads": threads} if threads else {}),
                        "resumed": resume is not None, "advx": __version__,
                        **({"from": origin} if origin else {})}.items():
         storage.set_trial_user_attr(tid, key, value)
@@ -534,7 +539,7 @@ def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
                   f"{'resuming' if resume else 'running'} in {run_dir}", highlight=False)
     started = time.perf_counter()
     try:
-        with _Heartbeat(storage, tid):
+        with _Heartbeat(storage, tid), _torch_threads(threads):
             if resume is not None:
                 result = run_recipe(resume=resume, plugins=plugins)
             else:
@@ -603,6 +608,22 @@ def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
     console.print(f"cell [bold]{escape(label)}[/bold] done: {spec.primary}={primary:.4g}",
                   highlight=False)
     return "done"
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` inside the block (None: unchanged)."""
+    if not threads:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _record_in_ledger(spec: CompareSpec, storage: optuna.storages.RDBStorage,
@@ -888,9 +909,11 @@ def _superseded(study: optuna.Study, storage: optuna.storages.RDBStorage,
 
 
 def work(spec: CompareSpec, url: str, runs_dir: Path, retry_failed: bool = False,
-         plugins: Sequence[Any] = (), limits: Limits = Limits()) -> int:
+         plugins: Sequence[Any] = (), limits: Limits = Limits(),
+         start_threads: int | None = None) -> int:
     """One worker: enqueue what is missing, then claim and run cells until none waits
-    (within ``limits``). Returns the number of cells this worker ran."""
+    (within ``limits``); shared starts on ``start_threads`` threads when given. Returns the
+    number of cells this worker ran."""
     plugins = [*import_plugins(spec.plugins, f"{spec.path}: plugins"), *plugins]
     study, storage = open_study(spec, url)
     _recover(study, storage)
@@ -918,7 +941,7 @@ def work(spec: CompareSpec, url: str, runs_dir: Path, retry_failed: bool = False
             continue
         storage.set_trial_user_attr(claimed._trial_id, "pid", os.getpid())
         storage.set_trial_user_attr(claimed._trial_id, "host", socket.gethostname())
-        _run_cell(spec, study, storage, claimed, runs_dir, plugins)
+        _run_cell(spec, study, storage, claimed, runs_dir, plugins, start_threads)
         ran += 1
 
 
@@ -993,11 +1016,12 @@ def _next_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.
 
 
 def _worker_entry(spec_dict: dict[str, Any], url: str, runs_dir: str,
-                  limits: Limits = Limits()) -> None:
+                  limits: Limits = Limits(), start_threads: int | None = None) -> None:
     """Entry of a spawned worker process (``--jobs N``)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
-        work(CompareSpec.from_dict(spec_dict), url, Path(runs_dir), limits=limits)
+        work(CompareSpec.from_dict(spec_dict), url, Path(runs_dir), limits=limits,
+             start_threads=start_threads)
     except AdvxError as exc:
         print_error(exc)
         sys.exit(exc.exit_code)
@@ -1020,16 +1044,22 @@ class CompareResult:
 
 def run_compare(spec: CompareSpec, storage: str | None = None, jobs: int = 1,
                 runs_dir: Path | None = None, retry_failed: bool = False,
-                plugins: Sequence[Any] = (), limits: Limits = Limits()) -> CompareResult:
+                plugins: Sequence[Any] = (), limits: Limits = Limits(),
+                start_threads: int | None = None) -> CompareResult:
     """Check every condition, open the study, then run the cells with ``jobs`` local worker
     processes (in this process for one). Returns when no cell within ``limits`` is waiting
     any more (see the module docstring, "Limits").
+
+    ``start_threads``: torch threads of a shared start's run (default: the workers' own, one
+    under ``--jobs``); with one seed to run, its start is all there is to do until it is done.
 
     ``plugins``: extra in-process plugin objects (this process only; spawned workers import
     the compare file's ``plugins:`` modules instead).
     """
     if jobs < 1:
         raise ConfigError(f"--jobs: expected a positive integer, got {jobs}")
+    if start_threads is not None and start_threads < 1:
+        raise ConfigError(f"--start-threads: expected a positive integer, got {start_threads}")
     check_conditions(spec, plugins)
     runs_dir = Path(runs_dir) if runs_dir else default_runs_dir(spec)
     url = storage_url(spec, storage, runs_dir)
@@ -1053,9 +1083,10 @@ def run_compare(spec: CompareSpec, storage: str | None = None, jobs: int = 1,
                   + (f"; {len(imported)} cell(s) imported from the ledger {spec.ledger}"
                      if imported else ""), highlight=False, markup=False)
     if jobs == 1:
-        work(spec, url, runs_dir, plugins=plugins, limits=limits)
+        work(spec, url, runs_dir, plugins=plugins, limits=limits, start_threads=start_threads)
     else:
-        spawn_workers(_worker_entry, [(spec.to_dict(), url, str(runs_dir), limits)] * jobs,
+        spawn_workers(_worker_entry,
+                      [(spec.to_dict(), url, str(runs_dir), limits, start_threads)] * jobs,
                       "compare")
     for trial in _trials(study, rdb, (TrialState.COMPLETE,)):
         # entries done cells lack: cells finished before `ledger:` was set, or whose
