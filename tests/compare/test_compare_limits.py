@@ -136,3 +136,22 @@ def test_start_threads_runs_only_the_shared_starts_on_that_many_threads(toy):
     assert start.trial.user_attrs["threads"] == 2
     bad = _run(path, "--start-threads", "0")
     assert bad.exit_code == 2 and "--start-threads: expected a positive integer" in bad.output
+
+
+def test_expected_time_is_the_conditions_median_or_else_every_conditions(toy):
+    import optuna
+    from advx.compare.cells import _expected_s
+
+    spec = load_compare(write_compare(toy, seeds=3, shared_start=START))
+
+    def done(condition: str, wall: float, evals: float | None = None):
+        attrs = {"condition": condition, "seed": 0, "wall_s": wall,
+                 **({"eval_s": evals} if evals is not None else {})}
+        return optuna.trial.create_trial(value=0.0, user_attrs=attrs)
+
+    # low: runs of 10, 30 and 20 s + 5 s of re-evaluations each; high: none done yet
+    trials = [done("low", 10, 5), done("low", 30, 5), done("low", 20, 5), done("_start", 100)]
+    assert _expected_s(spec, trials) == {"low": 25.0, "high": 25.0, "_start": 100.0}
+    trials.append(done("high", 60))
+    assert _expected_s(spec, trials)["high"] == 60.0
+    assert _expected_s(spec, [done("_start", 100)]) == {"_start": 100.0}

@@ -52,7 +52,8 @@ Limits (``--seeds``, ``--budget``; :class:`Limits`). An invocation may claim onl
 cells (the others stay waiting for another invocation, another machine, a later session), and
 only cells it expects to finish before a deadline: a cell's expected time is the median time
 (run + re-evaluations) of the done cells of its condition (those imported from a ledger
-included; unknown before the first is done: then it is claimed), and a shared start is claimed
+included; else of all done condition cells; unknown before the first is done: then it is
+claimed), and a shared start is claimed
 only when it and the quickest of its seed's conditions fit, since a start whose machine is
 gone before any of its cells finished is lost work. The deadline limits claims, never a running
 cell.
@@ -225,9 +226,11 @@ def parse_budget(text: str) -> float:
     return hours * 3600 + minutes * 60 + seconds
 
 
-def _expected_s(trials: Sequence[FrozenTrial]) -> dict[str, float]:
+def _expected_s(spec: CompareSpec, trials: Sequence[FrozenTrial]) -> dict[str, float]:
     """Per condition (and ``_start``), the median time of its done cells: the run
-    (``wall_s``) plus its re-evaluations (``eval_s``)."""
+    (``wall_s``) plus its re-evaluations (``eval_s``). A condition none of whose cells is done
+    gets the median of every done condition cell (the conditions of a study usually differ in
+    a few keys, not in cost); a start none of which is done, nothing."""
     times: dict[str, list[float]] = defaultdict(list)
     for trial in trials:
         key = _key(trial)
@@ -235,7 +238,12 @@ def _expected_s(trials: Sequence[FrozenTrial]) -> dict[str, float]:
         if key is not None and trial.state == TrialState.COMPLETE and \
                 isinstance(wall, (int, float)):
             times[key[0]].append(float(wall) + float(trial.user_attrs.get("eval_s") or 0.0))
-    return {condition: statistics.median(values) for condition, values in times.items()}
+    expected = {condition: statistics.median(values) for condition, values in times.items()}
+    others = [t for condition, values in times.items() if condition != START for t in values]
+    if others:
+        for condition in spec.conditions:
+            expected.setdefault(condition, statistics.median(others))
+    return expected
 
 
 def _fits(spec: CompareSpec, condition: str, expected: dict[str, float],
@@ -954,7 +962,7 @@ def _say_left(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
         return
     outside = sum(limits.seeds is not None and seed not in limits.seeds for _, seed in left)
     late = len(left) - outside
-    expected, remaining = _expected_s(trials), limits.remaining_s()
+    expected, remaining = _expected_s(spec, trials), limits.remaining_s()
     parts = [f"{outside} of other seeds (--seeds)"] if outside else []
     if late:
         quickest = min((expected.get(c, 0.0) for c, s in left
@@ -986,7 +994,7 @@ def _next_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.
                       and _key(t) is not None
                       and (limits.seeds is None or _key(t)[1] in limits.seeds)),
                      key=lambda t: (order.get(_key(t), len(order)), t.number))
-    expected, remaining = _expected_s(trials), limits.remaining_s()
+    expected, remaining = _expected_s(spec, trials), limits.remaining_s()
     blocked = False
     for trial in waiting:
         condition, seed = _key(trial)
