@@ -53,10 +53,9 @@ cells (the others stay waiting for another invocation, another machine, a later 
 only cells it expects to finish before a deadline: a cell's expected time is the median time
 (run + re-evaluations) of the done cells of its condition (those imported from a ledger
 included; else of all done condition cells; unknown before the first is done: then it is
-claimed), and a shared start is claimed
-only when it and the quickest of its seed's conditions fit, since a start whose machine is
-gone before any of its cells finished is lost work. The deadline limits claims, never a running
-cell.
+claimed), and a shared start is claimed only when it and the quickest of its seed's conditions
+fit, since a start whose machine is gone before any of its cells finished is lost work. The
+deadline limits claims, never a running cell.
 
 A worker that dies leaves its cell RUNNING: Optuna's heartbeat (recorded every 30 s by a
 thread) lets any later worker fail it after the grace period, and a worker on the same host
