@@ -430,7 +430,7 @@ def compare_run(
     """Run every (condition, seed) cell not done yet; then print the cells' states."""
     import time
 
-    from advx.compare.cells import Limits, parse_budget, parse_seeds, run_compare
+    from advx.compare.cells import Limits, parse_budget, parse_seeds, run_compare, time_left
     from advx.compare.spec import load_compare
 
     spec = load_compare(compare_file)
@@ -455,6 +455,14 @@ def compare_run(
     if counts.get("waiting") and (seeds is not None or budget is not None):
         console.print(f"the {counts['waiting']} waiting cell(s) are left by --seeds/--budget: a "
                       "later `advx compare` runs them", highlight=False, markup=False)
+    left = [c for c in [*result.cells, *result.starts] if c.state != "done"]
+    if left:
+        seconds, unknown = time_left(spec, [*result.cells, *result.starts])
+        console.print(f"left: {len(left)} cell(s) (shared starts included), ≈ {seconds / 3600:.1f} "
+                      "h of one worker by the median times of the done cells (run + "
+                      "re-evaluations)"
+                      + (f"; {unknown} of them with no estimate yet (no cell of their condition "
+                         "is done)" if unknown else ""), highlight=False, markup=False)
     where = " --storage URL" if storage or spec.storage else ""
     where += f" --runs-dir {runs_dir}" if runs_dir else ""
     console.print(f"report: advx compare show {compare_file}{where}", highlight=False,

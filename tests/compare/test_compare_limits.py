@@ -40,6 +40,7 @@ def test_seeds_runs_only_those_seeds_and_a_later_invocation_the_rest(toy):
     path = write_compare(toy, seeds=3, shared_start=START, overrides=[f"task.marker={marks}"])
     first = _run(path, "--seeds", "1-2", "--jobs", "2")  # the workers get the limits too
     assert first.exit_code == 0, first.output
+    assert "left: 3 cell(s)" in first.output and "no estimate yet" not in first.output
     # the starts and both conditions of seeds 1 and 2 only; seed 0's cells wait
     assert evaluated_seeds(marks, "0.5") == [1, 2] and evaluated_seeds(marks, "2.0") == [1, 2]
     states = _states(path)
@@ -81,6 +82,9 @@ def test_budget_claims_only_cells_expected_to_finish_in_time(toy):
     assert evaluated_seeds(marks, "0.5") == [0] and evaluated_seeds(marks, "1.0") == [0]
     assert "3 cell(s) left waiting" in short.output and "expected to take longer" in short.output
     assert {v for k, v in _states(path).items() if k[1] == 1} == {"waiting"}
+    # what is left, by the done cells' times: seed 1's start and its two conditions
+    assert "left: 3 cell(s) (shared starts included), ≈ 0.0 h of one worker" in short.output
+    assert "no estimate yet" not in short.output
     assert _run(path, "--budget", "1h").exit_code == 0
     assert set(_states(path).values()) == {"done"}
     assert evaluated_seeds(marks, "2.0") == [0, 1]
@@ -155,3 +159,11 @@ def test_expected_time_is_the_conditions_median_or_else_every_conditions(toy):
     trials.append(done("high", 60))
     assert _expected_s(spec, trials)["high"] == 60.0
     assert _expected_s(spec, [done("_start", 100)]) == {"_start": 100.0}
+
+
+def test_a_spent_budget_claims_nothing_and_says_what_has_no_estimate(toy):
+    path = write_compare(toy, seeds=2, shared_start=START)
+    result = _run(path, "--budget", "0s")
+    assert result.exit_code == 0, result.output
+    assert set(_states(path).values()) == {"waiting"}
+    assert "left: 6 cell(s)" in result.output and "6 of them with no estimate yet" in result.output

@@ -96,7 +96,7 @@ from advx.sweep.workers import spawn_workers
 
 __all__ = ["Cell", "CompareResult", "Limits", "cells_of", "default_runs_dir", "evaluate_cell",
            "existing_storage", "load_cells", "open_study", "parse_budget", "parse_seeds",
-           "run_compare", "storage_url", "work"]
+           "run_compare", "storage_url", "time_left", "work"]
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -243,6 +243,16 @@ def _expected_s(spec: CompareSpec, trials: Sequence[FrozenTrial]) -> dict[str, f
         for condition in spec.conditions:
             expected.setdefault(condition, statistics.median(others))
     return expected
+
+
+def time_left(spec: CompareSpec, cells: Sequence[Cell]) -> tuple[float, int]:
+    """The cells not done yet (shared starts included; pass ``starts=True`` cells): their
+    expected time in seconds of one worker, by the done cells' medians (:func:`_expected_s`),
+    and how many of them have no expected time (no cell of theirs is done)."""
+    expected = _expected_s(spec, [c.trial for c in cells if c.trial is not None])
+    left = [c.condition for c in cells if c.state != "done"]
+    return (sum(expected.get(c, 0.0) for c in left),
+            sum(c not in expected for c in left))
 
 
 def _fits(spec: CompareSpec, condition: str, expected: dict[str, float],
