@@ -423,6 +423,10 @@ def compare_run(
         "--budget", help="Claim only cells expected to finish within this time from now, e.g. "
         "2h30m (expected: the median time of the condition's done cells). Running cells are "
         "never stopped.")] = None,
+    redo: Annotated[str | None, typer.Option(
+        "--redo", help="Run these done cells again, e.g. mle:2 or mle:0-2,seqgan:1 (their "
+        "results and ledger entries are replaced), e.g. cells that branched from an earlier "
+        "build of a rebuilt shared start.")] = None,
     start_threads: Annotated[int | None, typer.Option(
         "--start-threads", help="torch threads of a shared start's run (e.g. 2 with --jobs 2 "
         "and one seed: the other worker waits for that start anyway).")] = None,
@@ -430,14 +434,22 @@ def compare_run(
     """Run every (condition, seed) cell not done yet; then print the cells' states."""
     import time
 
-    from advx.compare.cells import Limits, parse_budget, parse_seeds, run_compare, time_left
+    from advx.compare.cells import (
+        Limits,
+        parse_budget,
+        parse_redo,
+        parse_seeds,
+        run_compare,
+        time_left,
+    )
     from advx.compare.spec import load_compare
 
     spec = load_compare(compare_file)
     limits = Limits(seeds=parse_seeds(seeds, spec) if seeds is not None else None,
                     deadline=time.time() + parse_budget(budget) if budget is not None else None)
     result = run_compare(spec, storage=storage, jobs=jobs, runs_dir=runs_dir,
-                         retry_failed=retry_failed, limits=limits, start_threads=start_threads)
+                         retry_failed=retry_failed, limits=limits, start_threads=start_threads,
+                         redo=parse_redo(redo, spec) if redo is not None else ())
     console = Console(stderr=True, soft_wrap=True)
     counts = {}
     for cell in result.cells:
@@ -504,7 +516,7 @@ def compare_show(
         spec = dataclasses.replace(spec, baseline=baseline)
         report_dir = f"report-vs-{baseline}"
     url = existing_storage(spec, storage, folder)
-    cells = load_cells(spec, url)  # url None: the ledger's cells alone
+    cells = load_cells(spec, url, starts=True)  # url None: the ledger's cells alone
     if url is None and not any(c.trial for c in cells):
         raise AdvxError(f"no cells recorded for {spec.name!r}: "
                         f"{storage_url(spec, storage, folder)} does not exist"

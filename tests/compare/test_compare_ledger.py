@@ -86,6 +86,12 @@ def test_a_start_whose_seed_is_unfinished_is_rebuilt_and_a_different_one_is_flag
     start = next(c for c in result.starts if c.seed == 1)
     assert "ledger" not in start.trial.user_attrs  # rebuilt here, the same as recorded
     assert "ledger_differs" not in start.trial.user_attrs
+    # ... so it takes over the recorded build's id: its seed's cells count as one build
+    recorded = json.loads((ledger / "_start/seed-1.json").read_text())["user_attrs"]
+    assert start.trial.user_attrs["start_id"] == recorded["start_id"]
+    high = next(c for c in result.cells if (c.condition, c.seed) == ("high", 1))
+    assert high.trial.user_attrs["start_id"] == recorded["start_id"]
+    assert "different builds" not in _report(path)
 
     # a rebuilt start that logs other values than the recorded one is flagged; the entry
     # its seed's finished cells branched from is kept
@@ -99,6 +105,56 @@ def test_a_start_whose_seed_is_unfinished_is_rebuilt_and_a_different_one_is_flag
     start = next(c for c in again.starts if c.seed == 1)
     assert "toy/score was -1.0" in start.trial.user_attrs["ledger_differs"]
     assert json.loads(entry_file.read_text())["summary"]["final"]["toy/score"] == -1.0
+    # the report says seed 1's cells come from two builds of its start ...
+    assert "**Seed 1: its cells branched from 2 different builds of its shared start** (low | " \
+           "high)" in _report(path)
+    # ... until the older one is run again from the current build; the start's entry is then
+    # the rebuilt one
+    for mark in marks.iterdir():
+        mark.unlink()
+    redone = CliRunner().invoke(app, ["compare", "run", str(path), "--redo", "low:1"])
+    assert redone.exit_code == 0, redone.output
+    assert evaluated_seeds(marks, "1.0") == [1] and evaluated_seeds(marks, "0.5") == []
+    assert "different builds" not in _report(path)
+    assert json.loads(entry_file.read_text())["summary"]["final"]["toy/score"] != -1.0
+    assert "ledger_differs" not in json.loads(entry_file.read_text())["user_attrs"]
+
+
+def test_redo_runs_done_cells_again_and_replaces_their_entries(toy):
+    marks = toy / "marks"
+    path = write_compare(toy, seeds=2, ledger="ledgers/toy_cmp",
+                         overrides=[f"task.marker={marks}"])
+    first = run_compare(load_compare(path))
+    entry_file = toy / "ledgers/toy_cmp/high/seed-1.json"
+    before = json.loads(entry_file.read_text())["user_attrs"]["run_dir"]
+    for mark in marks.iterdir():
+        mark.unlink()
+    result = CliRunner().invoke(app, ["compare", "run", str(path), "--redo", "high:0-1"])
+    assert result.exit_code == 0, result.output
+    assert "cell high seed 1: to be run again (--redo)" in result.output
+    assert evaluated_seeds(marks, "2.0") == [0, 1] and evaluated_seeds(marks, "1.0") == []
+    spec = load_compare(path)
+    cells = {(c.condition, c.seed): c for c in load_cells(
+        spec, f"sqlite:///{(toy / 'runs/compares/toy_cmp/compare.db').resolve()}")}
+    assert all(c.state == "done" for c in cells.values())
+    # a new run folder, recorded in the ledger; the same numbers (same seed and recipe)
+    assert cells[("high", 1)].run_dir != before
+    assert json.loads(entry_file.read_text())["user_attrs"]["run_dir"] == cells[("high", 1)].run_dir
+    old = next(c for c in first.cells if (c.condition, c.seed) == ("high", 1))
+    assert cells[("high", 1)].metrics == old.metrics
+    assert len(load_cells(spec, None)) == 4  # the ledger alone: one entry a cell
+
+
+@pytest.mark.parametrize("redo, expected", [
+    ("_start:0", "a shared start is not redone by itself"),
+    ("nope:1", "expected CONDITION:SEEDS with a condition of"),
+    ("high:7", "has no seed 7"),
+    ("high", "expected CONDITION:SEEDS"),
+])
+def test_a_bad_redo_option_is_one_message_and_exit_2(toy, redo, expected):
+    path = write_compare(toy, seeds=2, shared_start=START)
+    result = CliRunner().invoke(app, ["compare", "run", str(path), "--redo", redo])
+    assert result.exit_code == 2 and expected in result.output, result.output
 
 
 def test_the_guard_holds_on_a_fresh_storage_and_a_bad_ledger_key_is_refused(toy):

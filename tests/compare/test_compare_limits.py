@@ -138,6 +138,7 @@ def test_start_threads_runs_only_the_shared_starts_on_that_many_threads(toy):
     assert torch.get_num_threads() == before
     start = next(c for c in _cells(path) if c.condition == "_start")
     assert start.trial.user_attrs["threads"] == 2
+    assert "torch" in start.trial.user_attrs["machine"]  # what it ran on, for the record
     bad = _run(path, "--start-threads", "0")
     assert bad.exit_code == 2 and "--start-threads: expected a positive integer" in bad.output
 

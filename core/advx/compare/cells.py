@@ -73,6 +73,7 @@ import statistics
 import sys
 import threading
 import time
+import uuid
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
@@ -95,8 +96,8 @@ from advx.sweep.storage import make_storage
 from advx.sweep.workers import spawn_workers
 
 __all__ = ["Cell", "CompareResult", "Limits", "cells_of", "default_runs_dir", "evaluate_cell",
-           "existing_storage", "load_cells", "open_study", "parse_budget", "parse_seeds",
-           "run_compare", "storage_url", "time_left", "work"]
+           "existing_storage", "load_cells", "mixed_starts", "open_study", "parse_budget",
+           "parse_redo", "parse_seeds", "run_compare", "storage_url", "time_left", "work"]
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -543,13 +544,17 @@ def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
                         after_failure=bool(trial.user_attrs.get("after_failure")))
     run_dir = resume or _cell_run_dir(runs_dir, name, seed, attempt)
     overrides = condition.cell_overrides(seed)
-    origin = None if is_start else _start_of(spec, study, storage, seed)
+    branch = None if is_start else _start_of(spec, study, storage, seed)
+    origin, start_id = branch if branch else (None, None)
+    if is_start:  # which build of the start a cell branched from (a rebuilt one may differ)
+        start_id = uuid.uuid4().hex
     threads = start_threads if is_start and start_threads else None
     for key, value in {"run_dir": str(run_dir), "host": socket.gethostname(), "pid": os.getpid(),
-                       "overrides": overrides, "recipe": condition.recipe,
+                       "machine": _machine(), "overrides": overrides, "recipe": condition.recipe,
                        **({"threads": threads} if threads else {}),
                        "resumed": resume is not None, "advx": __version__,
-                       **({"from": origin} if origin else {})}.items():
+                       **({"from": origin} if origin else {}),
+                       **({"start_id": start_id} if start_id else {})}.items():
         storage.set_trial_user_attr(tid, key, value)
     label = f"shared start seed {seed}" if is_start else f"{name} seed {seed}"
     console.print(f"cell [bold]{escape(label)}[/bold]: "
@@ -627,6 +632,23 @@ def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
     return "done"
 
 
+def _machine() -> str:
+    """What a cell ran on, for the record: training is deterministic for a machine and a
+    thread count, not across CPUs or library versions (a rebuilt start may differ)."""
+    import platform
+
+    import torch
+
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (f"{model}; {os.cpu_count()} CPUs; torch {torch.__version__}; "
+            f"python {platform.python_version()}")
+
+
 @contextlib.contextmanager
 def _torch_threads(threads: int | None) -> Iterator[None]:
     """torch's intra-op threads set to ``threads`` inside the block (None: unchanged)."""
@@ -645,14 +667,18 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
 
 def _record_in_ledger(spec: CompareSpec, storage: optuna.storages.RDBStorage,
                       trial_id: int) -> None:
-    """Write a done cell's ledger entry; a rebuilt shared start whose logged values differ
-    from its recorded entry keeps the entry its seed's finished cells branched from, and is
-    marked ``ledger_differs`` with a warning (:mod:`advx.compare.ledger`)."""
+    """Write a done cell's ledger entry. A rebuilt shared start that logged the values its
+    entry records takes over the recorded build's ``start_id`` (its seed's cells, here and in
+    the ledger, then count as one build); one whose values differ keeps the entry its seed's
+    finished cells branched from and is marked ``ledger_differs`` with a warning
+    (:mod:`advx.compare.ledger`; the entry is replaced once no done cell of the seed is of the
+    earlier build, see :func:`run_compare`)."""
     if spec.ledger is None:
         return
     trial = storage.get_trial(trial_id)
     if trial.user_attrs.get("condition") == START:
-        change = _start_differs(spec, trial)
+        recorded = ledger.read_entry(ledger.entry_path(spec, START, int(trial.user_attrs["seed"])))
+        change = _start_differs(recorded, trial) if recorded is not None else None
         if change is not None:
             storage.set_trial_user_attr(trial_id, "ledger_differs", change)
             console.print(f"[yellow]warning[/yellow]: the rebuilt shared start of seed "
@@ -660,17 +686,18 @@ def _record_in_ledger(spec: CompareSpec, storage: optuna.storages.RDBStorage,
                           f"records ({escape(change)}); its seed's remaining cells branch from "
                           "this one", highlight=False)
             return
+        if recorded is not None:
+            storage.set_trial_user_attr(trial_id, "start_id",
+                                        (recorded.get("user_attrs") or {}).get("start_id") or "")
+            trial = storage.get_trial(trial_id)
     ledger.write_entry(spec, trial)
 
 
-def _start_differs(spec: CompareSpec, start: FrozenTrial) -> str | None:
-    """How a rebuilt shared start's final record differs from its ledger entry's (timings
-    aside; the first key, named): None when equal or nothing was recorded."""
+def _start_differs(entry: dict[str, Any], start: FrozenTrial) -> str | None:
+    """How a rebuilt shared start's final record differs from its ledger ``entry``'s
+    (timings aside; the first key, named): None when equal."""
     from advx.results import load_run
 
-    entry = ledger.read_entry(ledger.entry_path(spec, START, int(start.user_attrs["seed"])))
-    if entry is None:
-        return None
     then = _logged_values((entry.get("summary") or {}).get("final") or {})
     now = _logged_values(load_run(str(start.user_attrs["run_dir"])).summary.get("final") or {})
     for key in sorted(then.keys() | now.keys()):
@@ -893,15 +920,108 @@ def _evaluate_done_cells(spec: CompareSpec, study: optuna.Study,
     return written
 
 
+def _builds(trials: Sequence[FrozenTrial]) -> dict[int, dict[str, list[str]]]:
+    """Per seed, which build of its shared start each done condition cell branched from:
+    {seed: {build: [conditions]}}, where ``current`` is the seed's start as the storage holds
+    it now. A cell names its build by the start's ``start_id``; one recorded without it (before
+    ids were) is ``current``, except a cell imported from the ledger into a seed whose start
+    was rebuilt and came out different (``ledger_differs``): that one is ``earlier``."""
+    current: dict[int, str | None] = {}
+    rebuilt: set[int] = set()
+    for trial in trials:
+        key = _key(trial)
+        if key is not None and key[0] == START and trial.state == TrialState.COMPLETE:
+            current[key[1]] = trial.user_attrs.get("start_id")
+            if trial.user_attrs.get("ledger_differs"):
+                rebuilt.add(key[1])
+    builds: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for trial in trials:
+        key = _key(trial)
+        if key is None or key[0] == START or trial.state != TrialState.COMPLETE:
+            continue
+        condition, seed = key
+        start_id = trial.user_attrs.get("start_id")
+        if start_id and start_id != current.get(seed):
+            build = str(start_id)
+        elif not start_id and key[1] in rebuilt and ledger.LEDGER_ATTR in trial.user_attrs:
+            build = "earlier"
+        else:
+            build = "current"
+        builds[seed][build].append(condition)
+    return builds
+
+
+def mixed_starts(cells: Sequence[Cell]) -> dict[int, list[str]]:
+    """Seeds whose done condition cells branched from different builds of their shared start
+    (a start rebuilt on another machine that came out different, see
+    :mod:`advx.compare.ledger`): {seed: the conditions of each build, e.g. ["mle", "seqgan"]}.
+    Their paired differences hold the builds' difference too. ``cells``: with the starts."""
+    trials = [c.trial for c in cells if c.trial is not None]
+    return {seed: [", ".join(group) for group in by_build.values()]
+            for seed, by_build in sorted(_builds(trials).items()) if len(by_build) > 1}
+
+
+def parse_redo(text: str, spec: CompareSpec) -> list[tuple[str, int]]:
+    """``"mle:2,seqgan:0-1"`` → those (condition, seed) cells (ConfigError otherwise)."""
+    cells = []
+    for part in (p.strip() for p in str(text).split(",") if p.strip()):
+        condition, _, seeds = part.rpartition(":")
+        if condition == START:
+            raise ConfigError(f"--redo {part!r}: a shared start is not redone by itself; redo "
+                              f"the conditions of its seed (their start is rebuilt only where "
+                              "it is gone)")
+        if condition not in spec.conditions:
+            raise ConfigError(f"--redo {part!r}: expected CONDITION:SEEDS with a condition of "
+                              f"{spec.path} ({', '.join(spec.conditions)}), e.g. "
+                              f"--redo {next(iter(spec.conditions))}:0-2")
+        cells += [(condition, seed) for seed in sorted(parse_seeds(seeds, spec))]
+    if not cells:
+        raise ConfigError(f"--redo {text!r}: expected CONDITION:SEEDS, e.g. --redo mle:2")
+    return cells
+
+
+def _redo(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.RDBStorage,
+          cells: Sequence[tuple[str, int]]) -> None:
+    """Make done (or failed) cells new again: their trials are marked ``superseded`` and
+    their ledger entries removed (git keeps the old ones), so they are enqueued and run from
+    their seed's current start; the new result replaces the old in storage and ledger. For
+    a cell whose result is stale, e.g. one that branched from an earlier build of its start."""
+    import shutil
+
+    import sqlalchemy
+    from optuna.storages._rdb.models import TrialUserAttributeModel  # as TrialModel in _claim
+
+    trials = _trials(study, storage)
+    for condition, seed in cells:
+        mine = [t for t in trials if _key(t) == (condition, seed)]
+        if any(t.state == TrialState.RUNNING for t in mine):
+            raise ConfigError(f"--redo {condition}:{seed}: the cell is running now; wait for it "
+                              "or stop its worker first")
+        for trial in mine:
+            if trial.state in (TrialState.COMPLETE, TrialState.FAIL):
+                # Optuna refuses to update a finished trial through its API: one row here
+                with storage.engine.begin() as connection:
+                    connection.execute(sqlalchemy.insert(TrialUserAttributeModel).values(
+                        trial_id=trial._trial_id, key="superseded", value_json="true"))
+        if spec.ledger is not None:
+            entry = ledger.entry_path(spec, condition, seed)
+            entry.unlink(missing_ok=True)
+            shutil.rmtree(entry.with_suffix(".files"), ignore_errors=True)
+        console.print(f"cell [bold]{escape(condition)} seed {seed}[/bold]: to be run again "
+                      "(--redo)", highlight=False)
+
+
 def _start_of(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.RDBStorage,
-              seed: int) -> str | None:
-    """``<start run>:<round>`` for the cells of ``seed`` (None without a shared start)."""
+              seed: int) -> tuple[str, str | None] | None:
+    """``(<start run>:<round>, the start's start_id)`` for the cells of ``seed`` (None without
+    a shared start; the id is None for a start recorded before ids were)."""
     if spec.shared_start is None:
         return None
     start = _start_cell(spec, _trials(study, storage), seed)
     if start is None or start.state != "done" or not start.run_dir:
         raise ConfigError(f"shared start of seed {seed} is not done")  # the claim checked it
-    return f"{start.run_dir}:{spec.shared_start.round}"
+    return (f"{start.run_dir}:{spec.shared_start.round}",
+            start.trial.user_attrs.get("start_id") if start.trial else None)
 
 
 def _start_cell(spec: CompareSpec, trials: Sequence[FrozenTrial], seed: int) -> Cell | None:
@@ -1062,13 +1182,16 @@ class CompareResult:
 def run_compare(spec: CompareSpec, storage: str | None = None, jobs: int = 1,
                 runs_dir: Path | None = None, retry_failed: bool = False,
                 plugins: Sequence[Any] = (), limits: Limits = Limits(),
-                start_threads: int | None = None) -> CompareResult:
+                start_threads: int | None = None,
+                redo: Sequence[tuple[str, int]] = ()) -> CompareResult:
     """Check every condition, open the study, then run the cells with ``jobs`` local worker
     processes (in this process for one). Returns when no cell within ``limits`` is waiting
     any more (see the module docstring, "Limits").
 
     ``start_threads``: torch threads of a shared start's run (default: the workers' own, one
     under ``--jobs``); with one seed to run, its start is all there is to do until it is done.
+
+    ``redo``: (condition, seed) cells to run again although done (:func:`_redo`).
 
     ``plugins``: extra in-process plugin objects (this process only; spawned workers import
     the compare file's ``plugins:`` modules instead).
@@ -1082,6 +1205,7 @@ def run_compare(spec: CompareSpec, storage: str | None = None, jobs: int = 1,
     url = storage_url(spec, storage, runs_dir)
     study, rdb = open_study(spec, url)
     _recover(study, rdb)
+    _redo(spec, study, rdb, redo)
     imported = ledger.missing(_trials(study, rdb), spec)
     for trial in imported:  # (not study.add_trial: it refuses a start's missing value)
         rdb.create_new_trial(study._study_id, template_trial=trial)
@@ -1105,10 +1229,15 @@ def run_compare(spec: CompareSpec, storage: str | None = None, jobs: int = 1,
         spawn_workers(_worker_entry,
                       [(spec.to_dict(), url, str(runs_dir), limits, start_threads)] * jobs,
                       "compare")
-    for trial in _trials(study, rdb, (TrialState.COMPLETE,)):
+    done = _trials(study, rdb, (TrialState.COMPLETE,))
+    builds = _builds(done)
+    for trial in done:
         # entries done cells lack: cells finished before `ledger:` was set, or whose
-        # evaluations were written after them
-        if _key(trial) is not None and not trial.user_attrs.get("ledger_differs"):
+        # evaluations were written after them; a rebuilt start that differs from its entry
+        # replaces it once every done cell of its seed branched from it
+        key = _key(trial)
+        if key is not None and (not trial.user_attrs.get("ledger_differs")
+                                or set(builds.get(key[1], {})) <= {"current"}):
             ledger.write_entry(spec, trial)
     every = load_cells(spec, url, starts=True)
     return CompareResult(spec.name, url, runs_dir, [c for c in every if c.condition != START],

@@ -68,6 +68,7 @@ def write_entry(spec: CompareSpec, trial: FrozenTrial) -> bool:
     from advx.rundir import atomic_write_text, jsonable
 
     attrs = dict(trial.user_attrs)
+    attrs.pop("ledger_differs", None)  # written only once its seed's cells all branched from it
     run_dir = Path(str(attrs.get("run_dir") or ""))
     if spec.ledger is None or LEDGER_ATTR in attrs or not run_dir.is_dir():
         return False

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from advx.compare import ledger
-from advx.compare.cells import Cell
-from advx.compare.spec import CompareSpec, eval_metric, tradeoff_points
+from advx.compare.cells import Cell, mixed_starts
+from advx.compare.spec import START, CompareSpec, eval_metric, tradeoff_points
 from advx.results import finite_number
 from advx.stats import BOOTSTRAP_MIN_N, describe, mean_ci, paired
 
@@ -34,6 +34,9 @@ class CompareData:
 
     spec: CompareSpec
     cells: list[Cell]
+    starts: list[Cell] = field(default_factory=list)
+    """The shared-start cells, when the caller loaded them (which build each seed's cells
+    branched from)."""
     values: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
     by_round: dict[str, dict[str, dict[int, dict[int, float]]]] = field(default_factory=dict)
     baselines: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
@@ -46,12 +49,14 @@ class CompareData:
 
 def collect(spec: CompareSpec, cells: Sequence[Cell]) -> CompareData:
     """The finite values of the done cells (storage metrics, then ``eval:`` files); a cell
-    without a finite value of a metric is simply absent from it (``markdown`` names it)."""
-    data = CompareData(spec, list(cells))
+    without a finite value of a metric is simply absent from it (``markdown`` names it).
+    ``cells`` may include the shared starts (kept apart, in ``starts``)."""
+    data = CompareData(spec, [c for c in cells if c.condition != START],
+                       [c for c in cells if c.condition == START])
     for condition in spec.conditions:
         data.values[condition] = {m: {} for m in spec.metrics}
     data.by_round = {m: {c: {} for c in spec.conditions} for m in spec.round_metrics}
-    for cell in cells:
+    for cell in data.cells:
         if cell.state != "done":
             continue
         for metric, value in cell.metrics.items():
@@ -154,6 +159,13 @@ def markdown(data: CompareData) -> str:
     lines.append(f"{len(data.cells)} cells ({len(spec.conditions)} conditions × "
                  f"{len(spec.seeds)} seeds): {counts}. Values from each run's summary.json "
                  f"`{spec.summary}` record; figures are mean ± sd (n seeds).")
+    for seed, groups in mixed_starts([*data.cells, *data.starts]).items():
+        lines.append("")
+        lines.append(f"**Seed {seed}: its cells branched from {len(groups)} different builds of "
+                     f"its shared start** ({' | '.join(groups)}): the start was rebuilt on "
+                     "another machine and came out different, so this seed's paired differences "
+                     "also hold the builds' difference. `advx compare FILE --redo "
+                     "CONDITION:SEED` runs the older ones again from the current build.")
     lines.append("")
     metric_head = " | ".join(f"`{m}`" for m in spec.metrics)
     lines.append(f"| condition | {metric_head} |")
