@@ -20,7 +20,9 @@ when every condition of its seed is (its checkpoint is gone with its machine); o
 again, and if the rebuilt start's logged values differ from the recorded ones (another CPU,
 another library version) the start is marked ``ledger_differs`` and a warning says so: that
 seed's remaining cells then branch from a start that is not the one its finished cells had
-(still paired by seed, with more variance). ``show`` reads an entry where the run folder is gone.
+(still paired by seed, with more variance; ``show`` names such seeds from the cells'
+``start_id``, and ``advx compare --redo`` runs the older cells again, after which the rebuilt
+start's entry replaces the recorded one). ``show`` reads an entry where the run folder is gone.
 """
 
 from __future__ import annotations
