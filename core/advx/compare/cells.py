@@ -634,19 +634,22 @@ def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
 
 def _machine() -> str:
     """What a cell ran on, for the record: training is deterministic for a machine and a
-    thread count, not across CPUs or library versions (a rebuilt start may differ)."""
+    thread count, not across CPUs or library versions (a rebuilt start may differ). The CPU
+    family and model tell apart generations that share a model name ("AMD EPYC")."""
     import platform
 
     import torch
 
-    model = platform.processor() or platform.machine()
+    info: dict[str, str] = {}
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (f"{model}; {os.cpu_count()} CPUs; torch {torch.__version__}; "
-            f"python {platform.python_version()}")
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    cpu = info.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in info:
+        cpu += f" (family {info['cpu family']}, model {info.get('model', '?')})"
+    return (f"{cpu}; {os.cpu_count()} CPUs; torch {torch.__version__} "
+            f"({torch.backends.cpu.get_cpu_capability()}); python {platform.python_version()}")
 
 
 @contextlib.contextmanager
