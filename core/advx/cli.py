@@ -467,10 +467,9 @@ def compare_run(
     if counts.get("waiting") and (seeds is not None or budget is not None):
         console.print(f"the {counts['waiting']} waiting cell(s) are left by --seeds/--budget: a "
                       "later `advx compare` runs them", highlight=False, markup=False)
-    left = [c for c in [*result.cells, *result.starts] if c.state != "done"]
+    left, seconds, unknown = time_left(spec, [*result.cells, *result.starts])
     if left:
-        seconds, unknown = time_left(spec, [*result.cells, *result.starts])
-        console.print(f"left: {len(left)} cell(s) (shared starts included), ≈ {seconds / 3600:.1f} "
+        console.print(f"left: {left} cell(s) (shared starts included), ≈ {seconds / 3600:.1f} "
                       "h of one worker by the median times of the done cells (run + "
                       "re-evaluations)"
                       + (f"; {unknown} of them with no estimate yet (no cell of their condition "

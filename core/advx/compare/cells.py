@@ -65,6 +65,7 @@ fails it at once when the owning process no longer exists.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -196,18 +197,19 @@ class Limits:
         return None if self.deadline is None else self.deadline - time.time()
 
 
-def parse_seeds(text: str, spec: CompareSpec) -> frozenset[int]:
-    """``"0,2,5-9"`` → those seeds, each one of the file's (ConfigError otherwise)."""
+def parse_seeds(text: str, spec: CompareSpec, option: str = "--seeds") -> frozenset[int]:
+    """``"0,2,5-9"`` → those seeds, each one of the file's (ConfigError naming ``option``
+    otherwise)."""
     seeds: set[int] = set()
     for part in (p.strip() for p in str(text).split(",")):
         match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
         if match is None or (match[2] is not None and int(match[2]) < int(match[1])):
-            raise ConfigError(f"--seeds {text!r}: {part!r} is not a seed or a range; write "
-                              "e.g. --seeds 0,2,5-9")
+            raise ConfigError(f"{option} {text!r}: {part!r} is not a seed or a range; write "
+                              "seeds as e.g. 0,2,5-9")
         seeds.update(range(int(match[1]), int(match[2] or match[1]) + 1))
     unknown = sorted(seeds - set(spec.seeds))
     if unknown:
-        raise ConfigError(f"--seeds {text!r}: {spec.path} has no seed "
+        raise ConfigError(f"{option} {text!r}: {spec.path} has no seed "
                           f"{', '.join(map(str, unknown))} (its seeds: "
                           f"{', '.join(map(str, spec.seeds))}); change `seeds:` to add some")
     return frozenset(seeds)
@@ -246,13 +248,14 @@ def _expected_s(spec: CompareSpec, trials: Sequence[FrozenTrial]) -> dict[str, f
     return expected
 
 
-def time_left(spec: CompareSpec, cells: Sequence[Cell]) -> tuple[float, int]:
-    """The cells not done yet (shared starts included; pass ``starts=True`` cells): their
-    expected time in seconds of one worker, by the done cells' medians (:func:`_expected_s`),
-    and how many of them have no expected time (no cell of theirs is done)."""
+def time_left(spec: CompareSpec, cells: Sequence[Cell]) -> tuple[int, float, int]:
+    """The cells not done yet (shared starts included; pass ``starts=True`` cells): how many,
+    their expected time in seconds of one worker by the done cells' medians
+    (:func:`_expected_s`), and how many of them have no expected time (no cell of theirs is
+    done)."""
     expected = _expected_s(spec, [c.trial for c in cells if c.trial is not None])
     left = [c.condition for c in cells if c.state != "done"]
-    return (sum(expected.get(c, 0.0) for c in left),
+    return (len(left), sum(expected.get(c, 0.0) for c in left),
             sum(c not in expected for c in left))
 
 
@@ -632,6 +635,7 @@ def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
     return "done"
 
 
+@functools.lru_cache(maxsize=1)
 def _machine() -> str:
     """What a cell ran on, for the record: training is deterministic for a machine and a
     thread count, not across CPUs or library versions (a rebuilt start may differ). The CPU
@@ -977,7 +981,8 @@ def parse_redo(text: str, spec: CompareSpec) -> list[tuple[str, int]]:
             raise ConfigError(f"--redo {part!r}: expected CONDITION:SEEDS with a condition of "
                               f"{spec.path} ({', '.join(spec.conditions)}), e.g. "
                               f"--redo {next(iter(spec.conditions))}:0-2")
-        cells += [(condition, seed) for seed in sorted(parse_seeds(seeds, spec))]
+        cells += [(condition, seed)
+                  for seed in sorted(parse_seeds(seeds, spec, f"--redo {part!r}: seeds"))]
     if not cells:
         raise ConfigError(f"--redo {text!r}: expected CONDITION:SEEDS, e.g. --redo mle:2")
     return cells
