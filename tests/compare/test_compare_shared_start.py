@@ -153,3 +153,47 @@ def test_an_evaluation_of_the_start_checkpoint_is_made_once_per_seed_and_copied(
         assert last["round"] == 3 and "same_as" not in last
     for start in starts.values():  # one evaluation of each start, not one per condition
         assert [p.name for p in (start / "evals").glob("*.json")] == ["r0-round-0.json"]
+
+
+def test_a_start_evaluation_another_worker_is_making_is_not_made_twice(toy):
+    """While another worker of this host holds the start's evaluation lock, a cell that needs
+    it is left without it (its worker runs the next cell), and the catch-up pass (``wait``)
+    waits for the lock, then copies or makes it once; a lock of another host is not waited
+    for."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    from advx.compare.cells import evaluate_cell
+
+    common = dict(seeds=2, shared_start={"recipe": "toy.yaml"},
+                  overrides=["task.rounds=3", "loop.checkpoint=true",
+                             "loop.keep_checkpoints=4", "loop.monitor=toy/score"],
+                  conditions={"low": {"recipe": "toy.yaml"},
+                              "low_too": {"recipe": "toy.yaml"}})
+    result = run_compare(load_compare(write_compare(toy, **common)))
+    spec = load_compare(write_compare(toy, **common, evaluations={"r0": {"round": 0}}))
+    cell = Path(result.cells[0].run_dir)
+    start = Path(next(s for s in result.starts if s.seed == result.cells[0].seed).run_dir)
+    lock = start / "evals" / ".r0-round-0.lock"
+    lock.parent.mkdir(exist_ok=True)
+
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    assert evaluate_cell(spec, cell) == 0  # held by a live worker: not made a second time
+    assert not (cell / "evals" / "r0.json").exists()
+    lock.write_text(json.dumps({"host": "another-host", "pid": os.getpid()}))
+    assert evaluate_cell(spec, cell, wait=True) == 0  # another host's lock: not waited for
+
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(2)"])
+    reaper = threading.Thread(target=holder.wait)  # no zombie: a zombie's pid looks alive
+    reaper.start()
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": holder.pid}))
+    began = time.monotonic()
+    assert evaluate_cell(spec, cell, wait=True) == 1  # waits until its owner is gone
+    reaper.join()
+    assert time.monotonic() - began >= 1.0 and holder.returncode == 0
+    record = json.loads((cell / "evals" / "r0.json").read_text())
+    assert record["same_as"] == str(start / "evals" / "r0-round-0.json")
+    assert not lock.exists()

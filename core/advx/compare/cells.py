@@ -44,9 +44,11 @@ file ``evals/.<NAME>.lock`` so two workers never evaluate the same thing. An eva
 names the same checkpoint with the same overrides as one the cell already has is a copy of
 it (``same_as``), not a second evaluation (the AdaGRPO study's best round is often its final
 one); one naming the shared start's checkpoint a cell branched from (a ``best`` that is round
-0) is made once per seed in the start's folder and copied (:func:`_start_evaluation`). A
-failed evaluation does not fail its cell: the run is a result; the evaluation is retried by
-the next ``advx compare`` and ``show`` counts the cell out of that metric.
+0) is made once per seed in the start's folder and copied (:func:`_start_evaluation`); a
+worker that finds another making it records its cell done without it and copies it in the
+catch-up pass, where it waits for it. A failed evaluation does not fail its cell: the run is
+a result; the evaluation is retried by the next ``advx compare`` and ``show`` counts the cell
+out of that metric.
 
 Limits (``--seeds``, ``--budget``; :class:`Limits`). An invocation may claim only some seeds'
 cells (the others stay waiting for another invocation, another machine, a later session), and
@@ -717,9 +719,12 @@ def _start_differs(entry: dict[str, Any], start: FrozenTrial) -> str | None:
 
 
 def evaluate_cell(spec: CompareSpec, run_dir: Path, plugins: Sequence[Any] = (),
-                  label: str = "") -> int:
+                  label: str = "", wait: bool = False) -> int:
     """Write the ``evaluations:`` that ``run_dir`` (a finished condition cell) lacks; returns
-    how many were written. One that fails is reported and left for the next invocation."""
+    how many were written. One that fails is reported and left for the next invocation. One
+    of the shared start's checkpoint that another worker of this host is making is waited for
+    when ``wait`` (a worker with nothing left to run), else left to the catch-up pass: making
+    it again would cost a whole evaluation while the worker could run the next cell."""
     written = 0
     for evaluation in spec.evaluations.values():
         if _evaluation_of(run_dir, evaluation) is not None:
@@ -733,7 +738,12 @@ def evaluate_cell(spec: CompareSpec, run_dir: Path, plugins: Sequence[Any] = (),
                 started = time.perf_counter()
                 copied = _same_evaluation(spec, run_dir, evaluation)
                 if copied is None:
-                    copied = _start_evaluation(run_dir, evaluation, plugins)
+                    copied = _start_evaluation(run_dir, evaluation, plugins, wait)
+                if copied is _BUSY:
+                    console.print(f"{escape(where)}: another worker is making its shared "
+                                  "start's evaluation; copied when it is written",
+                                  highlight=False)
+                    continue
                 if copied is None:
                     from advx.use import evaluate_run
 
@@ -803,15 +813,18 @@ def _same_evaluation(spec: CompareSpec, run_dir: Path, evaluation: Evaluation) -
 _TRAINING_ONLY = ("optimizer", "reward", "loop", "name")
 
 
-def _start_evaluation(run_dir: Path, evaluation: Evaluation,
-                      plugins: Sequence[Any]) -> str | None:
+_BUSY = "busy"  # _start_evaluation: another worker is making the start's evaluation
+
+
+def _start_evaluation(run_dir: Path, evaluation: Evaluation, plugins: Sequence[Any],
+                      wait: bool = False) -> str | None:
     """When the checkpoint ``evaluation`` names is the one the cell branched from (its round
     ``r`` of a shared start: typically ``best`` = round 0, where no training round improved
     on the start), the start's evaluation of it: made once per seed in the start's run folder
     (under its lock) and copied here, marked ``same_as``; the other conditions of the seed
-    copy it too. Returns a description, or None when the checkpoint is the cell's own, the
-    two may evaluate differently, or another worker is making the start's evaluation (the
-    catch-up pass copies it later)."""
+    copy it too. Returns a description; None when the checkpoint is the cell's own or the
+    two may evaluate differently; ``_BUSY`` when another worker is making the start's
+    evaluation (waited for when ``wait`` and that worker is of this host)."""
     from advx.rundir import atomic_write_text, jsonable
     from advx.use import evaluate_run, existing_run, resolve_round
 
@@ -826,13 +839,16 @@ def _start_evaluation(run_dir: Path, evaluation: Evaluation,
     name = f"{evaluation.name}-round-{at}"
     asked = Evaluation(name, at, evaluation.overrides)
     record = _evaluation_of(start, asked)
-    if record is None:
+    while record is None:
         with _evaluation_lock(start, name) as locked:
-            if not locked:
-                return None
             record = _evaluation_of(start, asked)
-            if record is None:
+            if locked and record is None:
                 _, record = evaluate_run(start, at, evaluation.overrides, name, plugins)
+        if record is None:
+            if not (wait and _held_on_this_host(start, name)):
+                return _BUSY
+            time.sleep(POLL_S)
+            record = _evaluation_of(start, asked)
     source = start / "evals" / f"{name}.json"
     copy = {**record, "run_dir": str(run_dir), "requested_round": evaluation.round,
             "same_as": str(source)}
@@ -913,6 +929,16 @@ def _evaluation_lock(run_dir: Path, name: str) -> Iterator[bool]:
     yield False
 
 
+def _held_on_this_host(run_dir: Path, name: str) -> bool:
+    """Whether ``evals/.<name>.lock`` is held by a process of this host (one of another host
+    may be gone with its machine: it is not waited for)."""
+    try:
+        holder = json.loads((Path(run_dir) / "evals" / f".{name}.lock").read_text("utf-8"))
+    except (OSError, ValueError):
+        return True  # released (or being written) just now: look again
+    return isinstance(holder, dict) and holder.get("host") == socket.gethostname()
+
+
 def _evaluate_done_cells(spec: CompareSpec, study: optuna.Study,
                          storage: optuna.storages.RDBStorage, plugins: Sequence[Any],
                          limits: Limits = Limits()) -> int:
@@ -923,7 +949,7 @@ def _evaluate_done_cells(spec: CompareSpec, study: optuna.Study,
         if cell.state == "done" and cell.run_dir and Path(cell.run_dir).is_dir() and \
                 (limits.seeds is None or cell.seed in limits.seeds):
             written += evaluate_cell(spec, Path(cell.run_dir), plugins,
-                                     f"{cell.condition} seed {cell.seed}")
+                                     f"{cell.condition} seed {cell.seed}", wait=True)
     return written
 
 
