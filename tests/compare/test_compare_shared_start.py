@@ -4,12 +4,17 @@ checkpoint (``run_recipe(start_from=...)``), recorded and claimed like the other
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
 from advx.compare import load_compare, run_compare
-from advx.compare.cells import default_runs_dir, load_cells, storage_url
+from advx.compare.cells import default_runs_dir, evaluate_cell, load_cells, storage_url
 from advx.results import load_run
 from compare_helpers import write_compare
 from test_compare_run import _worker
@@ -160,14 +165,6 @@ def test_a_start_evaluation_another_worker_is_making_is_not_made_twice(toy):
     it is left without it (its worker runs the next cell), and the catch-up pass (``wait``)
     waits for the lock, then copies or makes it once; a lock of another host is not waited
     for."""
-    import os
-    import socket
-    import subprocess
-    import sys
-    import threading
-
-    from advx.compare.cells import evaluate_cell
-
     common = dict(seeds=2, shared_start={"recipe": "toy.yaml"},
                   overrides=["task.rounds=3", "loop.checkpoint=true",
                              "loop.keep_checkpoints=4", "loop.monitor=toy/score"],
