@@ -847,8 +847,7 @@ def _start_evaluation(run_dir: Path, evaluation: Evaluation, plugins: Sequence[A
         if record is None:
             if not (wait and _held_on_this_host(start, name)):
                 return _BUSY
-            time.sleep(POLL_S)
-            record = _evaluation_of(start, asked)
+            time.sleep(POLL_S)  # the next pass reads it under the lock, or takes the lock
     source = start / "evals" / f"{name}.json"
     copy = {**record, "run_dir": str(run_dir), "requested_round": evaluation.round,
             "same_as": str(source)}
@@ -901,17 +900,14 @@ def _evaluation_lock(run_dir: Path, name: str) -> Iterator[bool]:
     """``evals/.<name>.lock`` created exclusively; yields whether this process holds it. A
     lock left by a dead process of this host is taken over; one of another host is
     respected (delete it by hand if that worker is gone)."""
-    lock = Path(run_dir) / "evals" / f".{name}.lock"
+    lock = _lock_path(run_dir, name)
     lock.parent.mkdir(parents=True, exist_ok=True)
     me = {"host": socket.gethostname(), "pid": os.getpid()}
     for _ in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            try:
-                holder = json.loads(lock.read_text("utf-8"))
-            except (OSError, ValueError):
-                holder = {}
+            holder = _lock_holder(lock) or {}
             pid = holder.get("pid")
             if holder.get("host") == me["host"] and isinstance(pid, int) and \
                     not _pid_alive(pid):
@@ -929,14 +925,25 @@ def _evaluation_lock(run_dir: Path, name: str) -> Iterator[bool]:
     yield False
 
 
+def _lock_path(run_dir: Path, name: str) -> Path:
+    return Path(run_dir) / "evals" / f".{name}.lock"
+
+
+def _lock_holder(lock: Path) -> dict[str, Any] | None:
+    """The ``{"host", "pid"}`` a lock file records; None when it is gone or unreadable."""
+    try:
+        holder = json.loads(lock.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
 def _held_on_this_host(run_dir: Path, name: str) -> bool:
     """Whether ``evals/.<name>.lock`` is held by a process of this host (one of another host
     may be gone with its machine: it is not waited for)."""
-    try:
-        holder = json.loads((Path(run_dir) / "evals" / f".{name}.lock").read_text("utf-8"))
-    except (OSError, ValueError):
-        return True  # released (or being written) just now: look again
-    return isinstance(holder, dict) and holder.get("host") == socket.gethostname()
+    holder = _lock_holder(_lock_path(run_dir, name))
+    # None: released (or being written) just now; look again
+    return holder is None or holder.get("host") == socket.gethostname()
 
 
 def _evaluate_done_cells(spec: CompareSpec, study: optuna.Study,
