@@ -1,17 +1,19 @@
 """SFT probe for the real-data defaults (docs/results/cold_start.md, "New defaults"): label
 agreement of BERT2BERT-MiniLM queries under C_0, by SFT epoch and sampling setting.
 
-Builds the components of recipes/sft_augment_crowdflower.yaml, fits C_0 on the warm products,
-then trains the generator one SFT epoch at a time (epochs 2-5 evaluated) and, for the task's
-fixed evaluation prompts (task.eval_generate=100 -> 100 cold products x 2 labels, capped by the
-products available), samples one query per prompt at several temperatures / top-p and reports
-the fraction whose C_0-predicted label is the requested one (overall, relevant, irrelevant).
+Builds the components of recipes/sft_augment_crowdflower.yaml (plus any ``--set`` overrides,
+e.g. another ``task.label_map``), fits C_0 on the warm products, reports C_0's agreement with
+the real cold queries (overall and per class), then trains the generator one SFT epoch at a
+time and, after each epoch listed in ``--report``, samples one query per fixed evaluation
+prompt (task.eval_generate cold products x 2 labels, capped by the products available) at
+each sampling setting and reports the fraction whose C_0-predicted label is the requested
+one (overall, relevant, irrelevant).
 
-    PYTHONPATH=core:plugins OMP_NUM_THREADS=1 python experiments/cold_start_sft_probe.py \
-        [/path/to/crowdflower] > probe.jsonl
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/cold_start_sft_probe.py \
+        [--data /path/to/crowdflower] [--set task.label_map.3=null] > probe.jsonl
 """
+import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,38 +23,61 @@ import torch
 from advx.build import build_components
 from advx.runner import prepare_recipe
 
-DATA = sys.argv[1] if len(sys.argv) > 1 else "/work/shared/data/crowdflower"
-t0 = time.time()
-spec = prepare_recipe("recipes/sft_augment_crowdflower.yaml",
-                      [f"task.path={DATA}", "generator.epochs=1",
-                       "task.eval_generate=100"])
-c, ctx = build_components(spec, Path(tempfile.mkdtemp()))
-task, gen, clf = c.task, c.generator, c.classifier
-clf.fit(task.classifier_train())
-cold = task.cold_eval()
-pred = clf.predict_proba(cold).argmax(1).numpy()
-real = float((pred == np.array([s.label for s in cold])).mean())
-print(json.dumps({"real_cold_agreement_c0": real, "n_cold": len(cold),
-                  "t": time.time() - t0}), flush=True)
-prompts = task._eval_prompts
-def agree(temperature, top_p=1.0):
-    gen.config.top_p = top_p
-    torch.manual_seed(0)
-    r = gen.sample(prompts, n=1, temperature=temperature)
-    gen.config.top_p = 1.0
-    syn = task.synthetic_samples(r)
-    p = clf.predict_proba(syn).argmax(1).numpy()
-    y = np.array([s.label for s in syn])
-    ok = p == y
-    return {"agree": float(ok.mean()), "agree_rel": float(ok[y == 1].mean()),
-            "agree_irr": float(ok[y == 0].mean()), "n": len(syn),
-            "words": float(np.mean([len(t.split()) for t in r.texts])),
-            "ex": r.texts[:6]}
-for epoch in range(1, 6):
-    m = gen.sft(task.generator_train())
-    if epoch >= 2:
-        out = {"epoch": epoch, "sft_loss": m["sft/loss"], "t": time.time() - t0}
-        for name, (temp, top_p) in {"T1": (1.0, 1.0), "T0.7": (0.7, 1.0), "p0.9": (1.0, 0.9),
-                                    "T0.5": (0.5, 1.0)}.items():
-            out[name] = agree(temp, top_p)
-        print(json.dumps(out), flush=True)
+SETTINGS = {"T1": (1.0, 1.0), "T0.7": (0.7, 1.0), "p0.9": (1.0, 0.9), "T0.5": (0.5, 1.0)}
+
+
+def per_class(predicted: np.ndarray, requested: np.ndarray) -> dict[str, float]:
+    ok = predicted == requested
+    return {"agree": float(ok.mean()), "agree_rel": float(ok[requested == 1].mean()),
+            "agree_irr": float(ok[requested == 0].mean()), "n": len(ok),
+            "n_rel": int((requested == 1).sum())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="/work/shared/data/crowdflower")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="recipe override (repeatable)")
+    parser.add_argument("--report", default="2,3,4,5", help="SFT epochs to evaluate after")
+    parser.add_argument("--settings", default=",".join(SETTINGS),
+                        help=f"sampling settings among {', '.join(SETTINGS)}")
+    args = parser.parse_args()
+    report = sorted(int(e) for e in args.report.split(","))
+    settings = {name: SETTINGS[name] for name in args.settings.split(",")}
+
+    t0 = time.time()
+    spec = prepare_recipe("recipes/sft_augment_crowdflower.yaml",
+                          [f"task.path={args.data}", "generator.epochs=1",
+                           "task.eval_generate=100", *args.set])
+    c, _ = build_components(spec, Path(tempfile.mkdtemp()))
+    task, gen, clf = c.task, c.generator, c.classifier
+    clf.fit(task.classifier_train())
+    cold = task.cold_eval()
+    real = per_class(clf.predict_proba(cold).argmax(1).numpy(),
+                     np.array([s.label for s in cold]))
+    print(json.dumps({"overrides": args.set, "real_cold_c0": real,
+                      "n_generator_train": len(task.generator_train()),
+                      "t": time.time() - t0}), flush=True)
+
+    def agree(temperature: float, top_p: float) -> dict:
+        gen.config.top_p = top_p
+        torch.manual_seed(0)
+        rollout = gen.sample(task._eval_prompts, n=1, temperature=temperature)
+        gen.config.top_p = 1.0
+        synthetic = task.synthetic_samples(rollout)
+        out = per_class(clf.predict_proba(synthetic).argmax(1).numpy(),
+                        np.array([s.label for s in synthetic]))
+        out["words"] = float(np.mean([len(t.split()) for t in rollout.texts]))
+        out["ex"] = rollout.texts[:6]
+        return out
+
+    for epoch in range(1, report[-1] + 1):
+        loss = gen.sft(task.generator_train())["sft/loss"]
+        if epoch in report:
+            out = {"epoch": epoch, "sft_loss": loss, "t": time.time() - t0}
+            out.update({name: agree(*setting) for name, setting in settings.items()})
+            print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()

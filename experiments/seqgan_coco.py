@@ -12,13 +12,13 @@ CPU overrides below:
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 from advx.build import build_components
 from advx.runner import prepare_recipe, run_recipe
+from seqgan_oracle import log, save_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes/seqgan_coco.yaml"
@@ -31,10 +31,6 @@ CPU = [
     "classifier.lr=1e-3", "classifier.epochs=1", "classifier.valid_fraction=0.1",
     "reward.rollouts=4", "loop.pretrain_d_steps=5", "loop.d_steps=1",
 ]
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def sweep(checkpoint: Path, out: Path) -> dict:
@@ -62,7 +58,7 @@ def main() -> None:
     results["mle"] = {"final": mle.summary["final"], "wall_s": time.perf_counter() - t0}
     log(f"MLE: {mle.summary['final']}")
     mle_ckpt = mle.run_dir / "checkpoints/round-0/generator.pt"
-    _save(results, args.results)
+    save_results(results, args.results)
 
     log("SeqGAN")
     t0 = time.perf_counter()
@@ -75,20 +71,15 @@ def main() -> None:
     )
     results["seqgan"] = {"final": seqgan.summary["final"], "wall_s": time.perf_counter() - t0}
     log(f"SeqGAN: {seqgan.summary['final']}")
-    _save(results, args.results)
+    save_results(results, args.results)
 
     log("temperature sweep")
     t0 = time.perf_counter()
     seqgan_ckpt = seqgan.run_dir / f"checkpoints/round-{args.rounds}/generator.pt"
     results["sweep"] = {"mle": sweep(mle_ckpt, args.out), "seqgan": sweep(seqgan_ckpt, args.out)}
     results["sweep_s"] = time.perf_counter() - t0
-    _save(results, args.results)
+    save_results(results, args.results)
     log("done")
-
-
-def _save(results: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=1, default=float))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 from advx.build import build_components
+from advx.rundir import atomic_write_text
 from advx.runner import prepare_recipe, run_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +93,7 @@ def main() -> None:
     log("phase 1: MLE pre-training")
     results["mle_pretrain"] = mle_pretrain(args.mle_epochs, args.out, seed=0)
     pretrained = args.out / "mle_pretrained.pt"
-    _save(results, args.results)
+    save_results(results, args.results)
 
     results["runs"] = {}
     for seed in args.seeds:
@@ -138,13 +139,13 @@ def main() -> None:
             }
             entry["sweep_s"] = time.perf_counter() - t0
         results["runs"][str(seed)] = entry
-        _save(results, args.results)
+        save_results(results, args.results)
     log("done")
 
 
-def _save(results: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=1, default=float))
+def save_results(results: dict, path: Path) -> None:
+    """Write the results JSON atomically: a driver stopped mid-write keeps the last copy."""
+    atomic_write_text(path, json.dumps(results, indent=1, default=float))
 
 
 if __name__ == "__main__":

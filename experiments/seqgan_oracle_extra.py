@@ -11,13 +11,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 from advx.runner import run_recipe
-from seqgan_oracle import CPU_TASK, MLE_RECIPE, ROOT, log, read_rounds, sweep
+from seqgan_oracle import CPU_TASK, MLE_RECIPE, ROOT, log, read_rounds, save_results, sweep
 
 
 def main() -> None:
@@ -44,7 +43,7 @@ def main() -> None:
                                        "final": run.summary["final"],
                                        "wall_s": time.perf_counter() - t0}
     log(f"batch-mean baseline: {run.summary['final'].get('nll_oracle')}")
-    _save(results, args.results)
+    save_results(results, args.results)
 
     log(f"MLE +{args.mle_epochs} epochs")
     t0 = time.perf_counter()
@@ -59,12 +58,8 @@ def main() -> None:
     ckpt = mle.run_dir / "checkpoints/round-0/generator.pt"
     results["mle_long"]["sweep"] = sweep(MLE_RECIPE, [*CPU_TASK, f"generator.init_from={ckpt}"],
                                          args.out)
-    _save(results, args.results)
+    save_results(results, args.results)
     log("done")
-
-
-def _save(results: dict, path: Path) -> None:
-    path.write_text(json.dumps(results, indent=1, default=float))
 
 
 if __name__ == "__main__":
