@@ -3,6 +3,11 @@ its own, not conftest: several test folders have a conftest module)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -49,3 +54,22 @@ def evaluated_seeds(marks: Path, gain: str) -> list[int]:
         return []
     return sorted(int(m.name.split("-")[0].removeprefix("seed")) for m in marks.iterdir()
                   if f"-gain{gain}-round0" in m.name)
+
+
+def compare_worker(folder: Path, path: Path, *extra: str) -> subprocess.Popen:
+    """``python -m advx.compare run PATH`` as a separate process in ``folder`` (one thread)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "advx.compare", "run", str(path), *extra],
+                            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def kill_when(worker: subprocess.Popen, mark: Path, timeout_s: float = 120) -> None:
+    """SIGKILL ``worker`` (no clean-up runs: a crash) as soon as ``mark`` exists; the test
+    fails with the worker's output if it exits first or ``mark`` never appears."""
+    deadline = time.monotonic() + timeout_s
+    while not mark.exists():
+        assert time.monotonic() < deadline and worker.poll() is None, worker.communicate()[0]
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +12,7 @@ from advx.compare import load_cells, load_compare, run_compare
 from advx.compare.cells import default_runs_dir, storage_url
 from advx.errors import ConfigError
 from advx.results import load_run
-from compare_helpers import write_compare
+from compare_helpers import compare_worker, kill_when, write_compare
 from compare_toy import score
 from typer.testing import CliRunner
 
@@ -124,17 +119,10 @@ def test_show_while_cells_are_missing_reports_what_finished(toy):
     assert "high seed 2: failed (RuntimeError: toy task exploded for seed 2)" in shown.output
 
 
-def _worker(toy: Path, path: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "advx.compare", "run", str(path), *extra],
-                            cwd=toy, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-
-
 def test_two_workers_on_one_sqlite_storage_never_run_a_cell_twice(toy):
     path = write_compare(toy, seeds=3, overrides=[
         f"task.barrier={toy / 'barrier'}", f"task.marker={toy / 'marks'}", "task.sleep_s=0.05"])
-    workers = [_worker(toy, path) for _ in range(2)]
+    workers = [compare_worker(toy, path) for _ in range(2)]
     outputs = [w.communicate(timeout=400)[0] for w in workers]
     for worker, output in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, output
@@ -153,14 +141,8 @@ def test_resuming_after_a_kill_reruns_only_the_unfinished_cells(toy):
     marks = toy / "marks"
     path = write_compare(toy, overrides=[f"task.marker={marks}", "task.sleep_s=0.5",
                                          "task.slow_seed=1"])
-    worker = _worker(toy, path)
-    deadline = time.monotonic() + 120
     # kill it while it runs the third cell (seed 1, condition low)
-    while not (marks / "seed1-gain1.0-round0").exists():
-        assert time.monotonic() < deadline and worker.poll() is None, worker.communicate()[0]
-        time.sleep(0.05)
-    worker.send_signal(signal.SIGKILL)
-    worker.wait()
+    kill_when(compare_worker(toy, path), marks / "seed1-gain1.0-round0")
     before = {(c.condition, c.seed): c for c in _cells(path)}
     assert before[("low", 0)].state == before[("high", 0)].state == "done"
     assert before[("low", 1)].state == "running"  # the dead worker's claim
@@ -257,14 +239,8 @@ def test_an_interrupted_cell_with_a_checkpoint_is_resumed_in_its_folder(toy):
     marks = toy / "marks"
     path = write_compare(toy, seeds=2, overrides=[
         f"task.marker={marks}", "task.sleep_s=0.5", "task.slow_seed=1", "loop.checkpoint=true"])
-    worker = _worker(toy, path)
-    deadline = time.monotonic() + 120
     # round 2 is being evaluated: rounds 0 and 1 are checkpointed
-    while not (marks / "seed1-gain1.0-round2").exists():
-        assert time.monotonic() < deadline and worker.poll() is None, worker.communicate()[0]
-        time.sleep(0.05)
-    worker.send_signal(signal.SIGKILL)
-    worker.wait()
+    kill_when(compare_worker(toy, path), marks / "seed1-gain1.0-round2")
     killed = {(c.condition, c.seed): c for c in _cells(path)}[("low", 1)]
     for mark in marks.iterdir():
         mark.unlink()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,8 +15,7 @@ from pathlib import Path
 from advx.compare import load_compare, run_compare
 from advx.compare.cells import default_runs_dir, evaluate_cell, load_cells, storage_url
 from advx.results import load_run
-from compare_helpers import write_compare
-from test_compare_run import _worker
+from compare_helpers import compare_worker, kill_when, write_compare
 
 # The start run has its own gain, so its evaluations leave markers of their own.
 START = {"recipe": "toy.yaml", "overrides": ["reward.gain=0.5"]}
@@ -92,14 +90,8 @@ def test_resuming_after_a_kill_does_not_repeat_a_finished_start(toy):
     marks = toy / "marks"
     path = write_compare(toy, seeds=2, shared_start=START, overrides=[
         f"task.marker={marks}", "task.sleep_s=0.5", "task.slow_seed=1"])
-    worker = _worker(toy, path)
-    deadline = time.monotonic() + 120
     # kill it while it runs seed 1's first condition cell (its start is done by then)
-    while not (marks / "seed1-gain1.0-round0").exists():
-        assert time.monotonic() < deadline and worker.poll() is None, worker.communicate()[0]
-        time.sleep(0.05)
-    worker.send_signal(signal.SIGKILL)
-    worker.wait()
+    kill_when(compare_worker(toy, path), marks / "seed1-gain1.0-round0")
     before = {(c.condition, c.seed): c for c in _all_cells(path)}
     assert before[("_start", 1)].state == "done" and before[("low", 1)].state == "running"
     for mark in marks.iterdir():
@@ -117,7 +109,7 @@ def test_two_workers_share_the_starts_without_deadlock(toy):
     marks = toy / "marks"
     path = write_compare(toy, seeds=2, shared_start=START, overrides=[
         f"task.barrier={toy / 'barrier'}", f"task.marker={marks}"])
-    workers = [_worker(toy, path) for _ in range(2)]
+    workers = [compare_worker(toy, path) for _ in range(2)]
     outputs = [w.communicate(timeout=400)[0] for w in workers]
     for worker, output in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, output
