@@ -7,7 +7,7 @@ the real cold queries (overall and per class), then trains the generator one SFT
 time and, after each epoch listed in ``--report``, samples one query per fixed evaluation
 prompt (task.eval_generate cold products x 2 labels, capped by the products available) at
 each sampling setting and reports the fraction whose C_0-predicted label is the requested
-one (overall, relevant, irrelevant).
+one (overall, relevant, irrelevant). ``--report 0`` stops after C_0's line (no SFT).
 
     OMP_NUM_THREADS=1 .venv/bin/python experiments/cold_start_sft_probe.py \
         [--data /path/to/crowdflower] [--set task.label_map.3=null] > probe.jsonl
