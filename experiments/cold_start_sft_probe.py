@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from advx.build import build_components
+from advx.errors import AdvxError
 from advx.runner import prepare_recipe
 
 SETTINGS = {"T1": (1.0, 1.0), "T0.7": (0.7, 1.0), "p0.9": (1.0, 0.9), "T0.5": (0.5, 1.0)}
@@ -42,14 +43,23 @@ def main() -> None:
     parser.add_argument("--settings", default=",".join(SETTINGS),
                         help=f"sampling settings among {', '.join(SETTINGS)}")
     args = parser.parse_args()
-    report = sorted(int(e) for e in args.report.split(","))
+    try:
+        report = sorted(int(e) for e in args.report.split(","))
+    except ValueError:
+        parser.error(f"--report {args.report!r}: expected epochs as 3,4 (0 = C_0 only)")
+    unknown = [n for n in args.settings.split(",") if n not in SETTINGS]
+    if unknown:
+        parser.error(f"--settings: unknown {unknown}; choose among {', '.join(SETTINGS)}")
     settings = {name: SETTINGS[name] for name in args.settings.split(",")}
 
     t0 = time.time()
-    spec = prepare_recipe("recipes/sft_augment_crowdflower.yaml",
-                          [f"task.path={args.data}", "generator.epochs=1",
-                           "task.eval_generate=100", *args.set])
-    c, _ = build_components(spec, Path(tempfile.mkdtemp()))
+    try:  # a bad --set key or data path: one message and exit 2, as `advx run` does
+        spec = prepare_recipe("recipes/sft_augment_crowdflower.yaml",
+                              [f"task.path={args.data}", "generator.epochs=1",
+                               "task.eval_generate=100", *args.set])
+        c, _ = build_components(spec, Path(tempfile.mkdtemp()))
+    except AdvxError as exc:
+        parser.error(str(exc))
     task, gen, clf = c.task, c.generator, c.classifier
     clf.fit(task.classifier_train())
     cold = task.cold_eval()
