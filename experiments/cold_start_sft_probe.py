@@ -7,7 +7,10 @@ the real cold queries (overall and per class), then trains the generator one SFT
 time and, after each epoch listed in ``--report``, samples one query per fixed evaluation
 prompt (task.eval_generate cold products x 2 labels, capped by the products available) at
 each sampling setting and reports the fraction whose C_0-predicted label is the requested
-one (overall, relevant, irrelevant). ``--report 0`` stops after C_0's line (no SFT).
+one (overall, relevant, irrelevant). ``--report 0`` stops after C_0's line (no SFT). C_0's
+line also gives its agreement with unambiguous negatives (``other_product_c0``): each real cold
+query beside another cold product that shares no word with it, requested label irrelevant —
+the ceiling for a generator taught them by ``--set task.sft_other_negatives=...``.
 
     OMP_NUM_THREADS=1 .venv/bin/python experiments/cold_start_sft_probe.py \
         [--data /path/to/crowdflower] [--set task.label_map.3=null] > probe.jsonl
@@ -23,6 +26,7 @@ import torch
 from advx.build import build_components
 from advx.errors import AdvxError
 from advx.runner import prepare_recipe
+from advx_product_relevance.task import other_product_pairs
 
 SETTINGS = {"T1": (1.0, 1.0), "T0.7": (0.7, 1.0), "p0.9": (1.0, 0.9), "T0.5": (0.5, 1.0)}
 
@@ -65,7 +69,13 @@ def main() -> None:
     cold = task.cold_eval()
     real = per_class(clf.predict_proba(cold).argmax(1).numpy(),
                      np.array([s.label for s in cold]))
-    print(json.dumps({"overrides": args.set, "real_cold_c0": real,
+    # the judge on unambiguous negatives: each cold query beside another cold product that
+    # shares no word with it (what a generator taught by task.sft_other_negatives may write)
+    pairs = other_product_pairs(task.cold_rows, task.products, len(cold),
+                                np.random.default_rng(0))
+    other = per_class(clf.predict_proba(task.negative_samples(pairs)).argmax(1).numpy(),
+                      np.zeros(len(pairs), dtype=int))
+    print(json.dumps({"overrides": args.set, "real_cold_c0": real, "other_product_c0": other,
                       "n_generator_train": len(task.generator_train()),
                       "t": time.time() - t0}), flush=True)
 

@@ -30,7 +30,7 @@ from advx.rollout import Prompt, Rollout, Sample
 from advx.uncertainty import bootstrap_se, mean_se, two_class, with_uncertainty
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
 
-from advx_product_relevance.baselines import relevance_baselines
+from advx_product_relevance.baselines import relevance_baselines, tokens
 from advx_product_relevance.data import (
     PRESETS,
     Row,
@@ -86,6 +86,14 @@ class ProductRelevanceConfig:
         eval_generate: cold prompts the generator answers at every evaluation (distinct ratio,
             classifier loss on synthetic queries, examples written to the run directory).
         eval_temperature: sampling temperature for those evaluation samples (> 0).
+        sft_other_negatives: extra generator SFT pairs, as a fraction of the real warm pairs:
+            (warm product, the negative class, a real query of ANOTHER warm product that shares
+            no word with this product's fields). Judged data sets such as CrowdFlower hold
+            near-miss negatives only (queries that share words with the title), so a generator
+            trained on them alone writes the same title words whichever label it is asked for
+            (label agreement at chance); these pairs teach it that an irrelevant query may
+            be about something else. Generator only: the classifier trains on the real pairs.
+            Needs two ``label_names``; 0 (default) adds none.
     """
 
     preset: str = "demo"
@@ -112,6 +120,7 @@ class ProductRelevanceConfig:
     max_augment_products: int = 0
     eval_generate: int = 32
     eval_temperature: float = 1.0
+    sft_other_negatives: float = 0.0
 
 
 def _resolved(config: ProductRelevanceConfig) -> dict[str, Any]:
@@ -136,6 +145,13 @@ def check_config(config: ProductRelevanceConfig) -> None:
     for key in ("eval_generate", "max_products", "max_augment_products", "demo_products"):
         if getattr(config, key) < 0:
             raise ConfigError(f"task.{key} must be ≥ 0, got {getattr(config, key)}")
+    if config.sft_other_negatives < 0:
+        raise ConfigError(f"task.sft_other_negatives must be ≥ 0 (a fraction of the real SFT "
+                          f"pairs), got {config.sft_other_negatives}")
+    if config.sft_other_negatives and len(config.label_names) != 2:
+        raise ConfigError(f"task.sft_other_negatives needs two classes (the negative one is "
+                          f"the class that is not task.positive_label), but task.label_names "
+                          f"has {len(config.label_names)} names. Fix: task.sft_other_negatives=0")
     if config.augment_per_product < 1:
         raise ConfigError(f"task.augment_per_product must be ≥ 1, got "
                           f"{config.augment_per_product}")
@@ -197,6 +213,24 @@ def split_products(
     return warm_rows, cold_rows
 
 
+def other_product_pairs(rows: Sequence[Row], products: Mapping[str, Mapping[str, str]],
+                        wanted: int, rng: np.random.Generator) -> list[tuple[str, Row]]:
+    """Up to ``wanted`` (product id, row) pairs where the row's query belongs to another
+    product of ``rows`` and shares no word with the product's fields: unambiguous negatives.
+    Rejection sampling (20 draws per pair at most); disjoint pairs are the common case."""
+    ids = sorted({r.product_id for r in rows})
+    words = {p: set(tokens(" ".join(products[p].values()))) for p in ids}
+    out: list[tuple[str, Row]] = []
+    for _ in range(20 * wanted):
+        if len(out) == wanted:
+            break
+        product = ids[rng.integers(len(ids))]
+        row = rows[rng.integers(len(rows))]
+        if row.product_id != product and not words[product] & set(tokens(row.query)):
+            out.append((product, row))
+    return out
+
+
 class ProductRelevanceTask:
     """Warm/cold product split, prompts, synthetic samples and cold-start evaluation."""
 
@@ -226,6 +260,7 @@ class ProductRelevanceTask:
         self._warm = [self._real_sample(r, cold=False) for r in self.warm_rows]
         self._cold_eval = [self._real_sample(r, cold=True) for r in self.cold_rows]
         self._eval_prompts = self._fixed_eval_prompts()
+        self._other_negatives = self._other_product_negatives()
         self._baselines: dict[str, float] | None = None
         self._warned: set[str] = set()
 
@@ -309,9 +344,32 @@ class ProductRelevanceTask:
 
     # ------------------------------------------------------------------ the Task protocol
 
+    def _other_product_negatives(self) -> list[Sample]:
+        """``task.sft_other_negatives`` × |warm pairs| SFT pairs, drawn once from
+        ``task.split_seed``; warm data only, so no cold query leaks."""
+        wanted = round(self.config.sft_other_negatives * len(self._warm))
+        if not wanted:
+            return []
+        pairs = other_product_pairs(self.warm_rows, self.products, wanted,
+                                    np.random.default_rng(self.config.split_seed + 2))
+        if len(pairs) < wanted:
+            raise DataError(
+                f"task.sft_other_negatives={self.config.sft_other_negatives}: found only "
+                f"{len(pairs)} of {wanted} (warm product, query of another product) pairs "
+                f"sharing no word; the products' fields and queries overlap too much. Lower "
+                f"task.sft_other_negatives.")
+        return self.negative_samples(pairs)
+
+    def negative_samples(self, pairs: Sequence[tuple[str, Row]]) -> list[Sample]:
+        """(product, another product's query row) pairs as samples of the negative class."""
+        negative = 1 - self.config.positive_label
+        return [Sample(text=row.query, prompt=self.prompt(product, negative), label=negative)
+                for product, row in pairs]
+
     def generator_train(self) -> list[Sample]:
-        """SFT pairs (warm product fields + true label → real query). No cold product."""
-        return list(self._warm)
+        """SFT pairs (warm product fields + true label → real query), plus the
+        ``task.sft_other_negatives`` pairs. No cold product."""
+        return [*self._warm, *self._other_negatives]
 
     def classifier_train(self) -> list[Sample]:
         """Warm products' real (query, label) samples. No cold product."""

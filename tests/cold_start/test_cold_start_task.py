@@ -14,6 +14,7 @@ from advx.components import BuildContext, Components
 from advx.errors import ConfigError, DataError
 from advx.rollout import Rollout
 from advx_product_relevance import ProductRelevanceConfig, build_product_relevance
+from advx_product_relevance.baselines import tokens
 from advx_product_relevance.data import demo_table
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "../shared/data"
@@ -219,6 +220,43 @@ def test_bad_template_and_missing_file(tmp_path):
         build(tmp_path, path=str(tmp_path / "nope.csv"))
     with pytest.raises(ConfigError, match="preset"):
         build(tmp_path, preset="crowdflour")
+
+
+def test_sft_other_negatives_are_unambiguous_warm_and_generator_only(tmp_path):
+    path = str(write(table(), tmp_path / "d.csv"))
+    plain = build(tmp_path, path=path)
+    task = build(tmp_path, path=path, sft_other_negatives=0.5)
+    real = plain.generator_train()
+    assert task.generator_train()[:len(real)] == real
+    extra = task.generator_train()[len(real):]
+    assert len(extra) == round(0.5 * len(real)) == 22
+    owner = {r.query: r.product_id for r in task.warm_rows}
+    for s in extra:
+        product = s.prompt.meta["product_id"]
+        assert s.label == s.prompt.meta["label"] == 0
+        title = task.products[product]["title"]
+        assert s.prompt.text == f"search query irrelevant to the product: {title}"
+        # a warm product beside a warm query of ANOTHER product sharing no word with its fields
+        assert product in task.warm_ids and owner[s.text] != product
+        assert not set(tokens(s.text)) & set(tokens(" ".join(task.products[product].values())))
+    assert len({(s.text, s.prompt.meta["product_id"]) for s in extra}) > 1
+    # the classifier's data, the split and the evaluation are untouched; the draw is fixed
+    assert task.classifier_train() == plain.classifier_train()
+    assert task.cold_eval() == plain.cold_eval()
+    assert build(tmp_path, path=path, sft_other_negatives=0.5).generator_train() == \
+        task.generator_train()
+
+
+def test_sft_other_negatives_bad_values(tmp_path):
+    path = str(write(table(), tmp_path / "d.csv"))
+    with pytest.raises(ConfigError, match=r"sft_other_negatives must be ≥ 0"):
+        build(tmp_path, path=path, sft_other_negatives=-0.1)
+    with pytest.raises(ConfigError, match=r"sft_other_negatives needs two classes"):
+        build(tmp_path, path=path, sft_other_negatives=1.0, label_names=["a", "b", "c"])
+    # every query shares "widget" with every title: no unambiguous pair exists
+    overlapping = table().assign(search=lambda d: "widget " + d["search"])
+    with pytest.raises(DataError, match=r"found only 0 of \d+ .*Lower task.sft_other_negatives"):
+        build(tmp_path, path=str(write(overlapping, tmp_path / "o.csv")), sft_other_negatives=1.0)
 
 
 # ---------------------------------------------------------------------------- presets
