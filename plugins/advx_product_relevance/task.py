@@ -92,8 +92,12 @@ class ProductRelevanceConfig:
             near-miss negatives only (queries that share words with the title), so a generator
             trained on them alone writes the same title words whichever label it is asked for
             (label agreement at chance); these pairs teach it that an irrelevant query may
-            be about something else. Generator only: the classifier trains on the real pairs.
-            Needs two ``label_names``; 0 (default) adds none.
+            be about something else. Needs two ``label_names``; 0 (default) adds none.
+        fit_other_negatives: the same kind of pairs (another draw) added to the classifier's
+            training data: a classifier fitted on near-miss negatives only calls an off-topic
+            query relevant about a third of the time (C_0 on CrowdFlower), so it can neither
+            learn from nor certify the generator's unambiguous negatives. 0 (default): the
+            real pairs only, as in the paper.
     """
 
     preset: str = "demo"
@@ -121,6 +125,7 @@ class ProductRelevanceConfig:
     eval_generate: int = 32
     eval_temperature: float = 1.0
     sft_other_negatives: float = 0.0
+    fit_other_negatives: float = 0.0
 
 
 def _resolved(config: ProductRelevanceConfig) -> dict[str, Any]:
@@ -145,13 +150,15 @@ def check_config(config: ProductRelevanceConfig) -> None:
     for key in ("eval_generate", "max_products", "max_augment_products", "demo_products"):
         if getattr(config, key) < 0:
             raise ConfigError(f"task.{key} must be ≥ 0, got {getattr(config, key)}")
-    if config.sft_other_negatives < 0:
-        raise ConfigError(f"task.sft_other_negatives must be ≥ 0 (a fraction of the real SFT "
-                          f"pairs), got {config.sft_other_negatives}")
-    if config.sft_other_negatives and len(config.label_names) != 2:
-        raise ConfigError(f"task.sft_other_negatives needs two classes (the negative one is "
-                          f"the class that is not task.positive_label), but task.label_names "
-                          f"has {len(config.label_names)} names. Fix: task.sft_other_negatives=0")
+    for key in ("sft_other_negatives", "fit_other_negatives"):
+        value = getattr(config, key)
+        if value < 0:
+            raise ConfigError(f"task.{key} must be ≥ 0 (a fraction of the real warm pairs), "
+                              f"got {value}")
+        if value and len(config.label_names) != 2:
+            raise ConfigError(f"task.{key} needs two classes (the negative one is the class "
+                              f"that is not task.positive_label), but task.label_names has "
+                              f"{len(config.label_names)} names. Fix: task.{key}=0")
     if config.augment_per_product < 1:
         raise ConfigError(f"task.augment_per_product must be ≥ 1, got "
                           f"{config.augment_per_product}")
@@ -260,7 +267,8 @@ class ProductRelevanceTask:
         self._warm = [self._real_sample(r, cold=False) for r in self.warm_rows]
         self._cold_eval = [self._real_sample(r, cold=True) for r in self.cold_rows]
         self._eval_prompts = self._fixed_eval_prompts()
-        self._other_negatives = self._other_product_negatives()
+        self._sft_negatives = self._other_product_negatives("sft_other_negatives", 2)
+        self._fit_negatives = self._other_product_negatives("fit_other_negatives", 3)
         self._baselines: dict[str, float] | None = None
         self._warned: set[str] = set()
 
@@ -344,20 +352,20 @@ class ProductRelevanceTask:
 
     # ------------------------------------------------------------------ the Task protocol
 
-    def _other_product_negatives(self) -> list[Sample]:
-        """``task.sft_other_negatives`` × |warm pairs| SFT pairs, drawn once from
+    def _other_product_negatives(self, key: str, seed_offset: int) -> list[Sample]:
+        """``task.<key>`` × |warm pairs| unambiguous negatives, drawn once from
         ``task.split_seed``; warm data only, so no cold query leaks."""
-        wanted = round(self.config.sft_other_negatives * len(self._warm))
+        fraction = getattr(self.config, key)
+        wanted = round(fraction * len(self._warm))
         if not wanted:
             return []
         pairs = other_product_pairs(self.warm_rows, self.products, wanted,
-                                    np.random.default_rng(self.config.split_seed + 2))
+                                    np.random.default_rng(self.config.split_seed + seed_offset))
         if len(pairs) < wanted:
             raise DataError(
-                f"task.sft_other_negatives={self.config.sft_other_negatives}: found only "
-                f"{len(pairs)} of {wanted} (warm product, query of another product) pairs "
-                f"sharing no word; the products' fields and queries overlap too much. Lower "
-                f"task.sft_other_negatives.")
+                f"task.{key}={fraction}: found only {len(pairs)} of {wanted} (warm product, "
+                f"query of another product) pairs sharing no word; the products' fields and "
+                f"queries overlap too much. Lower task.{key}.")
         return self.negative_samples(pairs)
 
     def negative_samples(self, pairs: Sequence[tuple[str, Row]]) -> list[Sample]:
@@ -369,11 +377,12 @@ class ProductRelevanceTask:
     def generator_train(self) -> list[Sample]:
         """SFT pairs (warm product fields + true label → real query), plus the
         ``task.sft_other_negatives`` pairs. No cold product."""
-        return [*self._warm, *self._other_negatives]
+        return [*self._warm, *self._sft_negatives]
 
     def classifier_train(self) -> list[Sample]:
-        """Warm products' real (query, label) samples. No cold product."""
-        return list(self._warm)
+        """Warm products' real (query, label) samples, plus the ``task.fit_other_negatives``
+        pairs. No cold product."""
+        return [*self._warm, *self._fit_negatives]
 
     def cold_eval(self) -> list[Sample]:
         """The cold-start products' real queries: evaluation only."""

@@ -245,18 +245,26 @@ def test_sft_other_negatives_are_unambiguous_warm_and_generator_only(tmp_path):
     assert task.cold_eval() == plain.cold_eval()
     assert build(tmp_path, path=path, sft_other_negatives=0.5).generator_train() == \
         task.generator_train()
+    # fit_other_negatives: the classifier's turn, another draw, the generator untouched
+    fit = build(tmp_path, path=path, fit_other_negatives=1.0)
+    assert fit.generator_train() == real
+    assert fit.classifier_train()[:len(real)] == plain.classifier_train()
+    fit_extra = fit.classifier_train()[len(real):]
+    assert len(fit_extra) == len(real) and all(s.label == 0 for s in fit_extra)
+    assert fit_extra[:len(extra)] != extra
 
 
-def test_sft_other_negatives_bad_values(tmp_path):
+@pytest.mark.parametrize("key", ["sft_other_negatives", "fit_other_negatives"])
+def test_other_negatives_bad_values(tmp_path, key):
     path = str(write(table(), tmp_path / "d.csv"))
-    with pytest.raises(ConfigError, match=r"sft_other_negatives must be ≥ 0"):
-        build(tmp_path, path=path, sft_other_negatives=-0.1)
-    with pytest.raises(ConfigError, match=r"sft_other_negatives needs two classes"):
-        build(tmp_path, path=path, sft_other_negatives=1.0, label_names=["a", "b", "c"])
+    with pytest.raises(ConfigError, match=rf"{key} must be ≥ 0"):
+        build(tmp_path, path=path, **{key: -0.1})
+    with pytest.raises(ConfigError, match=rf"{key} needs two classes"):
+        build(tmp_path, path=path, label_names=["a", "b", "c"], **{key: 1.0})
     # every query shares "widget" with every title: no unambiguous pair exists
     overlapping = table().assign(search=lambda d: "widget " + d["search"])
-    with pytest.raises(DataError, match=r"found only 0 of \d+ .*Lower task.sft_other_negatives"):
-        build(tmp_path, path=str(write(overlapping, tmp_path / "o.csv")), sft_other_negatives=1.0)
+    with pytest.raises(DataError, match=rf"found only 0 of \d+ .*Lower task.{key}"):
+        build(tmp_path, path=str(write(overlapping, tmp_path / "o.csv")), **{key: 1.0})
 
 
 # ---------------------------------------------------------------------------- presets
