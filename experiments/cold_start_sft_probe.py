@@ -27,6 +27,7 @@ from advx.build import build_components
 from advx.errors import AdvxError
 from advx.runner import prepare_recipe
 from advx_product_relevance.task import other_product_pairs
+from sklearn.metrics import average_precision_score
 
 SETTINGS = {"T1": (1.0, 1.0), "T0.7": (0.7, 1.0), "p0.9": (1.0, 0.9), "T0.5": (0.5, 1.0)}
 
@@ -67,8 +68,11 @@ def main() -> None:
     task, gen, clf = c.task, c.generator, c.classifier
     clf.fit(task.classifier_train())
     cold = task.cold_eval()
-    real = per_class(clf.predict_proba(cold).argmax(1).numpy(),
-                     np.array([s.label for s in cold]))
+    proba = clf.predict_proba(cold).numpy()
+    truth = np.array([s.label for s in cold])
+    real = per_class(proba.argmax(1), truth)
+    real["pr_auc"] = float(average_precision_score(truth == task.config.positive_label,
+                                                   proba[:, task.config.positive_label]))
     # the judge on unambiguous negatives: each cold query beside another cold product that
     # shares no word with it (what a generator taught by task.sft_other_negatives may write)
     pairs = other_product_pairs(task.cold_rows, task.products, len(cold),
