@@ -56,8 +56,9 @@ class FrozenJudge:
 
 def c0_agreement(task: Any, stage: str, classifier: Any,
                  synthetic: Sequence[Sample]) -> dict[str, float]:
-    """``{"gen/label_agreement_c0": ...}`` for ``synthetic`` (one query per evaluation prompt,
-    ``Sample.label`` = the requested label); the judge is stored on ``task`` at ``pretrain``."""
+    """``{"gen/label_agreement_c0": ..., "gen/label_agreement_c0_<label name>": ...}`` for
+    ``synthetic`` (one query per evaluation prompt, ``Sample.label`` = the requested label),
+    overall and per requested label; the judge is stored on ``task`` at ``pretrain``."""
     if stage == "pretrain":
         setattr(task, _ATTR, FrozenJudge.snapshot(classifier))
     judge = getattr(task, _ATTR, None)
@@ -65,7 +66,12 @@ def c0_agreement(task: Any, stage: str, classifier: Any,
         return {}
     predicted = judge.predict(classifier, synthetic)
     requested = np.array([s.label for s in synthetic])
-    return {"gen/label_agreement_c0": float((predicted == requested).mean())}
+    agree = predicted == requested
+    out = {"gen/label_agreement_c0": float(agree.mean())}
+    for label, name in enumerate(task.label_names):  # a generator may follow one label only
+        if (requested == label).any():
+            out[f"gen/label_agreement_c0_{name}"] = float(agree[requested == label].mean())
+    return out
 
 
 def _clone(state: Any) -> Any:

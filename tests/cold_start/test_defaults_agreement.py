@@ -26,7 +26,7 @@ class Flippable:
 
 
 class Task:
-    pass
+    label_names = ("irrelevant", "relevant")
 
 
 def queries():  # requested labels 1, 1, 0, 0: C_0 agrees on 3 of 4
@@ -34,12 +34,23 @@ def queries():  # requested labels 1, 1, 0, 0: C_0 agrees on 3 of 4
     return [Sample(t, Prompt("p"), y) for t, y in zip(texts, labels, strict=True)]
 
 
+# overall 3 of 4; per requested label: relevant 1 of 2 ("lamp" is judged 0), irrelevant 2 of 2
+EXPECTED = {"gen/label_agreement_c0": 0.75, "gen/label_agreement_c0_relevant": 0.5,
+            "gen/label_agreement_c0_irrelevant": 1.0}
+
+
 def test_judge_is_the_classifier_frozen_at_pretrain():
     task, clf = Task(), Flippable()
-    assert c0_agreement(task, "pretrain", clf, queries()) == {"gen/label_agreement_c0": 0.75}
+    assert c0_agreement(task, "pretrain", clf, queries()) == EXPECTED
     clf.flip = torch.tensor(1)  # the classifier changes after round 1's refit ...
-    assert c0_agreement(task, "round-1", clf, queries()) == {"gen/label_agreement_c0": 0.75}
+    assert c0_agreement(task, "round-1", clf, queries()) == EXPECTED
     assert int(clf.flip) == 1  # ... and keeps its own weights after being used as the judge
+
+
+def test_a_label_never_requested_has_no_per_label_metric():
+    only_relevant = queries()[:2]
+    assert c0_agreement(Task(), "pretrain", Flippable(), only_relevant) == {
+        "gen/label_agreement_c0": 0.5, "gen/label_agreement_c0_relevant": 0.5}
 
 
 def test_no_snapshot_no_metric():
