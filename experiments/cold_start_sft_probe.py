@@ -26,6 +26,7 @@ import torch
 from advx.build import build_components
 from advx.errors import AdvxError
 from advx.runner import prepare_recipe
+from advx_product_relevance.baselines import word_overlap
 from advx_product_relevance.task import other_product_pairs
 from sklearn.metrics import average_precision_score
 
@@ -89,10 +90,16 @@ def main() -> None:
         rollout = gen.sample(task._eval_prompts, n=1, temperature=temperature)
         gen.config.top_p = 1.0
         synthetic = task.synthetic_samples(rollout)
-        out = per_class(clf.predict_proba(synthetic).argmax(1).numpy(),
-                        np.array([s.label for s in synthetic]))
+        judged = clf.predict_proba(synthetic).argmax(1).numpy()
+        requested = np.array([s.label for s in synthetic])
+        out = per_class(judged, requested)
         out["words"] = float(np.mean([len(t.split()) for t in rollout.texts]))
-        out["ex"] = rollout.texts[:6]
+        # on-topic or not: share of the query's words in the title, per requested label
+        overlap = np.array([word_overlap(s.text, s.prompt.meta["title"]) for s in synthetic])
+        out["overlap_rel"] = float(overlap[requested == 1].mean())
+        out["overlap_irr"] = float(overlap[requested == 0].mean())
+        out["ex"] = [[s.prompt.meta["label_name"], s.prompt.meta["title"][:50], s.text, int(j)]
+                     for s, j in zip(synthetic[:8], judged, strict=False)]
         return out
 
     for epoch in range(1, report[-1] + 1):
