@@ -227,14 +227,15 @@ def other_product_pairs(rows: Sequence[Row], products: Mapping[str, Mapping[str,
     Rejection sampling (20 draws per pair at most); disjoint pairs are the common case."""
     ids = sorted({r.product_id for r in rows})
     words = {p: set(tokens(" ".join(products[p].values()))) for p in ids}
+    query_words = [set(tokens(r.query)) for r in rows]  # once, not once per draw
     out: list[tuple[str, Row]] = []
     for _ in range(20 * wanted):
         if len(out) == wanted:
             break
         product = ids[rng.integers(len(ids))]
-        row = rows[rng.integers(len(rows))]
-        if row.product_id != product and not words[product] & set(tokens(row.query)):
-            out.append((product, row))
+        i = rng.integers(len(rows))
+        if rows[i].product_id != product and not words[product] & query_words[i]:
+            out.append((product, rows[i]))
     return out
 
 
