@@ -10,7 +10,8 @@ each sampling setting and reports the fraction whose C_0-predicted label is the 
 one (overall, relevant, irrelevant). ``--report 0`` stops after C_0's line (no SFT). C_0's
 line also gives its agreement with unambiguous negatives (``other_product_c0``): each real cold
 query beside another cold product that shares no word with it, requested label irrelevant —
-the ceiling for a generator taught them by ``--set task.sft_other_negatives=...``.
+the ceiling for a generator taught them by ``--set task.sft_other_negatives=...``; and
+``title_crop_c0``: cold titles' word crops as relevant queries (``task.sft_title_queries``).
 
     OMP_NUM_THREADS=1 .venv/bin/python experiments/cold_start_sft_probe.py \
         [--data /path/to/crowdflower] [--set task.label_map.3=null] > probe.jsonl
@@ -25,9 +26,10 @@ import numpy as np
 import torch
 from advx.build import build_components
 from advx.errors import AdvxError
+from advx.rollout import Sample
 from advx.runner import prepare_recipe
 from advx_product_relevance.baselines import word_overlap
-from advx_product_relevance.task import other_product_pairs
+from advx_product_relevance.task import other_product_pairs, title_crops
 from sklearn.metrics import average_precision_score
 
 SETTINGS = {"T1": (1.0, 1.0), "T0.7": (0.7, 1.0), "p0.9": (1.0, 0.9), "T0.5": (0.5, 1.0)}
@@ -80,7 +82,14 @@ def main() -> None:
                                 np.random.default_rng(0))
     other = per_class(clf.predict_proba(task.negative_samples(pairs)).argmax(1).numpy(),
                       np.zeros(len(pairs), dtype=int))
+    # ... and on title crops (what task.sft_title_queries teaches for the relevant label)
+    crops = title_crops(task.cold_rows, task.products, len(cold), np.random.default_rng(0))
+    crop_samples = [Sample(text=q, prompt=task.prompt(p, task.config.positive_label),
+                           label=task.config.positive_label) for p, q in crops]
+    title = per_class(clf.predict_proba(crop_samples).argmax(1).numpy(),
+                      np.full(len(crops), task.config.positive_label))
     print(json.dumps({"overrides": args.set, "real_cold_c0": real, "other_product_c0": other,
+                      "title_crop_c0": title,
                       "n_generator_train": len(task.generator_train()),
                       "t": time.time() - t0}), flush=True)
 

@@ -98,6 +98,14 @@ class ProductRelevanceConfig:
             query relevant about a third of the time (C_0 on CrowdFlower), so it can neither
             learn from nor certify the generator's unambiguous negatives. 0 (default): the
             real pairs only, as in the paper.
+        sft_title_queries: extra generator SFT pairs, as a fraction of the real warm pairs:
+            (warm product, ``positive_label``, a crop of consecutive words of its first field
+            — the title — as long as a real query drawn at random). A data set with few
+            distinct queries (CrowdFlower: 261 for 10k pairs) teaches the generator a closed
+            set, and for a product none of them fits it writes the nearest one, about
+            something else; these pairs teach it that a relevant query may use the product's
+            own words (pseudo-queries by cropping, as in Contriever, Izacard et al. 2022).
+            0 (default) adds none.
     """
 
     preset: str = "demo"
@@ -126,6 +134,7 @@ class ProductRelevanceConfig:
     eval_temperature: float = 1.0
     sft_other_negatives: float = 0.0
     fit_other_negatives: float = 0.0
+    sft_title_queries: float = 0.0
 
 
 def _resolved(config: ProductRelevanceConfig) -> dict[str, Any]:
@@ -150,6 +159,9 @@ def check_config(config: ProductRelevanceConfig) -> None:
     for key in ("eval_generate", "max_products", "max_augment_products", "demo_products"):
         if getattr(config, key) < 0:
             raise ConfigError(f"task.{key} must be ≥ 0, got {getattr(config, key)}")
+    if config.sft_title_queries < 0:
+        raise ConfigError(f"task.sft_title_queries must be ≥ 0 (a fraction of the real warm "
+                          f"pairs), got {config.sft_title_queries}")
     for key in ("sft_other_negatives", "fit_other_negatives"):
         value = getattr(config, key)
         if value < 0:
@@ -239,6 +251,28 @@ def other_product_pairs(rows: Sequence[Row], products: Mapping[str, Mapping[str,
     return out
 
 
+def title_crops(rows: Sequence[Row], products: Mapping[str, Mapping[str, str]],
+                wanted: int, rng: np.random.Generator) -> list[tuple[str, str]]:
+    """``wanted`` (product id, pseudo-query) pairs over the products of ``rows``: a run of
+    consecutive words of the product's first field, its length that of a real query of
+    ``rows`` drawn at random (capped by the field's length), so the crops are as long as the
+    data's queries. Products whose first field has no word are never drawn."""
+    titles = {p: tokens(next(iter(products[p].values()), ""))
+              for p in sorted({r.product_id for r in rows})}
+    ids = [p for p, words in titles.items() if words]
+    lengths = [n for n in (len(tokens(r.query)) for r in rows) if n]
+    if not ids or not lengths:
+        return []
+    out: list[tuple[str, str]] = []
+    for _ in range(wanted):
+        product = ids[rng.integers(len(ids))]
+        words = titles[product]
+        n = min(lengths[rng.integers(len(lengths))], len(words))
+        start = rng.integers(len(words) - n + 1)
+        out.append((product, " ".join(words[start:start + n])))
+    return out
+
+
 class ProductRelevanceTask:
     """Warm/cold product split, prompts, synthetic samples and cold-start evaluation."""
 
@@ -270,6 +304,7 @@ class ProductRelevanceTask:
         self._eval_prompts = self._fixed_eval_prompts()
         self._sft_negatives = self._other_product_negatives("sft_other_negatives", 2)
         self._fit_negatives = self._other_product_negatives("fit_other_negatives", 3)
+        self._title_queries = self._title_query_positives()
         self._baselines: dict[str, float] | None = None
         self._warned: set[str] = set()
 
@@ -369,6 +404,24 @@ class ProductRelevanceTask:
                 f"queries overlap too much. Lower task.{key}.")
         return self.negative_samples(pairs)
 
+    def _title_query_positives(self) -> list[Sample]:
+        """``task.sft_title_queries`` × |warm pairs| (warm product, positive class, title
+        crop) samples, drawn once from ``task.split_seed``; warm products only."""
+        fraction = self.config.sft_title_queries
+        wanted = round(fraction * len(self._warm))
+        if not wanted:
+            return []
+        crops = title_crops(self.warm_rows, self.products, wanted,
+                            np.random.default_rng(self.config.split_seed + 4))
+        if not crops:
+            first = next(iter(self.products[self.warm_ids[0]]), "")
+            raise DataError(f"task.sft_title_queries={fraction}: no warm product has a word "
+                            f"in its first field ({first!r}), or no warm query has one. Put "
+                            f"the title first in task.fields, or set task.sft_title_queries=0.")
+        positive = self.config.positive_label
+        return [Sample(text=query, prompt=self.prompt(product, positive), label=positive)
+                for product, query in crops]
+
     def negative_samples(self, pairs: Sequence[tuple[str, Row]]) -> list[Sample]:
         """(product, another product's query row) pairs as samples of the negative class."""
         negative = 1 - self.config.positive_label
@@ -377,8 +430,8 @@ class ProductRelevanceTask:
 
     def generator_train(self) -> list[Sample]:
         """SFT pairs (warm product fields + true label → real query), plus the
-        ``task.sft_other_negatives`` pairs. No cold product."""
-        return [*self._warm, *self._sft_negatives]
+        ``task.sft_other_negatives`` and ``task.sft_title_queries`` pairs. No cold product."""
+        return [*self._warm, *self._sft_negatives, *self._title_queries]
 
     def classifier_train(self) -> list[Sample]:
         """Warm products' real (query, label) samples, plus the ``task.fit_other_negatives``

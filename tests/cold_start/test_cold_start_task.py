@@ -267,6 +267,46 @@ def test_other_negatives_bad_values(tmp_path, key):
         build(tmp_path, path=str(write(overlapping, tmp_path / "o.csv")), **{key: 1.0})
 
 
+def test_sft_title_queries_are_warm_title_crops_of_real_query_length(tmp_path):
+    longer = table().assign(
+        name=lambda d: "big red " + d["name"] + " deluxe",                  # 6 words
+        search=lambda d: [("q " if i % 2 else "") + f"P{i // 4:02d} x" for i in range(len(d))])
+    path = str(write(longer, tmp_path / "d.csv"))
+    plain = build(tmp_path, path=path)
+    task = build(tmp_path, path=path, sft_title_queries=0.5)
+    real = plain.generator_train()
+    assert task.generator_train()[:len(real)] == real
+    extra = task.generator_train()[len(real):]
+    assert len(extra) == round(0.5 * len(real))
+    lengths = set()
+    for s in extra:
+        product = s.prompt.meta["product_id"]
+        title = task.products[product]["title"]
+        assert product in task.warm_ids and s.label == s.prompt.meta["label"] == 1
+        assert s.prompt.text == f"search query relevant to the product: {title}"
+        words = s.text.split()
+        lengths.add(len(words))
+        # a run of consecutive title words, as long as a real query (2 or 3 words here)
+        assert " ".join(words) in " ".join(tokens(title))
+        assert s.text.split()[0] in tokens(title)
+    assert lengths == {2, 3}
+    assert len({s.text for s in extra}) > 5
+    assert task.classifier_train() == plain.classifier_train()
+    assert task.cold_eval() == plain.cold_eval()
+    assert build(tmp_path, path=path, sft_title_queries=0.5).generator_train() == \
+        task.generator_train()
+
+
+def test_sft_title_queries_bad_values(tmp_path):
+    path = str(write(table(), tmp_path / "d.csv"))
+    with pytest.raises(ConfigError, match="sft_title_queries must be ≥ 0"):
+        build(tmp_path, path=path, sft_title_queries=-1)
+    no_title = table().assign(name="", blurb="a description")
+    with pytest.raises(DataError, match=r"sft_title_queries=1.0: no warm product has a word "
+                                        r"in its first field \('title'\)"):
+        build(tmp_path, path=str(write(no_title, tmp_path / "n.csv")), sft_title_queries=1.0)
+
+
 # ---------------------------------------------------------------------------- presets
 
 
