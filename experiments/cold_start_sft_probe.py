@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from advx.build import build_components
 from advx.errors import AdvxError
+from advx.label_specific import most_label_specific
 from advx.rollout import Sample
 from advx.runner import prepare_recipe
 from advx_product_relevance.baselines import word_overlap
@@ -33,9 +34,8 @@ from advx_product_relevance.task import other_product_pairs, title_crops
 from sklearn.metrics import average_precision_score
 
 # name -> (temperature, top_p, candidates k): k > 1 samples k queries per prompt and keeps the
-# one the generator itself finds most label-specific, argmax_q p(y | q, product) with
-# p(y | q) ∝ p(q | product, y) (Bayes over its label-conditioned prompts, uniform prior; the
-# sequence-level form of GeDi's class-conditional discriminator, Krause et al. 2021)
+# one the generator itself finds most label-specific (advx.label_specific, what
+# loop.augment_candidates / task.eval_candidates do)
 SETTINGS = {"T1": (1.0, 1.0, 1), "T0.7": (0.7, 1.0, 1), "p0.9": (1.0, 0.9, 1),
             "T0.5": (0.5, 1.0, 1), "T1k4": (1.0, 1.0, 4), "T0.7k4": (0.7, 1.0, 4),
             "T1k8": (1.0, 1.0, 8)}
@@ -103,30 +103,14 @@ def main() -> None:
                       "n_generator_train": len(task.generator_train()),
                       "t": time.time() - t0}), flush=True)
 
-    def label_posterior(synthetic: list[Sample]) -> np.ndarray:
-        """log p(requested label | query, product) under the generator's own Bayes rule."""
-        labels = range(len(task.label_names))
-        with torch.no_grad():
-            logp = torch.stack([-gen.nll([Sample(s.text, task.prompt(
-                s.prompt.meta["product_id"], y), y) for s in synthetic]).total
-                for y in labels], 1)
-        wanted = torch.tensor([s.label for s in synthetic])
-        return (logp.gather(1, wanted[:, None])[:, 0] - logp.logsumexp(1)).numpy()
-
     def agree(temperature: float, top_p: float, k: int) -> dict:
         gen.config.top_p = top_p
         torch.manual_seed(0)
         rollout = gen.sample(task._eval_prompts, n=k, temperature=temperature)
         gen.config.top_p = 1.0
-        synthetic = task.synthetic_samples(rollout)
         if k > 1:  # the most label-specific of each prompt's k candidates
-            score = label_posterior(synthetic)
-            best: dict[tuple[str, int], int] = {}
-            for i, s in enumerate(synthetic):
-                key = (s.prompt.meta["product_id"], s.label)
-                if key not in best or score[i] > score[best[key]]:
-                    best[key] = i
-            synthetic = [synthetic[i] for i in sorted(best.values())]
+            rollout, _ = most_label_specific(gen, task, rollout, k)
+        synthetic = task.synthetic_samples(rollout)
         judged = clf.predict_proba(synthetic).argmax(1).numpy()
         requested = np.array([s.label for s in synthetic])
         out = per_class(judged, requested)

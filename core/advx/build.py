@@ -25,6 +25,7 @@ from advx.components import (
     BASE_PROTOCOLS,
     BuildContext,
     Components,
+    RequestsLabels,
     SupportsAugmentation,
     missing_members,
     require,
@@ -214,6 +215,10 @@ def _build_components(
             ctx.extras[kind] = built[kind]
         if kind == "task" and built[kind] is not None:  # fail before the slow builds
             check_task(built[kind], running_phases(recipe), ctx.describe("task"))
+            if recipe.loop.augment_candidates > 1 and "augment" in running_phases(recipe):
+                require(built[kind], RequestsLabels, role=ctx.describe("task"),
+                        needed_by="loop.augment_candidates > 1 (set loop.augment_candidates=1 "
+                                  "for a task whose prompts do not request a label)")
     # loggers report what the main process writes; the other ranks have none
     loggers = [_build(block, ctx) for block in recipe.loggers] if is_main_process() else []
     components = Components(

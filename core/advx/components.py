@@ -46,6 +46,7 @@ __all__ = [
     "Optimizer",
     "PolicyOutputs",
     "RendersPrompts",
+    "RequestsLabels",
     "Reward",
     "StepContext",
     "SupportsAugmentation",
@@ -334,6 +335,23 @@ class HasLabelNames(Protocol):
 
 
 @runtime_checkable
+class RequestsLabels(Protocol):
+    """A task whose prompts ask for a label: the generator is then a class-conditional model
+    whose own label posterior can rank its samples (``loop.augment_candidates`` > 1,
+    :mod:`advx.label_specific`)."""
+
+    label_names: Sequence[str]
+
+    def requested_label(self, prompt: Prompt) -> int:
+        """The class index ``prompt`` asks the generator to write for."""
+        ...
+
+    def relabel(self, prompt: Prompt, label: int) -> Prompt:
+        """``prompt`` asking for ``label`` instead, everything else unchanged."""
+        ...
+
+
+@runtime_checkable
 class HasInputFields(Protocol):
     """A classifier whose input combines the text with named fields (``advx predict``)."""
 
@@ -362,6 +380,7 @@ CAPABILITIES: tuple[type, ...] = (
     SupportsExport,
     RendersPrompts,
     HasLabelNames,
+    RequestsLabels,
     HasInputFields,
 )
 

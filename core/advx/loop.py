@@ -52,6 +52,7 @@ from advx.distributed import (
     sharded_sampling,
 )
 from advx.errors import AdvxError, ConfigError, NonFiniteError
+from advx.label_specific import most_label_specific
 from advx.numerics import check_finite_terms
 from advx.rollout import Rewards, Rollout, Sample
 from advx.run_info import RunInfo
@@ -124,6 +125,11 @@ class LoopConfig:
             et al. ACL 2019): generated queries the classifier reads as the other label are
             label noise for its refit. 0 keeps every sample (the paper); 0.5 on two classes
             keeps those it agrees with. Needs a classifier.
+        augment_candidates: k > 1 samples k candidates per augment sample and keeps the one
+            the generator itself finds most specific to the requested label,
+            argmax p(y | q, x) by Bayes over its label-conditioned prompts (GeDi's
+            class-conditional discriminator as reranking; :mod:`advx.label_specific`).
+            Needs a task whose prompts request a label (``RequestsLabels``). 1: no selection.
         classify: refit the classifier each round.
         d_steps: repetitions of (augment, classify) per round (SeqGAN's d-steps).
         rl_steps: improvement steps S per round (g-steps × batches).
@@ -164,6 +170,7 @@ class LoopConfig:
     augment_samples: int = 1
     augment_mode: AugmentMode = AugmentMode.accumulate
     augment_min_label_p: float = 0.0
+    augment_candidates: int = 1
     classify: bool = True
     d_steps: int = 1
     rl_steps: int = 20
@@ -194,6 +201,9 @@ class LoopConfig:
                 not 0.0 <= self.augment_min_label_p <= 1.0:
             raise ConfigError("loop.augment_min_label_p: expected a probability in [0, 1] "
                               f"(0 keeps every synthetic sample), got {self.augment_min_label_p}")
+        if isinstance(self.augment_candidates, int) and self.augment_candidates < 1:
+            raise ConfigError(f"loop.augment_candidates: expected an integer >= 1 (1: no "
+                              f"selection), got {self.augment_candidates}")
 
 
 @dataclass(frozen=True)
@@ -552,9 +562,15 @@ class Experiment:
     def _augment(self, current: _Round) -> dict[str, Any]:
         prompts = self.c.task.augment_prompts(current.round)
         # data-parallel: each rank writes its share of the prompts, every rank gets them all
-        rollout = sample_sharded(
-            self.c.generator, prompts, n=self.cfg.augment_samples, temperature=self.cfg.temperature
-        )
+        k = self.cfg.augment_candidates
+        rollout = sample_sharded(self.c.generator, prompts, n=self.cfg.augment_samples * k,
+                                 temperature=self.cfg.temperature)
+        selected: dict[str, float] = {}
+        if k > 1:
+            rollout, posterior = most_label_specific(self.c.generator, self.c.task, rollout, k)
+            finite = posterior[posterior.isfinite()]
+            selected = {"augment/label_posterior": float(finite.exp().mean()) if len(finite)
+                        else float("nan")}
         synthetic = list(self.c.task.synthetic_samples(rollout))
         generated = len(synthetic)
         if self.cfg.augment_min_label_p > 0:
@@ -575,7 +591,7 @@ class Experiment:
                 "augment/kept_rate": len(synthetic) / max(generated, 1)} \
             if self.cfg.augment_min_label_p > 0 else {}
         return {"augment/new": len(synthetic), "augment/pool_size": len(self.state.pool),
-                **kept}
+                **kept, **selected}
 
     def _consistent(self, synthetic: list[Sample]) -> list[Sample]:
         """The samples whose label the current classifier gives probability ≥

@@ -26,6 +26,7 @@ import torch
 from advx.components import BuildContext, Components
 from advx.distributed import shard_map
 from advx.errors import ConfigError, DataError
+from advx.label_specific import most_label_specific
 from advx.rollout import Prompt, Rollout, Sample
 from advx.uncertainty import bootstrap_se, mean_se, two_class, with_uncertainty
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
@@ -86,6 +87,9 @@ class ProductRelevanceConfig:
         eval_generate: cold prompts the generator answers at every evaluation (distinct ratio,
             classifier loss on synthetic queries, examples written to the run directory).
         eval_temperature: sampling temperature for those evaluation samples (> 0).
+        eval_candidates: each evaluation sample is the most label-specific of this many
+            candidates, as ``loop.augment_candidates`` selects augment samples (set the two
+            equal to measure what augmentation writes); 1: the generator's plain samples.
         sft_other_negatives: extra generator SFT pairs, as a fraction of the real warm pairs:
             (warm product, the negative class, a real query of ANOTHER warm product that shares
             no word with this product's fields). Judged data sets such as CrowdFlower hold
@@ -133,6 +137,7 @@ class ProductRelevanceConfig:
     max_augment_products: int = 0
     eval_generate: int = 32
     eval_temperature: float = 1.0
+    eval_candidates: int = 1
     sft_other_negatives: float = 0.0
     fit_other_negatives: float = 0.0
     sft_title_queries: float = 0.0
@@ -172,6 +177,9 @@ def check_config(config: ProductRelevanceConfig) -> None:
             raise ConfigError(f"task.{key} needs two classes (the negative one is the class "
                               f"that is not task.positive_label), but task.label_names has "
                               f"{len(config.label_names)} names. Fix: task.{key}=0")
+    if config.eval_candidates < 1:
+        raise ConfigError(f"task.eval_candidates must be ≥ 1 (1: plain samples), got "
+                          f"{config.eval_candidates}")
     if config.augment_per_product < 1:
         raise ConfigError(f"task.augment_per_product must be ≥ 1, got "
                           f"{config.augment_per_product}")
@@ -322,6 +330,15 @@ class ProductRelevanceTask:
 
     def prompt(self, product_id: str, label: int) -> Prompt:
         meta = self._meta(product_id, label, cold=product_id not in self._warm_set)
+        return Prompt(text=self.render(meta), meta=meta)
+
+    def requested_label(self, prompt: Prompt) -> int:
+        """The label a prompt of this task asks for (``RequestsLabels``)."""
+        return int(prompt.meta["label"])
+
+    def relabel(self, prompt: Prompt, label: int) -> Prompt:
+        """The same product's prompt asking for ``label`` (``RequestsLabels``)."""
+        meta = {**prompt.meta, "label": label, "label_name": self.label_names[label]}
         return Prompt(text=self.render(meta), meta=meta)
 
     # ------------------------------------------------------------------ prompts for use
@@ -545,9 +562,12 @@ class ProductRelevanceTask:
         return with_uncertainty(metrics, ses, warn_keys=("cold/pr_auc",), warned=self._warned)
 
     def _generator_metrics(self, components: Components, stage: str) -> dict[str, float]:
+        k = self.config.eval_candidates
         with torch.no_grad():
-            rollout = components.generator.sample(self._eval_prompts, n=1,
+            rollout = components.generator.sample(self._eval_prompts, n=k,
                                                   temperature=self.config.eval_temperature)
+        if k > 1:
+            rollout, _ = most_label_specific(components.generator, self, rollout, k)
         texts = [t.strip() for t in rollout.texts]
         metrics = {
             "gen/distinct_ratio": len(set(texts)) / max(len(texts), 1),

@@ -67,6 +67,19 @@ def test_baseline_recipes_run(tmp_path, recipe):
     assert (synthetic[-1] > 0) == (recipe == "sft_augment.yaml")
 
 
+def test_best_of_k_augmentation_and_evaluation_run_end_to_end(tmp_path):
+    keys = [k for k in TINY if not k.startswith(("optimizer.", "loop.rl", "loop.b"))]
+    result = runner.invoke(app, ["run", str(REPO / "recipes/sft_augment.yaml"), *keys,
+                                 "loop.augment_candidates=3", "task.eval_candidates=2",
+                                 "--run-dir", str(tmp_path), "-q"])
+    assert result.exit_code == 0, result.output
+    rounds = [r for r in _records(tmp_path) if r["kind"] == "round"]
+    for r in rounds[1:]:  # 7 cold products x 2 labels: one kept of 3 per prompt, not 3
+        assert 0 < r["augment/new"] <= 14
+        assert 0.0 < r["augment/label_posterior"] <= 1.0
+    assert len((tmp_path / "cold_start" / "round-2.jsonl").read_text().splitlines()) == 8
+
+
 def _unique_query_table(path: Path) -> Path:
     """Every query names its product, so any leak shows up as a substring."""
     lines = ["sku,name,search,grade"]

@@ -307,6 +307,20 @@ def test_sft_title_queries_bad_values(tmp_path):
         build(tmp_path, path=str(write(no_title, tmp_path / "n.csv")), sft_title_queries=1.0)
 
 
+def test_relabel_asks_the_same_product_for_the_other_label(tmp_path):
+    from advx.components import RequestsLabels
+
+    task = build(tmp_path, path=str(write(table(), tmp_path / "d.csv")))
+    assert isinstance(task, RequestsLabels)
+    prompt = task.prompt(task.cold_ids[0], 1)
+    other = task.relabel(prompt, 0)
+    assert task.requested_label(prompt) == 1 and task.requested_label(other) == 0
+    assert other == task.prompt(task.cold_ids[0], 0)
+    assert task.relabel(other, 1) == prompt
+    with pytest.raises(ConfigError, match="eval_candidates must be ≥ 1"):
+        build(tmp_path, path=str(write(table(), tmp_path / "d.csv")), eval_candidates=0)
+
+
 # ---------------------------------------------------------------------------- presets
 
 

@@ -132,6 +132,11 @@ def test_error_out_of_range_loop_values(pm, toy_recipe, override):
 
 
 def test_error_consistency_filter_without_a_classifier(pm, toy_recipe):
+    # best-of-k needs a task whose prompts request a label; the toy task's do not
+    _fails(["run", str(toy_recipe), "loop.augment_candidates=2"], "RequestsLabels",
+           "set loop.augment_candidates=1")
+    _fails(["run", str(toy_recipe), "loop.augment_candidates=0"],
+           "loop.augment_candidates: expected an integer >= 1")
     _fails(["run", str(toy_recipe), "loop.augment_min_label_p=0.5", "classifier=null"],
            "loop.augment_min_label_p=0.5 filters the synthetic samples with the classifier",
            "set loop.augment_min_label_p=0")
