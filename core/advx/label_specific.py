@@ -33,8 +33,8 @@ _CHUNK = 256
 
 
 def label_posterior(generator: Any, task: RequestsLabels, rollout: Rollout) -> Tensor:
-    """``[B]`` log p(requested label | response, prompt) under ``generator``'s Bayes rule;
-    −inf for an empty response (never preferred)."""
+    """``[B]`` log p(requested label | response, prompt) under ``generator``'s Bayes rule
+    (finite, ≤ 0; an empty response is scored as its end-of-sequence token alone)."""
     requested = torch.tensor([task.requested_label(p) for p in rollout.prompts])
 
     def under(label: int) -> Tensor:  # [B] log p(response | the prompt asking for label)
@@ -45,19 +45,20 @@ def label_posterior(generator: Any, task: RequestsLabels, rollout: Rollout) -> T
                               for i in range(0, len(samples), _CHUNK)])
 
     log_likelihood = torch.stack([under(y) for y in range(len(task.label_names))], 1)
-    posterior = log_likelihood.gather(1, requested[:, None])[:, 0] - log_likelihood.logsumexp(1)
-    empty = torch.tensor([not text.strip() for text in rollout.texts])
-    return posterior.masked_fill(empty, float("-inf"))
+    return log_likelihood.gather(1, requested[:, None])[:, 0] - log_likelihood.logsumexp(1)
 
 
 def most_label_specific(generator: Any, task: RequestsLabels, rollout: Rollout,
                         k: int) -> tuple[Rollout, Tensor]:
     """Of each ``k`` consecutive rows (one prompt's candidates: ``generator.sample`` rows are
     prompt-major, so sample ``n · k`` per prompt), the row with the highest
-    :func:`label_posterior`; returns that sub-rollout and the chosen rows' posteriors."""
+    :func:`label_posterior` (an empty response only when all k are empty); returns that
+    sub-rollout and the chosen rows' posteriors (−inf where all k were empty)."""
     if rollout.batch_size % k:
         raise ValueError(f"{rollout.batch_size} rows are not groups of k={k} candidates")
-    posterior = label_posterior(generator, task, rollout).view(-1, k)
+    empty = torch.tensor([not text.strip() for text in rollout.texts])
+    posterior = label_posterior(generator, task, rollout).masked_fill(empty, float("-inf"))
+    posterior = posterior.view(-1, k)
     best = posterior.argmax(1)
     rows = torch.arange(len(best)) * k + best
     return rollout.select(rows), posterior.gather(1, best[:, None])[:, 0]

@@ -1,7 +1,7 @@
 """The cold-start paper's structured reward (ACL 2025), per token.
 
     t < T:   R(t) = −β · KL_t(π_θ ‖ π_FT)
-    t = T:   R(T) = α · L_cls + G − β · KL_T
+    t = T:   R(T) = α · L_cls + G + γ · log p_FT(y | q, x) − β · KL_T
 
 T is each row's last generated token (EOS, or the last token of a truncated response). G is the
 generation-probability term, whose form is one key (``gen_term``):
@@ -29,10 +29,20 @@ log-prob instead of the sum) and capped (``gen_term_cap`` c > 0: G is clamped to
   preferred), ``gen_term_per_token`` removes the length incentive, ``gen_term_cap`` bounds the
   term so L_cls can compete; ``none`` keeps L_cls and the KL penalty only.
 
+* log p_FT(y | q, x) (``label_consistency`` γ > 0; not in the paper, default 0): the frozen
+  SFT policy's own posterior of the requested label y for the query q, by Bayes over its
+  label-conditioned prompts (:func:`advx.label_specific.label_posterior`). L_cls alone pays
+  for any query the classifier gets wrong, including one that simply carries the other label
+  (on CrowdFlower PPO learned to answer "relevant" prompts with off-topic queries: agreement
+  of the relevant side 0.09, docs/results/cold_start.md); this term (≤ 0) costs a query in
+  proportion to how much it reads as the other label to a model that never saw the
+  classifier, so the adversarial signal must come from queries that keep their label.
+
 Every part is logged as its own term: ``cls_loss`` (L_cls), ``cls_term`` (α·L_cls),
 ``log_p_gen`` (the log P_gen that enters G: sum, or mean per token), ``gen_term`` (G as paid,
 after sign, weight, normalisation and cap), ``gen_term_capped`` (1 where the cap bit), ``kl``
-(Σ_t KL_t) and ``total``.
+(Σ_t KL_t), with γ > 0 ``label_log_posterior`` and ``consistency_term`` (γ · it), and
+``total``.
 """
 
 from __future__ import annotations
@@ -41,8 +51,9 @@ from dataclasses import dataclass
 from enum import Enum
 
 import torch
-from advx.components import StepContext
+from advx.components import RequestsLabels, StepContext, require
 from advx.errors import ConfigError
+from advx.label_specific import label_posterior
 from advx.rollout import Rewards, Rollout
 
 __all__ = ["ClsLossConfig", "ClsLossReward", "GenTerm", "build_cls_loss"]
@@ -70,6 +81,9 @@ class ClsLossConfig:
             −(1 − α)·log P_gen), ``fluency`` (+(1 − α)·log P_gen) or ``none``.
         gen_term_per_token: log P_gen as the mean token log-prob instead of the paper's sum.
         gen_term_cap: clamp the term to [−cap, cap] (0 = no cap).
+        label_consistency: weight γ ≥ 0 of log p_FT(y | q, x), the frozen SFT policy's
+            posterior of the requested label (0: off, the paper). Needs the reference policy
+            (``loop.use_reference: true``) and a task whose prompts request a label.
         length_normalize: the former name of ``gen_term_per_token`` (kept so older recipes
             and sweeps run; true sets ``gen_term_per_token``).
     """
@@ -79,6 +93,7 @@ class ClsLossConfig:
     gen_term: GenTerm = GenTerm.novelty
     gen_term_per_token: bool = False
     gen_term_cap: float = 0.0
+    label_consistency: float = 0.0
     length_normalize: bool = False
 
     def __post_init__(self) -> None:
@@ -98,6 +113,9 @@ class ClsLossConfig:
             raise ConfigError(
                 f"reward.gen_term_cap must be >= 0 (0 = no cap), got {self.gen_term_cap}."
             )
+        if not self.label_consistency >= 0.0:  # also rejects NaN
+            raise ConfigError(f"reward.label_consistency must be >= 0 (0 = off), got "
+                              f"{self.label_consistency}.")
         if self.length_normalize:
             self.gen_term_per_token = True
 
@@ -135,12 +153,17 @@ class ClsLossReward:
             log_p_gen = log_p_gen / mask.sum(-1).clamp(min=1.0)
         gen_term, capped = self._gen_term(log_p_gen, alpha)
         cls_term = alpha * cls_loss
+        consistency = self._consistency(rollout, ctx)
         rows = torch.arange(rollout.batch_size, device=per_token.device)
         per_token[rows, rollout.last_index] += cls_term + gen_term
+        if consistency:
+            per_token[rows, rollout.last_index] += consistency["consistency_term"].to(
+                per_token.device)
 
         return Rewards(
             per_token=per_token,
             terms={
+                **consistency,
                 "cls_loss": cls_loss,
                 "cls_term": cls_term,
                 "log_p_gen": log_p_gen,
@@ -150,6 +173,20 @@ class ClsLossReward:
                 "total": per_token.sum(-1),
             },
         )
+
+    def _consistency(self, rollout: Rollout, ctx: StepContext) -> dict[str, torch.Tensor]:
+        """γ · log p_FT(y | q, x) and its log-posterior, or nothing when γ = 0."""
+        gamma = self.config.label_consistency
+        if not gamma:
+            return {}
+        if ctx.reference is None:
+            raise ConfigError("reward.label_consistency > 0 scores queries with the frozen SFT "
+                              "policy: set loop.use_reference: true (or "
+                              "reward.label_consistency: 0).")
+        require(ctx.task, RequestsLabels, role=f"task {type(ctx.task).__name__}",
+                needed_by="reward.label_consistency > 0 (set it to 0 for this task)")
+        log_posterior = label_posterior(ctx.reference, ctx.task, rollout)
+        return {"label_log_posterior": log_posterior, "consistency_term": gamma * log_posterior}
 
     def _gen_term(self, log_p_gen: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
         """G per row (sign and weight of ``gen_term``, then the cap) and where the cap bit."""

@@ -80,6 +80,19 @@ def test_best_of_k_augmentation_and_evaluation_run_end_to_end(tmp_path):
     assert len((tmp_path / "cold_start" / "round-2.jsonl").read_text().splitlines()) == 8
 
 
+def test_label_consistency_reward_runs_with_the_real_reference(tmp_path):
+    keys = [k for k in TINY if not k.startswith(("loop.rounds", "loop.rl_steps"))]
+    result = runner.invoke(app, ["run", str(RECIPE), *keys, "loop.rounds=1", "loop.rl_steps=2",
+                                 "reward.label_consistency=1.0", "--run-dir", str(tmp_path),
+                                 "-q"])
+    assert result.exit_code == 0, result.output
+    steps = [r for r in _records(tmp_path) if r["kind"] == "step"]
+    assert len(steps) == 2
+    for s in steps:  # a log-posterior of two labels under the frozen SFT policy: in (−inf, 0]
+        assert s["reward/label_log_posterior"] <= 0.0
+        assert s["reward/consistency_term"] == pytest.approx(s["reward/label_log_posterior"])
+
+
 def _unique_query_table(path: Path) -> Path:
     """Every query names its product, so any leak shows up as a substring."""
     lines = ["sku,name,search,grade"]

@@ -106,3 +106,52 @@ def test_the_recipe_validator_names_the_choices(tmp_path):
                       "reward: {name: cls_loss, gen_term: novel}\n")
     with pytest.raises(ConfigError, match=r"reward\.gen_term.*novelty"):
         validate_recipe(load_recipe(recipe), get_registry())
+
+
+class TwoLabelTask:
+    """Prompts ask for label 0 or 1; relabelling keeps the prompt's text apart from the label."""
+
+    label_names = ("irrelevant", "relevant")
+
+    def requested_label(self, prompt):
+        return prompt.meta["label"]
+
+    def relabel(self, prompt, label):
+        return Prompt(prompt.text, {**prompt.meta, "label": label})
+
+
+class Reference:
+    """log p(text | label): "a b c" reads as label 0 (−1 vs −3), "d e" as neither (−2, −2)."""
+
+    def nll(self, samples, temperature=1.0):
+        from advx.rollout import SequenceNLL
+        table = {("a b c", 0): -1.0, ("a b c", 1): -3.0, ("d e", 0): -2.0, ("d e", 1): -2.0}
+        total = torch.tensor([-table[(s.text, s.label)] for s in samples])
+        return SequenceNLL(total=total, tokens=torch.ones(len(samples)))
+
+
+def test_label_consistency_pays_the_reference_posterior_of_the_requested_label():
+    ctx = StepContext(task=TwoLabelTask(), generator=None, classifier=WordCountLoss(),
+                      reference=Reference(), round=1, step=0, rng=np.random.default_rng(0))
+    r = ClsLossReward(ClsLossConfig(alpha=0.5, beta=0.0, gen_term="none",
+                                    label_consistency=2.0))(rollout(), ctx)
+    # row 0 asks for label 1: log p(1 | q) = −3 − log(e^−1 + e^−3); row 1: log 0.5
+    posterior = [-3.0 - float(np.log(np.exp(-1.0) + np.exp(-3.0))), float(np.log(0.5))]
+    close(r.terms["label_log_posterior"], posterior)
+    close(r.terms["consistency_term"], [2.0 * p for p in posterior])
+    close(r.total, [1.5 + 2.0 * posterior[0], 1.0 + 2.0 * posterior[1]])
+    assert "consistency_term" not in reward().terms  # off by default: the paper's reward
+
+
+def test_label_consistency_needs_the_reference_and_a_labelled_task():
+    from advx.errors import PluginError
+
+    with pytest.raises(ConfigError, match="label_consistency must be >= 0"):
+        ClsLossConfig(label_consistency=-1.0)
+    ctx = StepContext(task=TwoLabelTask(), generator=None, classifier=WordCountLoss(),
+                      reference=None, round=1, step=0, rng=np.random.default_rng(0))
+    with pytest.raises(ConfigError, match=r"loop\.use_reference: true"):
+        ClsLossReward(ClsLossConfig(label_consistency=1.0, beta=0.0))(rollout(), ctx)
+    ctx.reference, ctx.task = Reference(), object()
+    with pytest.raises(PluginError, match="label_consistency > 0"):
+        ClsLossReward(ClsLossConfig(label_consistency=1.0, beta=0.0))(rollout(), ctx)

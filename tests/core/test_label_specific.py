@@ -55,7 +55,7 @@ def test_posterior_is_bayes_over_the_relabelled_prompts():
     expected = [-2.0 - math.log(math.exp(-6) + math.exp(-2)),
                 -5.0 - math.log(math.exp(-1) + math.exp(-5)), math.log(0.5)]
     assert got[:3].tolist() == pytest.approx(expected, rel=1e-5)  # float32 scores
-    assert got[3] == float("-inf")  # an empty response is never chosen
+    assert got[3] == pytest.approx(math.log(0.5))  # empty: scored, finite (a reward may use it)
 
 
 def test_most_label_specific_keeps_the_best_of_each_group_of_k():
@@ -69,6 +69,9 @@ def test_most_label_specific_keeps_the_best_of_each_group_of_k():
     assert posterior.exp().tolist() == pytest.approx(
         [1 / (1 + math.exp(-4)), 1 / (1 + math.exp(-4))])
     assert generator.scored == 2 * len(texts)  # one scoring pass per label
+    # an empty response is never chosen while a candidate has text, even a worse one
+    kept, _ = most_label_specific(Generator(), Task(), rollout(["", "off topic"], [1, 1]), k=2)
+    assert kept.texts == ["off topic"]
     with pytest.raises(ValueError, match="not groups of k=4"):
         most_label_specific(generator, Task(), r, k=4)
 
