@@ -27,7 +27,6 @@ import torch
 from advx.build import build_components
 from advx.errors import AdvxError
 from advx.label_specific import most_label_specific
-from advx.rollout import Sample
 from advx.runner import prepare_recipe
 from advx_product_relevance.baselines import word_overlap
 from advx_product_relevance.task import other_product_pairs, title_crops
@@ -94,9 +93,7 @@ def main() -> None:
                       np.zeros(len(pairs), dtype=int))
     # ... and on title crops (what task.sft_title_queries teaches for the relevant label)
     crops = title_crops(task.cold_rows, task.products, len(cold), np.random.default_rng(0))
-    crop_samples = [Sample(text=q, prompt=task.prompt(p, task.config.positive_label),
-                           label=task.config.positive_label) for p, q in crops]
-    title = per_class(clf.predict_proba(crop_samples).argmax(1).numpy(),
+    title = per_class(clf.predict_proba(task.positive_samples(crops)).argmax(1).numpy(),
                       np.full(len(crops), task.config.positive_label))
     print(json.dumps({"overrides": args.set, "real_cold_c0": real, "other_product_c0": other,
                       "title_crop_c0": title,

@@ -115,8 +115,9 @@ def running_phases(recipe: Recipe) -> list[str]:
     return [name for name, on in dataclasses.asdict(phases).items() if on]
 
 
-def check_task(task: Any, phases: list[str], role: str) -> None:
-    """PluginError naming the task methods the running ``phases`` call but ``task`` lacks."""
+def check_task(task: Any, phases: list[str], role: str, augment_candidates: int = 1) -> None:
+    """PluginError naming the task methods the running ``phases`` call but ``task`` lacks
+    (with ``augment_candidates`` > 1, the augment phase also needs ``RequestsLabels``)."""
     missing: dict[str, list[str]] = {}
     for phase in phases:
         for method in _TASK_NEEDS[phase]:
@@ -126,6 +127,10 @@ def check_task(task: Any, phases: list[str], role: str) -> None:
         require(task, SupportsAugmentation, role=role,
                 needed_by="the loop's augment phase (loop.augment: true; set "
                           "loop.augment=false if the task cannot make classifier data)")
+    if augment_candidates > 1 and "augment" in phases:
+        require(task, RequestsLabels, role=role,
+                needed_by="loop.augment_candidates > 1 (set loop.augment_candidates=1 for a "
+                          "task whose prompts do not request a label)")
     if missing:
         lacks = "; ".join(f"{method}() (the {', '.join(used)} phase)"
                           for method, used in missing.items())
@@ -214,11 +219,8 @@ def _build_components(
         else:  # BuildContext has no field for these; loggers may still want them
             ctx.extras[kind] = built[kind]
         if kind == "task" and built[kind] is not None:  # fail before the slow builds
-            check_task(built[kind], running_phases(recipe), ctx.describe("task"))
-            if recipe.loop.augment_candidates > 1 and "augment" in running_phases(recipe):
-                require(built[kind], RequestsLabels, role=ctx.describe("task"),
-                        needed_by="loop.augment_candidates > 1 (set loop.augment_candidates=1 "
-                                  "for a task whose prompts do not request a label)")
+            check_task(built[kind], running_phases(recipe), ctx.describe("task"),
+                       augment_candidates=recipe.loop.augment_candidates)
     # loggers report what the main process writes; the other ranks have none
     loggers = [_build(block, ctx) for block in recipe.loggers] if is_main_process() else []
     components = Components(

@@ -436,9 +436,13 @@ class ProductRelevanceTask:
             raise DataError(f"task.sft_title_queries={fraction}: no warm product has a word "
                             f"in its first field ({first!r}), or no warm query has one. Put "
                             f"the title first in task.fields, or set task.sft_title_queries=0.")
+        return self.positive_samples(crops)
+
+    def positive_samples(self, pairs: Sequence[tuple[str, str]]) -> list[Sample]:
+        """(product, query text) pairs as samples of ``task.positive_label``."""
         positive = self.config.positive_label
         return [Sample(text=query, prompt=self.prompt(product, positive), label=positive)
-                for product, query in crops]
+                for product, query in pairs]
 
     def negative_samples(self, pairs: Sequence[tuple[str, Row]]) -> list[Sample]:
         """(product, another product's query row) pairs as samples of the negative class."""
