@@ -36,6 +36,15 @@ def test_a_nan_value_is_named_and_a_small_n_interval_is_marked_t():
     assert "low seed" not in text.split("without a finite value")[1]
 
 
+def test_a_metric_a_condition_never_logs_is_named_once_not_per_seed():
+    cells = [_cell("low", s, {"score": 1.0 + s}) for s in range(3)]
+    cells += [_cell("high", s, {"score": 2.0 + s, "other": 0.5 if s else None}) for s in range(3)]
+    text = markdown(collect(_spec([0, 1, 2]), cells))
+    assert "- low: `other`" in text and "low seed" not in text
+    assert "- high seed 0: `other`" in text and "high seed 1" not in text
+    assert "| high | `score`" in text and "| high | `other`" not in text  # no pair to form
+
+
 def test_enough_seeds_give_the_bootstrap_interval_unmarked():
     seeds = list(range(6))
     cells = [_cell("low", s, {"score": 0.0, "other": 0.0}) for s in seeds]

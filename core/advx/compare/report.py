@@ -17,7 +17,7 @@ from typing import Any
 
 from advx.compare import ledger
 from advx.compare.cells import Cell, mixed_starts
-from advx.compare.spec import START, CompareSpec, eval_metric, tradeoff_points
+from advx.compare.spec import EVAL_PREFIX, START, CompareSpec, eval_metric, tradeoff_points
 from advx.results import finite_number
 from advx.stats import BOOTSTRAP_MIN_N, describe, mean_ci, paired
 
@@ -194,8 +194,12 @@ def markdown(data: CompareData) -> str:
     lines.append("")
     lines.append("| condition | metric | n | mean diff | 95% CI | t p | Wilcoxon p |")
     lines.append("|---|---|---|---|---|---|---|")
+    # a metric the baseline has no value of gives no pair (e.g. generator metrics beside a
+    # classifier-only baseline): its rows would all read n = 0
+    never, missing = _missing_values(data)
+    compared = [m for m in spec.metrics if m not in never.get(spec.baseline, [])]
     for condition in others:
-        for metric in spec.metrics:
+        for metric in compared:
             r = paired(data.values[condition][metric], data.values[spec.baseline][metric])
             ci = f"[{_f(r.ci_low)}, {_f(r.ci_high)}]" if math.isfinite(r.ci_low) else "–"
             ci += " (t)" if r.ci_method == "t" else ""
@@ -219,7 +223,13 @@ def markdown(data: CompareData) -> str:
             lines.append(f"| {round} | " + " | ".join(row) + " |")
         lines.append("")
     lines.extend(tradeoff_table(data))
-    missing = _missing_values(data)
+    if never:
+        lines.append("Metrics a condition logs in none of its finished cells (its recipe has "
+                     "no such quantity, e.g. no generator to evaluate):")
+        lines.append("")
+        lines.extend(f"- {condition}: " + ", ".join(f"`{m}`" for m in metrics)
+                     for condition, metrics in never.items())
+        lines.append("")
     if missing:
         lines.append("Finished cells without a finite value, left out of that metric's figures "
                      "(its n counts only the others):")
@@ -241,18 +251,28 @@ def markdown(data: CompareData) -> str:
     return "\n".join(lines)
 
 
-def _missing_values(data: CompareData) -> dict[tuple[str, int], list[str]]:
-    """(condition, seed) -> the metrics a done cell has no finite value of (a NaN metric, one
-    the run never logged, an ``eval:`` one not evaluated yet): the reader must see why ``n``
-    is smaller than the done cells."""
-    missing: dict[tuple[str, int], list[str]] = {}
+def _missing_values(data: CompareData) -> tuple[dict[str, list[str]],
+                                                 dict[tuple[str, int], list[str]]]:
+    """The metrics done cells have no finite value of (a NaN metric, one the run never
+    logged, an ``eval:`` one not evaluated yet), so the reader sees why ``n`` is smaller than
+    the done cells: condition -> the metrics none of its done cells has (named once, not per
+    seed; not an ``eval:`` metric, which may be evaluated later), and (condition, seed) -> the
+    others a done cell lacks."""
+    done: dict[str, list[int]] = {}
     for cell in data.cells:
-        if cell.state != "done":
-            continue
-        absent = [m for m in data.spec.metrics if cell.seed not in data.values[cell.condition][m]]
-        if absent:
-            missing[(cell.condition, cell.seed)] = absent
-    return missing
+        if cell.state == "done":
+            done.setdefault(cell.condition, []).append(cell.seed)
+    logged = [m for m in data.spec.metrics if not m.startswith(EVAL_PREFIX)]
+    never = {condition: absent for condition in done
+             if (absent := [m for m in logged if not data.values[condition][m]])}
+    missing: dict[tuple[str, int], list[str]] = {}
+    for condition, seeds in done.items():
+        for seed in seeds:
+            absent = [m for m in data.spec.metrics if m not in never.get(condition, [])
+                      and seed not in data.values[condition][m]]
+            if absent:
+                missing[(condition, seed)] = absent
+    return never, missing
 
 
 def _rounds(data: CompareData, metric: str) -> list[int]:
