@@ -9,12 +9,15 @@ import pytest
 import yaml
 from advx.cli import app
 from advx.compare import load_cells, load_compare, run_compare
-from advx.compare.cells import default_runs_dir, storage_url
+from advx.compare.cells import Limits, default_runs_dir, storage_url, work
 from advx.errors import ConfigError
 from advx.results import load_run
-from compare_helpers import compare_worker, kill_when, write_compare
+from compare_helpers import BASE_COMPARE, compare_worker, kill_when, write_compare
 from compare_toy import score
+from optuna.trial import TrialState
 from typer.testing import CliRunner
+
+BASE_CONDITIONS = BASE_COMPARE["conditions"]
 
 
 def _cells(path: Path):
@@ -177,6 +180,24 @@ def test_a_changed_condition_is_refused_but_new_seeds_and_conditions_are_added(t
     cells = run_compare(load_compare(grown)).cells
     assert len(cells) == 9 and all(c.state == "done" for c in cells)
     assert sum(c.trial.number < 4 for c in cells) == 4  # the first 4 cells were not rerun
+
+
+def test_a_worker_on_the_file_before_a_condition_was_added_leaves_its_cells_waiting(toy):
+    run_compare(load_compare(write_compare(toy, seeds=2)))
+    before = load_compare(write_compare(toy, seeds=2))
+    grown = load_compare(write_compare(toy, seeds=2, conditions={
+        **BASE_CONDITIONS, "higher": {"recipe": "toy.yaml", "overrides": ["reward.gain=3.0"]}}))
+    runs = default_runs_dir(grown)
+    url = storage_url(grown, None, runs)
+    # the grown file's invocation enqueues its new cells, claiming none (another seed only) ...
+    assert work(grown, url, runs, limits=Limits(seeds=frozenset({1}))) == 1
+    # ... then a worker still on the file as it was finds nothing of its own to run
+    assert work(before, url, runs) == 0
+    waiting = [c for c in load_cells(grown, url) if c.condition == "higher"]
+    assert [(c.seed, c.state) for c in waiting] == [(0, "waiting"), (1, "done")]
+    assert waiting[0].trial.state == TrialState.WAITING
+    cells = run_compare(grown).cells
+    assert all(c.state == "done" for c in cells)
 
 
 def test_an_edited_recipe_is_refused_naming_the_key_and_a_study_recorded_before_is_upgraded(

@@ -22,7 +22,9 @@ Exactly once. A worker claims a WAITING trial with one conditional ``UPDATE ... 
 optuna/optuna#4002, #4621.) Two workers starting together may both enqueue a cell; a worker
 that claims a trial of a cell that already has a COMPLETE trial, or a RUNNING one with a
 lower number, marks its own PRUNED (``superseded``) instead of running it. Workers claim in
-trial-number order, so the lower-numbered trial of a cell is always claimed first.
+trial-number order, so the lower-numbered trial of a cell is always claimed first. A worker
+claims only the cells its own compare file names: one still running the file as it was before
+a condition was added leaves the added condition's cells waiting for the workers that know it.
 
 Shared start (``shared_start:``). Each seed gets one more cell, ``(_start, S)``: the start
 recipe run for ``round`` rounds and checkpointed, an ordinary run folder
@@ -1097,7 +1099,6 @@ def work(spec: CompareSpec, url: str, runs_dir: Path, retry_failed: bool = False
     _recover(study, storage)
     _enqueue(study, storage, spec, retry_failed)
     ran = 0
-    known = {*spec.conditions, *((START,) if spec.shared_start is not None else ())}
     while True:
         claimed, blocked = _next_cell(spec, study, storage, limits)
         if claimed is None:
@@ -1113,7 +1114,7 @@ def work(spec: CompareSpec, url: str, runs_dir: Path, retry_failed: bool = False
             _enqueue(study, storage, spec, retry_failed=False)
             continue
         claimed = storage.get_trial(claimed._trial_id)
-        if _key(claimed)[0] not in known or _superseded(study, storage, claimed):
+        if _superseded(study, storage, claimed):
             storage.set_trial_user_attr(claimed._trial_id, "superseded", True)
             storage.set_trial_state_values(claimed._trial_id, TrialState.PRUNED)
             continue
@@ -1127,7 +1128,7 @@ def _say_left(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
               limits: Limits) -> None:
     """Name the cells a worker leaves waiting because of ``limits`` (none: silent)."""
     trials = _trials(study, storage)
-    left = [_key(t) for t in trials if t.state == TrialState.WAITING and _key(t) is not None]
+    left = [_key(t) for t in _waiting(spec, trials)]
     if not left or limits == Limits():
         return
     outside = sum(limits.seeds is not None and seed not in limits.seeds for _, seed in left)
@@ -1142,6 +1143,15 @@ def _say_left(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
     console.print(f"compare {spec.name}: this worker stops; {len(left)} cell(s) left waiting "
                   f"for a later `advx compare`: {'; '.join(parts)}", highlight=False,
                   markup=False)
+
+
+def _waiting(spec: CompareSpec, trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The WAITING trials of ``spec``'s cells. A cell of a condition (or seed) this file does
+    not name is another invocation's: one running a newer version of the file that added a
+    condition, while this worker runs the version it started with. It is left waiting for
+    that invocation, never claimed (nor pruned) here."""
+    cells = set(spec.all_cells)
+    return [t for t in trials if t.state == TrialState.WAITING and _key(t) in cells]
 
 
 POLL_S = 1.0
@@ -1160,10 +1170,9 @@ def _next_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.
     that is waiting or running)."""
     trials = _trials(study, storage)
     order = {cell: i for i, cell in enumerate(spec.all_cells)}
-    waiting = sorted((t for t in trials if t.state == TrialState.WAITING
-                      and _key(t) is not None
-                      and (limits.seeds is None or _key(t)[1] in limits.seeds)),
-                     key=lambda t: (order.get(_key(t), len(order)), t.number))
+    waiting = sorted((t for t in _waiting(spec, trials)
+                      if limits.seeds is None or _key(t)[1] in limits.seeds),
+                     key=lambda t: (order[_key(t)], t.number))
     expected, remaining = _expected_s(spec, trials), limits.remaining_s()
     blocked = False
     for trial in waiting:
