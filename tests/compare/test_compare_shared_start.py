@@ -62,6 +62,26 @@ def test_every_condition_of_a_seed_branches_from_one_start_run(toy):
     assert [c.trial.number for c in again.starts] == [c.trial.number for c in result.starts]
 
 
+def test_a_start_whose_folder_is_gone_is_rebuilt_before_a_new_condition_branches(toy):
+    import shutil
+
+    path = write_compare(toy, seeds=2, shared_start=START)
+    first = run_compare(load_compare(path))
+    shutil.rmtree(next(c for c in first.starts if c.seed == 1).run_dir)  # disk freed
+    grown = write_compare(toy, seeds=2, shared_start=START, conditions={
+        "low": {"recipe": "toy.yaml"},
+        "high": {"recipe": "toy.yaml", "overrides": ["reward.gain=2.0"]},
+        "higher": {"recipe": "toy.yaml", "overrides": ["reward.gain=3.0"]}})
+    result = run_compare(load_compare(grown))
+    assert all(c.state == "done" for c in result.cells)
+    starts = {c.seed: c for c in result.starts}
+    before = {c.seed: c.trial.number for c in first.starts}
+    assert starts[0].trial.number == before[0]  # its folder is there: not rebuilt
+    assert starts[1].trial.number != before[1] and Path(starts[1].run_dir).is_dir()
+    higher = next(c for c in result.cells if (c.condition, c.seed) == ("higher", 1))
+    assert higher.trial.user_attrs["from"] == f"{starts[1].run_dir}:0"
+
+
 def test_a_failed_start_fails_its_seeds_cells_with_a_message_and_is_retried(toy):
     (toy / "broken").touch()
     path = write_compare(toy, seeds=2, shared_start={

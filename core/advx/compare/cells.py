@@ -410,6 +410,7 @@ def _enqueue(study: optuna.Study, storage: optuna.storages.RDBStorage, spec: Com
              retry_failed: bool) -> int:
     """A WAITING trial for every cell that is new, interrupted, or failed and to be retried."""
     wanted = {"new", "interrupted", *(("failed",) if retry_failed else ())}
+    _forget_lost_starts(spec, storage, cells_of(spec, _trials(study, storage), starts=True))
     added = 0
     for cell in cells_of(spec, _trials(study, storage), starts=True):
         if cell.state in wanted:
@@ -419,6 +420,32 @@ def _enqueue(study: optuna.Study, storage: optuna.storages.RDBStorage, spec: Com
             })
             added += 1
     return added
+
+
+def _forget_lost_starts(spec: CompareSpec, storage: optuna.storages.RDBStorage,
+                        cells: Sequence[Cell]) -> None:
+    """Mark superseded a done shared start of this host whose run folder is gone while some
+    condition cell of its seed is still to run (e.g. conditions added after the folder was
+    deleted to free disk): the cells would fail to branch from it, so the start becomes new
+    and is rebuilt first, as on a fresh clone (ledger.py: a rebuilt start that logs other
+    values is marked and warned about)."""
+    pending = {c.seed for c in cells if c.condition != START and c.state != "done"}
+    for cell in cells:
+        if (cell.condition == START and cell.state == "done" and cell.seed in pending
+                and cell.trial is not None and cell.run_dir and not Path(cell.run_dir).exists()
+                and cell.trial.user_attrs.get("host") in (None, socket.gethostname())):
+            _mark_superseded(storage, cell.trial)
+
+
+def _mark_superseded(storage: optuna.storages.RDBStorage, trial: FrozenTrial) -> None:
+    """Mark a finished trial ``superseded`` (its cell counts as not run). Optuna refuses to
+    update a finished trial through its API: one row here."""
+    import sqlalchemy
+    from optuna.storages._rdb.models import TrialUserAttributeModel  # as TrialModel in _claim
+
+    with storage.engine.begin() as connection:
+        connection.execute(sqlalchemy.insert(TrialUserAttributeModel).values(
+            trial_id=trial._trial_id, key="superseded", value_json="true"))
 
 
 def _claim(storage: optuna.storages.RDBStorage, trial_id: int) -> bool:
@@ -1031,9 +1058,6 @@ def _redo(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.RDBSt
     a cell whose result is stale, e.g. one that branched from an earlier build of its start."""
     import shutil
 
-    import sqlalchemy
-    from optuna.storages._rdb.models import TrialUserAttributeModel  # as TrialModel in _claim
-
     trials = _trials(study, storage)
     for condition, seed in cells:
         mine = [t for t in trials if _key(t) == (condition, seed)]
@@ -1042,10 +1066,7 @@ def _redo(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.RDBSt
                               "or stop its worker first")
         for trial in mine:
             if trial.state in (TrialState.COMPLETE, TrialState.FAIL):
-                # Optuna refuses to update a finished trial through its API: one row here
-                with storage.engine.begin() as connection:
-                    connection.execute(sqlalchemy.insert(TrialUserAttributeModel).values(
-                        trial_id=trial._trial_id, key="superseded", value_json="true"))
+                _mark_superseded(storage, trial)
         if spec.ledger is not None:
             entry = ledger.entry_path(spec, condition, seed)
             entry.unlink(missing_ok=True)
