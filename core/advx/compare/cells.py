@@ -410,9 +410,11 @@ def _enqueue(study: optuna.Study, storage: optuna.storages.RDBStorage, spec: Com
              retry_failed: bool) -> int:
     """A WAITING trial for every cell that is new, interrupted, or failed and to be retried."""
     wanted = {"new", "interrupted", *(("failed",) if retry_failed else ())}
-    _forget_lost_starts(spec, storage, cells_of(spec, _trials(study, storage), starts=True))
+    cells = cells_of(spec, _trials(study, storage), starts=True)
+    if _forget_lost_starts(spec, storage, cells):  # those starts are new now: read again
+        cells = cells_of(spec, _trials(study, storage), starts=True)
     added = 0
-    for cell in cells_of(spec, _trials(study, storage), starts=True):
+    for cell in cells:
         if cell.state in wanted:
             study.enqueue_trial({}, user_attrs={
                 "condition": cell.condition, "seed": cell.seed, "attempt": cell.attempts + 1,
@@ -423,18 +425,20 @@ def _enqueue(study: optuna.Study, storage: optuna.storages.RDBStorage, spec: Com
 
 
 def _forget_lost_starts(spec: CompareSpec, storage: optuna.storages.RDBStorage,
-                        cells: Sequence[Cell]) -> None:
+                        cells: Sequence[Cell]) -> bool:
     """Mark superseded a done shared start of this host whose run folder is gone while some
     condition cell of its seed is still to run (e.g. conditions added after the folder was
     deleted to free disk): the cells would fail to branch from it, so the start becomes new
     and is rebuilt first, as on a fresh clone (ledger.py: a rebuilt start that logs other
-    values is marked and warned about)."""
+    values is marked and warned about). Returns whether it marked one."""
     pending = {c.seed for c in cells if c.condition != START and c.state != "done"}
-    for cell in cells:
-        if (cell.condition == START and cell.state == "done" and cell.seed in pending
-                and cell.trial is not None and cell.run_dir and not Path(cell.run_dir).exists()
-                and cell.trial.user_attrs.get("host") in (None, socket.gethostname())):
-            _mark_superseded(storage, cell.trial)
+    lost = [cell.trial for cell in cells
+            if cell.condition == START and cell.state == "done" and cell.seed in pending
+            and cell.trial is not None and cell.run_dir and not Path(cell.run_dir).exists()
+            and cell.trial.user_attrs.get("host") in (None, socket.gethostname())]
+    for trial in lost:
+        _mark_superseded(storage, trial)
+    return bool(lost)
 
 
 def _mark_superseded(storage: optuna.storages.RDBStorage, trial: FrozenTrial) -> None:
