@@ -10,9 +10,10 @@ from advx.compare.spec import CompareSpec, Condition
 from optuna.trial import TrialState
 
 
-def _cell(condition: str, seed: int, metrics: dict) -> Cell:
+def _cell(condition: str, seed: int, metrics: dict, code: str | None = None) -> Cell:
     trial = optuna.trial.create_trial(state=TrialState.COMPLETE, value=0.0, user_attrs={
-        "condition": condition, "seed": seed, "metrics": metrics, "rounds": []})
+        "condition": condition, "seed": seed, "metrics": metrics, "rounds": [],
+        **({"code": code} if code else {})})
     return Cell(condition, seed, state="done", trial=trial, attempts=1)
 
 
@@ -43,6 +44,16 @@ def test_a_metric_a_condition_never_logs_is_named_once_not_per_seed():
     assert "- low: `other`" in text and "low seed" not in text
     assert "- high seed 0: `other`" in text and "high seed 1" not in text
     assert "| high | `score`" in text and "| high | `other`" not in text  # no pair to form
+
+
+def test_cells_of_more_than_one_code_version_are_said_to_be():
+    older = [_cell("low", s, {"score": 1.0}) for s in range(2)]  # before cells recorded it
+    same = [_cell("high", s, {"score": 2.0}, code="advx 0.1.0 git aaa") for s in range(2)]
+    assert "more than one code version" not in markdown(collect(_spec([0, 1]), older + same))
+    mixed = [same[0], _cell("high", 1, {"score": 2.0}, code="advx 0.1.0 git bbb")]
+    text = markdown(collect(_spec([0, 1]), older + mixed))
+    assert ("**The done cells ran on more than one code version** (`low`: not recorded ×2; "
+            "`high`: advx 0.1.0 git aaa ×1, advx 0.1.0 git bbb ×1)") in text
 
 
 def test_enough_seeds_give_the_bootstrap_interval_unmarked():

@@ -102,6 +102,21 @@ def _trivial_baselines(spec: CompareSpec, cell: Cell) -> list[tuple[str, str, fl
     return found
 
 
+NOT_RECORDED = "not recorded"
+
+
+def code_versions(cells: Sequence[Cell]) -> dict[str, dict[str, int]]:
+    """``{condition: {code version: done cells}}`` (``advx <version> git <commit>``, recorded
+    by each cell since 2026-12-03; older cells count as ``not recorded``)."""
+    versions: dict[str, dict[str, int]] = {}
+    for cell in cells:
+        if cell.state == "done" and cell.trial is not None:
+            code = str(cell.trial.user_attrs.get("code") or NOT_RECORDED)
+            counts = versions.setdefault(cell.condition, {})
+            counts[code] = counts.get(code, 0) + 1
+    return versions
+
+
 def _record_of(cell: Cell, evaluation: str | None, which: str) -> dict[str, Any]:
     """The metrics of a done cell's ``evals/<evaluation>.json``, or (None) of its
     summary.json ``which`` record; {} when absent or unreadable."""
@@ -166,6 +181,15 @@ def markdown(data: CompareData) -> str:
                      "another machine and came out different, so this seed's paired differences "
                      "also hold the builds' difference. `advx compare FILE --redo "
                      "CONDITION:SEED` runs the older ones again from the current build.")
+    versions = code_versions(data.cells)
+    if len({v for by_condition in versions.values() for v in by_condition} - {NOT_RECORDED}) > 1:
+        spread = "; ".join(f"`{condition}`: " + ", ".join(f"{v} ×{n}" for v, n in counts.items())
+                           for condition, counts in versions.items())
+        lines.append("")
+        lines.append(f"**The done cells ran on more than one code version** ({spread}): a "
+                     "difference between conditions also holds what changed between those "
+                     "commits. `advx compare FILE --redo CONDITION:SEEDS` reruns cells on the "
+                     "current code.")
     lines.append("")
     metric_head = " | ".join(f"`{m}`" for m in spec.metrics)
     lines.append(f"| condition | {metric_head} |")

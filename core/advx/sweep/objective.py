@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from advx.errors import ConfigError
 from advx.hookspecs import hookimpl
+from advx.provenance import code_version
 from advx.recipe import import_plugins
 from advx.sweep.space import suggest_overrides
 from advx.sweep.study import metric_message
@@ -88,7 +89,7 @@ class Objective:
         self.spec = spec
         self.runs_root = Path(runs_root)
         self.plugins = [*import_plugins(spec.plugins), *plugins]
-        self.code = _code_version(spec.recipe.parent)
+        self.code = code_version(spec.recipe.parent)
 
     def _run_dir(self, trial: optuna.Trial) -> Path:
         folder = self.runs_root / "sweeps" / self.spec.name
@@ -145,23 +146,6 @@ class Objective:
             trial.set_user_attr("error", message)
             raise TrialFailed(message)
         return float(value)
-
-
-def _code_version(folder: Path) -> str:
-    """``advx <version>`` plus the git commit of ``folder``'s checkout (``-dirty`` when it has
-    uncommitted changes): trials only compare within one code version."""
-    import subprocess
-
-    from advx import __version__
-
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=folder, text=True,
-                             capture_output=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=folder, text=True, capture_output=True, timeout=10).stdout
-        return f"advx {__version__} git {sha}{'-dirty' if dirty.strip() else ''}"
-    except (OSError, subprocess.SubprocessError):
-        return f"advx {__version__}"
 
 
 def load_recipe_for(spec: SweepSpec, overrides: Sequence[str]) -> DictConfig:
