@@ -1,6 +1,7 @@
 """Encoder-decoder policy: any Hugging Face seq2seq LM (FLAN-T5 in the paper) plus a value head.
 
-The policy is π_θ(a_t | prompt, a_<t) = softmax(logits_t) of the decoder at temperature 1.
+The policy is π_θ(a_t | prompt, a_<t) = softmax(logits_t) of the decoder at temperature 1, over
+the tokens ``generate`` may write (``generation_config.suppress_tokens`` are masked everywhere).
 Sampling may use another temperature (exploration only): ``Rollout.logprobs``, the reference's
 log-probs and :meth:`Seq2SeqGenerator.policy_outputs` are all log π_θ at temperature 1, so the
 PPO ratio is exactly 1 right after sampling and the KL penalty compares the same distributions.
@@ -161,6 +162,10 @@ class Seq2SeqGenerator:
         # BERT2BERT targets are "w_1 … w_n [SEP]": no leading [CLS] (it is the start token)
         self._cls_sep_targets = uses_cls_sep_targets(model, tokenizer)
         self._trie = CatalogueTrie()  # beam_search's allowed responses
+        # tokens generate() never writes (e.g. BERT's [unusedN] slots): the policy's support
+        never = getattr(getattr(model, "generation_config", None), "suppress_tokens", None)
+        self._suppressed = (torch.tensor(sorted(never), dtype=torch.long, device=self.device)
+                            if never else None)
 
     # ----------------------------------------------------------------- encoding
     def _render(self, prompt: Prompt) -> str:
@@ -214,7 +219,11 @@ class Seq2SeqGenerator:
         values = None
         if self.value_head is not None:
             values = self.value_head(out.decoder_hidden_states[-1]).squeeze(-1)
-        return out.logits, values
+        logits = out.logits
+        if self._suppressed is not None:  # π_θ is the distribution generate() samples from
+            # the dtype's minimum, not -inf: 0 · (-inf) would make the entropy NaN
+            logits = logits.index_fill(-1, self._suppressed, torch.finfo(logits.dtype).min)
+        return logits, values
 
     def policy_outputs(self, rollout: Rollout) -> PolicyOutputs:
         """log π_θ(a_t|s_t), entropy and V(s_t) ``[B,T]`` (zero on padding), with grad."""

