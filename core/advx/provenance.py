@@ -19,15 +19,18 @@ __all__ = ["code_version", "machine"]
 
 
 def code_version(folder: Path) -> str:
-    """``advx <version>`` plus the git commit of ``folder``'s checkout (``-dirty`` when it has
-    uncommitted changes to tracked files; just the version outside a git checkout)."""
+    """``advx <version>`` plus the git commit of ``folder``'s checkout (``-dirty`` when a tracked
+    Python file has uncommitted changes; just the version outside a git checkout). Only Python
+    files count: a study rewrites its own ledger entries and docs are edited while it runs,
+    neither of which changes a result (recipes are recorded with each cell separately)."""
     from advx import __version__
 
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=folder, text=True,
                              capture_output=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=folder, text=True, capture_output=True, timeout=10).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                "*.py"], cwd=folder, text=True, capture_output=True,
+                               timeout=10).stdout
         return f"advx {__version__} git {sha}{'-dirty' if dirty.strip() else ''}"
     except (OSError, subprocess.SubprocessError):
         return f"advx {__version__}"
