@@ -1,8 +1,9 @@
-"""Per-seed table of the negatives study (docs/results/cold_start.md, "Label-specific remedies
-in the study"): cold PR-AUC after round 4 / label agreement under C_0 at round 4 (relevant
-side), read from the committed ledger, so it needs no run folders.
+"""Per-seed table of a compare study's ledger (docs/results/cold_start.md, "Label-specific
+remedies in the study"): cold PR-AUC after round 4 / label agreement under C_0 at round 4
+(relevant side), per condition and seed, read from the committed ledger, so it needs no run
+folders.
 
-    python experiments/negatives_per_seed.py [--ledger compares/ledgers/cold_start_negatives]
+    python experiments/negatives_per_seed.py [compares/cold_start_negatives.yaml]
 
 Paired differences with intervals come from ``advx compare show FILE --baseline NAME``; this
 only lays the seeds side by side.
@@ -11,61 +12,47 @@ only lays the seeds side by side.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-from pathlib import Path
+from typing import Any
 
-CONDITIONS = {"a_no_augment": "(a)", "b_sft_augment": "(b)", "c_novelty_sum": "(c)",
-              "b_best_of_4": "`b_best_of_4`", "c_consistency": "`c_consistency`"}
+from advx.compare import ledger
+from advx.compare.spec import load_compare
 
-
-def cell(ledger: Path, condition: str, seed: int) -> dict[str, float] | None:
-    path = ledger / condition / f"seed-{seed}.json"
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text())["user_attrs"]["metrics"]
+PR_AUC, AGREEMENT, RELEVANT = ("cold/pr_auc", "gen/label_agreement_c0",
+                               "gen/label_agreement_c0_relevant")
 
 
-def shown(metrics: dict[str, float] | None, agreement: bool) -> str:
+def shown(metrics: dict[str, Any] | None) -> str:
+    """``PR-AUC / agreement (relevant side)``; the agreement only where the cell logged it."""
     if metrics is None:
         return "–"
-    text = f"{metrics['cold/pr_auc']:.3f}"
-    if agreement and metrics.get("gen/label_agreement_c0") is not None:
-        text += (f" / {metrics['gen/label_agreement_c0']:.2f}"
-                 f" ({metrics['gen/label_agreement_c0_relevant']:.2f})")
+    text = f"{metrics[PR_AUC]:.3f}"
+    if metrics.get(AGREEMENT) is not None:
+        text += f" / {metrics[AGREEMENT]:.2f} ({metrics[RELEVANT]:.2f})"
     return text
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ledger", type=Path,
-                        default=Path("compares/ledgers/cold_start_negatives"))
-    args = parser.parse_args()
-    seeds = sorted({int(p.stem.split("-")[1]) for p in args.ledger.glob("b_best_of_4/seed-*.json")}
-                   | {int(p.stem.split("-")[1])
-                      for p in args.ledger.glob("c_consistency/seed-*.json")})
-    print("| seed | " + " | ".join(CONDITIONS.values()) + " |")
-    print("|---|" + "---|" * len(CONDITIONS))
-    columns: dict[str, list[dict[str, float]]] = {c: [] for c in CONDITIONS}
-    for seed in seeds:
-        row = []
-        for condition in CONDITIONS:
-            metrics = cell(args.ledger, condition, seed)
-            row.append(shown(metrics, condition != "a_no_augment"))
-            if metrics is not None:
-                columns[condition].append(metrics)
-        print(f"| {seed} | " + " | ".join(row) + " |")
+    parser.add_argument("compare", nargs="?", default="compares/cold_start_negatives.yaml")
+    spec = load_compare(parser.parse_args().compare)
+    cells = {(condition, seed): entry["user_attrs"]["metrics"]
+             for condition in spec.conditions for seed in spec.seeds
+             if (entry := ledger.read_entry(ledger.entry_path(spec, condition, seed)))}
+    print("| seed | " + " | ".join(f"`{c}`" for c in spec.conditions) + " |")
+    print("|---|" + "---|" * len(spec.conditions))
+    for seed in spec.seeds:
+        row = " | ".join(shown(cells.get((c, seed))) for c in spec.conditions)
+        print(f"| {seed} | {row} |")
     means = []
-    for condition, cells in columns.items():
-        if not cells:
+    for condition in spec.conditions:
+        done = [m for (c, _), m in cells.items() if c == condition]
+        if not done:
             means.append("–")
             continue
-        text = f"{statistics.mean(c['cold/pr_auc'] for c in cells):.3f}"
-        agreements = [c["gen/label_agreement_c0"] for c in cells
-                      if c.get("gen/label_agreement_c0") is not None]
-        if agreements and condition != "a_no_augment":
-            text += f" / {statistics.mean(agreements):.2f}"
-        means.append(f"{text} (n {len(cells)})")
+        agreements = [m[AGREEMENT] for m in done if m.get(AGREEMENT) is not None]
+        agreement = f" / {statistics.mean(agreements):.2f}" if agreements else ""
+        means.append(f"{statistics.mean(m[PR_AUC] for m in done):.3f}{agreement} (n {len(done)})")
     print("| mean | " + " | ".join(means) + " |")
 
 

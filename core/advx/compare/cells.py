@@ -69,6 +69,7 @@ fails it at once when the owning process no longer exists.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -587,7 +588,7 @@ def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
     if is_start:  # which build of the start a cell branched from (a rebuilt one may differ)
         start_id = uuid.uuid4().hex
     threads = start_threads if is_start and start_threads else None
-    code = code_version(Path(spec.path).resolve().parent)  # advx version + the checkout's commit
+    code = _loaded_code(Path(spec.path).resolve().parent)
     for key, value in {"run_dir": str(run_dir), "host": socket.gethostname(), "pid": os.getpid(),
                        "machine": machine(), "overrides": overrides, "recipe": condition.recipe,
                        **({"threads": threads} if threads else {}),
@@ -669,6 +670,13 @@ def _run_cell(spec: CompareSpec, study: optuna.Study, storage: optuna.storages.R
     console.print(f"cell [bold]{escape(label)}[/bold] done: {spec.primary}={primary:.4g}",
                   highlight=False)
     return "done"
+
+
+@functools.cache
+def _loaded_code(folder: Path) -> str:
+    """The checkout's code version when this worker ran its first cell: the code it imported
+    and runs every later cell with (a commit made while it runs does not change that)."""
+    return code_version(folder)
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,13 +109,11 @@ NOT_RECORDED = "not recorded"
 def code_versions(cells: Sequence[Cell]) -> dict[str, dict[str, int]]:
     """``{condition: {code version: done cells}}`` (``advx <version> git <commit>``, recorded
     by each cell since 2026-12-03; older cells count as ``not recorded``)."""
-    versions: dict[str, dict[str, int]] = {}
+    versions: dict[str, Counter[str]] = defaultdict(Counter)
     for cell in cells:
         if cell.state == "done" and cell.trial is not None:
-            code = str(cell.trial.user_attrs.get("code") or NOT_RECORDED)
-            counts = versions.setdefault(cell.condition, {})
-            counts[code] = counts.get(code, 0) + 1
-    return versions
+            versions[cell.condition][str(cell.trial.user_attrs.get("code") or NOT_RECORDED)] += 1
+    return {condition: dict(counts) for condition, counts in versions.items()}
 
 
 def _record_of(cell: Cell, evaluation: str | None, which: str) -> dict[str, Any]:
