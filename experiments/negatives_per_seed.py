@@ -17,6 +17,7 @@ from typing import Any
 
 from advx.compare import ledger
 from advx.compare.spec import load_compare
+from advx.errors import AdvxError
 
 PR_AUC, AGREEMENT, RELEVANT = ("cold/pr_auc", "gen/label_agreement_c0",
                                "gen/label_agreement_c0_relevant")
@@ -35,7 +36,10 @@ def shown(metrics: dict[str, Any] | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("compare", nargs="?", default="compares/cold_start_negatives.yaml")
-    spec = load_compare(parser.parse_args().compare)
+    try:
+        spec = load_compare(parser.parse_args().compare)
+    except AdvxError as exc:
+        parser.error(str(exc))  # one message, exit code 2
     cells = {(condition, seed): entry["user_attrs"]["metrics"]
              for condition in spec.conditions for seed in spec.seeds
              if (entry := ledger.read_entry(ledger.entry_path(spec, condition, seed)))}
