@@ -275,13 +275,17 @@ def generate(
         "--split", help="'cold': the task's cold-start prompts.")] = None,
     n: Annotated[int, typer.Option("--n", help="Samples per prompt.")] = 1,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    candidates: Annotated[int, typer.Option(
+        "--candidates", help="Sample K per text and keep the most label-specific by the "
+        "generator's own label posterior (1: no selection).")] = 1,
     round: Annotated[str | None, _ROUND_OPT] = None,
     best: Annotated[bool, _BEST_OPT] = False,
 ) -> None:
     """Generate texts (with log-probs, classifier scores and reward terms) as JSONL."""
     from advx.use import generate as generate_rows
 
-    count = generate_rows(run_dir, out, _round(round, best), prompts, split, n, temperature)
+    count = generate_rows(run_dir, out, _round(round, best), prompts, split, n, temperature,
+                          candidates)
     Console().print(f"{count} rows written to {out}", highlight=False, markup=False)
 
 

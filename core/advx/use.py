@@ -37,11 +37,13 @@ from advx.components import (
     HasInputFields,
     HasLabelNames,
     RendersPrompts,
+    RequestsLabels,
     StepContext,
     SupportsExport,
 )
 from advx.distributed import is_main_process
 from advx.errors import ConfigError, DataError
+from advx.label_specific import label_posterior, most_label_specific
 from advx.loop import Experiment, changed_keys, evaluation_rng
 from advx.recipe import Recipe
 from advx.rollout import Prompt, Sample
@@ -413,13 +415,21 @@ def _label_names(task: Any, num: int) -> list[str]:
 
 def generate(run_dir: str | Path, out: Path, round: RoundArg = None,
              prompts_file: Path | None = None, split: str | None = None, n: int = 1,
-             temperature: float = 1.0) -> int:
+             temperature: float = 1.0, candidates: int = 1) -> int:
     """Sample ``n`` texts per prompt from the checkpoint's generator and write JSONL rows
-    (see docs/using-models.md for the columns); returns the number of rows."""
+    (see docs/using-models.md for the columns); returns the number of rows.
+
+    ``candidates`` k > 1 samples k texts for each of the ``n`` and keeps the one the
+    generator itself finds most specific to the requested label (:mod:`advx.label_specific`,
+    what ``loop.augment_candidates`` does in training): the measured way to get queries that
+    match their label (docs/results/cold_start.md, "Best-of-k by the generator's label
+    posterior")."""
     if (prompts_file is None) == (split is None):
         raise ConfigError("give exactly one of --prompts FILE or --split cold")
     if n < 1:
         raise ConfigError(f"--n {n}: expected at least 1 sample per prompt")
+    if candidates < 1:
+        raise ConfigError(f"--candidates {candidates}: expected at least 1 (1: no selection)")
     if not temperature > 0:
         raise ConfigError(f"--temperature {temperature}: expected a number > 0")
     _check_out(out, ".jsonl")
@@ -427,21 +437,31 @@ def generate(run_dir: str | Path, out: Path, round: RoundArg = None,
         c = opened.components
         if c.generator is None:
             raise ConfigError(f"{opened.run_dir}'s recipe has no generator")
+        if candidates > 1 and not isinstance(c.task, RequestsLabels):
+            raise ConfigError(f"--candidates {candidates}: the task {type(c.task).__name__} "
+                              "does not ask for labels in its prompts (no RequestsLabels), so "
+                              "there is no label to select for; use --candidates 1")
         if prompts_file is not None:
             prompts = prompts_from_file(c.task, prompts_file)
         else:
             prompts = split_prompts(c.task, split or "")
         with evaluation_rng(opened.recipe.seed, opened.round), torch.no_grad():
-            rows = _generate_rows(opened, prompts, n, temperature)
+            rows = _generate_rows(opened, prompts, n, temperature, candidates)
     atomic_write_text(out, "".join(json.dumps(jsonable(r), ensure_ascii=False) + "\n"
                                    for r in rows))
     return len(rows)
 
 
-def _generate_rows(opened: OpenedRun, prompts: list[Prompt], n: int,
-                   temperature: float) -> list[dict[str, Any]]:
+def _generate_rows(opened: OpenedRun, prompts: list[Prompt], n: int, temperature: float,
+                   candidates: int) -> list[dict[str, Any]]:
     c, experiment = opened.components, opened.experiment
-    rollout = c.generator.sample(prompts, n=n, temperature=temperature)
+    rollout = c.generator.sample(prompts, n=n * candidates, temperature=temperature)
+    posterior = None
+    if isinstance(c.task, RequestsLabels):  # log p(requested label | text, prompt)
+        if candidates > 1:
+            rollout, posterior = most_label_specific(c.generator, c.task, rollout, candidates)
+        else:
+            posterior = label_posterior(c.generator, c.task, rollout)
     mask = rollout.response_mask.to(rollout.logprobs.dtype)
     logprob = (rollout.logprobs * mask).sum(-1).float().cpu().tolist()
     tokens = rollout.lengths.cpu().tolist()
@@ -450,6 +470,8 @@ def _generate_rows(opened: OpenedRun, prompts: list[Prompt], n: int,
         meta = {k: v for k, v in prompt.meta.items() if k != "cold"}
         rows.append({"prompt": prompt.text, **meta, "text": text.strip(),
                      "logprob": logprob[i], "tokens": tokens[i]})
+        if posterior is not None:
+            rows[-1]["label_posterior"] = float(posterior[i])
     if c.classifier is not None:
         samples = [Sample(text=t.strip(), prompt=p, label=p.meta.get("label"))
                    for p, t in zip(rollout.prompts, rollout.texts, strict=True)]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from advx.cli import app
+from advx.label_specific import label_posterior
 from advx.rollout import Prompt, Sample
 from advx.use import open_run
 from typer.testing import CliRunner
@@ -181,6 +182,29 @@ def test_generate_for_new_products_from_csv(cold_run, tmp_path):
     assert rows[1]["prompt"] == "search query relevant to the product: blue denim jacket"
 
 
+def test_generate_best_of_candidates_keeps_the_most_label_specific(cold_run, tmp_path):
+    def generated(k: int) -> list[dict]:
+        out = tmp_path / f"k{k}.jsonl"
+        result = _invoke("generate", cold_run, "--split", "cold", "--candidates", k,
+                         "--out", out)
+        assert result.exit_code == 0, result.output
+        return [json.loads(x) for x in out.read_text().splitlines()]
+
+    plain, best = generated(1), generated(4)
+    assert [r["prompt"] for r in best] == [r["prompt"] for r in plain]  # one row per prompt
+    with open_run(cold_run) as opened:  # the column is the chosen text's own posterior
+        task, generator = opened.components.task, opened.components.generator
+        prompts = {p.text: p for p in task.cold_prompts()}
+        rollout = generator.sample([prompts[r["prompt"]] for r in best], n=1)
+        rollout.texts = [r["text"] for r in best]
+        expected = label_posterior(generator, task, rollout)
+    got = torch.tensor([r["label_posterior"] for r in best])
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    assert (got <= 0).all()
+    # the best of 4 draws is, on average over the prompts, more label-specific than one draw
+    assert got.mean() > torch.tensor([r["label_posterior"] for r in plain]).mean()
+
+
 # --------------------------------------------------------------------------- predict
 
 
@@ -225,6 +249,8 @@ def _bad_cases(run: Path, tmp: Path) -> list[tuple[list[str], str]]:
         (["generate", run, "--split", "warm", "--out", tmp / "g.jsonl"], "only 'cold'"),
         (["generate", run, "--split", "cold", "--n", "0", "--out", tmp / "g.jsonl"],
          "at least 1"),
+        (["generate", run, "--split", "cold", "--candidates", "0", "--out",
+          tmp / "g.jsonl"], "expected at least 1 (1: no selection)"),
         (["generate", run, "--split", "cold", "--out", tmp / "g.csv"], "ending in .jsonl"),
         (["generate", run, "--prompts", tmp / "nope.csv", "--out", tmp / "g.jsonl"],
          "does not exist"),
