@@ -37,7 +37,7 @@ from sklearn.metrics import average_precision_score
 # loop.augment_candidates / task.eval_candidates do)
 SETTINGS = {"T1": (1.0, 1.0, 1), "T0.7": (0.7, 1.0, 1), "p0.9": (1.0, 0.9, 1),
             "T0.5": (0.5, 1.0, 1), "T1k4": (1.0, 1.0, 4), "T0.7k4": (0.7, 1.0, 4),
-            "T1k8": (1.0, 1.0, 8)}
+            "T0.5k4": (0.5, 1.0, 4), "T1k8": (1.0, 1.0, 8)}
 
 
 def per_class(predicted: np.ndarray, requested: np.ndarray) -> dict[str, float]:
