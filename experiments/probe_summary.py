@@ -1,0 +1,103 @@
+"""Summarise SFT probes over seeds (docs/results/cold_start.md, "Best-of-4 over 10 seeds").
+
+Reads the JSON lines that experiments/cold_start_sft_probe.py wrote, one file per seed
+(``seed-<s>.jsonl``), and prints a Markdown report: per seed, the label agreement of the real
+cold queries under C_0 and of the generated queries at each (SFT epoch, sampling setting);
+then, per (epoch, setting), mean ± sd over seeds, how many seeds reach the target, the interval
+of the mean's distance to the target, and the paired differences between epochs and between
+settings, and against the real cold queries under the same judge (advx.stats.paired: BCa
+bootstrap over seeds from 6 on, Student t below).
+
+    .venv/bin/python experiments/probe_summary.py /work/probe/seed-*.jsonl [--target 0.8]
+"""
+import argparse
+import json
+import re
+import sys
+from itertools import combinations
+from pathlib import Path
+
+from advx.stats import describe, paired
+
+Cell = tuple[int, str]  # (SFT epoch, sampling setting)
+
+
+def read_probe(path: Path) -> tuple[dict, dict[Cell, dict]]:
+    """C_0's line and ``{(epoch, setting): agreement record}`` of one seed's probe file."""
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not lines or "real_cold_c0" not in lines[0]:
+        raise ValueError(f"{path}: expected the probe's C_0 line first; is it a probe output?")
+    cells = {(line["epoch"], name): value for line in lines[1:]
+             for name, value in line.items() if isinstance(value, dict)}
+    return lines[0], cells
+
+
+def seed_of(path: Path) -> int:
+    match = re.search(r"seed-(\d+)", path.name)
+    if not match:
+        raise ValueError(f"{path}: expected a file named seed-<s>.jsonl")
+    return int(match.group(1))
+
+
+def fmt(p) -> str:
+    """A paired difference as 'mean [low, high] (method, t p)'."""
+    return (f"{p.mean_diff:+.3f} [{p.ci_low:+.3f}, {p.ci_high:+.3f}] "
+            f"({p.ci_method}, t p {p.t_p:.3g}, W p {p.w_p:.3g}, n {p.n})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("--target", type=float, default=0.8)
+    args = parser.parse_args()
+    started = [f for f in args.files if f.exists() and f.stat().st_size]  # a seed not begun
+    try:
+        probes = {seed_of(f): read_probe(f) for f in started}
+    except (OSError, ValueError) as exc:
+        sys.exit(f"probe_summary: {exc}")
+    seeds = sorted(probes)
+    cells = sorted({cell for _, c in probes.values() for cell in c})
+    finished = [s for s in seeds if set(probes[s][1]) == set(cells)]
+    if unfinished := sorted(set(seeds) - set(finished)):
+        print(f"Unfinished seeds (left out of the summary): {unfinished}\n")
+
+    head = " | ".join(f"epoch {e}, {name}" for e, name in cells)
+    print(f"| seed | real cold queries (C_0) | {head} |")
+    print("|---" * (2 + len(cells)) + "|")
+    for s in seeds:
+        c0, c = probes[s]
+        real = c0["real_cold_c0"]
+        row = [f"{real['agree']:.2f} ({real['agree_rel']:.2f} / {real['agree_irr']:.2f})"]
+        row += [f"{c[k]['agree']:.2f} ({c[k]['agree_rel']:.2f} / {c[k]['agree_irr']:.2f})"
+                if k in c else "–" for k in cells]
+        print(f"| {s} | " + " | ".join(row) + " |")
+
+    def values(cell: Cell | None, key: str = "agree") -> dict[int, float]:
+        if cell is None:
+            return {s: probes[s][0]["real_cold_c0"][key] for s in finished}
+        return {s: probes[s][1][cell][key] for s in finished}
+
+    print(f"\nOver {len(finished)} seeds (mean ± sd; overall / relevant / irrelevant):\n")
+    for cell in [None, *cells]:
+        name = "real cold queries" if cell is None else f"epoch {cell[0]}, {cell[1]}"
+        parts = [describe(list(values(cell, k).values())) for k in
+                 ("agree", "agree_rel", "agree_irr")]
+        line = " / ".join(f"{p.mean:.3f} ± {p.sd:.3f}" for p in parts)
+        agree = values(cell)
+        reach = sum(v >= args.target for v in agree.values())
+        gap = paired(agree, dict.fromkeys(agree, args.target))
+        print(f"- {name}: {line}; ≥ {args.target} on {reach} of {len(agree)} seeds; "
+              f"mean − {args.target}: {fmt(gap)}")
+    print("\nPaired differences in overall agreement (first − second):\n")
+    for a, b in combinations(cells, 2):
+        if a[0] == b[0] or a[1] == b[1]:  # one factor at a time
+            print(f"- epoch {b[0]}, {b[1]} − epoch {a[0]}, {a[1]}: "
+                  f"{fmt(paired(values(b), values(a)))}")
+    # the same judge on the real cold queries: how far its own errors put the ceiling
+    for cell in cells:
+        print(f"- epoch {cell[0]}, {cell[1]} − real cold queries: "
+              f"{fmt(paired(values(cell), values(None)))}")
+
+
+if __name__ == "__main__":
+    main()
