@@ -5,13 +5,15 @@ Builds the components of recipes/sft_augment_crowdflower.yaml (plus any ``--set`
 e.g. another ``task.label_map``), fits C_0 on the warm products, reports C_0's agreement with
 the real cold queries (overall and per class), then trains the generator one SFT epoch at a
 time and, after each epoch listed in ``--report``, samples one query per fixed evaluation
-prompt (task.eval_generate cold products x 2 labels, capped by the products available) at
-each sampling setting and reports the fraction whose C_0-predicted label is the requested
-one (overall, relevant, irrelevant). ``--report 0`` stops after C_0's line (no SFT). C_0's
-line also gives its agreement with unambiguous negatives (``other_product_c0``): each real cold
-query beside another cold product that shares no word with it, requested label irrelevant —
-the ceiling for a generator taught them by ``--set task.sft_other_negatives=...``; and
-``title_crop_c0``: cold titles' word crops as relevant queries (``task.sft_title_queries``).
+prompt (task.eval_generate cold products x 2 labels, capped by the products available) at each
+sampling setting and reports the fraction whose C_0-predicted label is the requested one
+(overall, relevant, irrelevant), and every query as [product_id, requested label, text, C_0's
+label] so another judge can score them later. ``--report 0`` stops after C_0's line (no SFT).
+C_0's line also gives its agreement with unambiguous negatives (``other_product_c0``): each
+real cold query beside another cold product that shares no word with it, requested label
+irrelevant — the ceiling for a generator taught them by ``--set task.sft_other_negatives=...``;
+and ``title_crop_c0``: cold titles' word crops as relevant queries
+(``task.sft_title_queries``).
 
     OMP_NUM_THREADS=1 .venv/bin/python experiments/cold_start_sft_probe.py \
         [--data /path/to/crowdflower] [--set task.label_map.3=null] > probe.jsonl
@@ -118,6 +120,9 @@ def main() -> None:
         out["overlap_irr"] = float(overlap[requested == 0].mean())
         out["ex"] = [[s.prompt.meta["label_name"], s.prompt.meta["title"][:50], s.text, int(j)]
                      for s, j in zip(synthetic[:8], judged, strict=False)]
+        # every query, so that another judge can score them later without regenerating
+        out["queries"] = [[s.prompt.meta["product_id"], int(r), s.text, int(j)]
+                          for s, r, j in zip(synthetic, requested, judged, strict=True)]
         return out
 
     for epoch in range(1, report[-1] + 1):
