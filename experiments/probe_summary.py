@@ -54,7 +54,8 @@ def main() -> None:
     try:
         probes = {seed_of(f): read_probe(f) for f in started}
     except (OSError, ValueError) as exc:
-        sys.exit(f"probe_summary: {exc}")
+        print(f"probe_summary: {exc}", file=sys.stderr)
+        sys.exit(2)
     seeds = sorted(probes)
     cells = sorted({cell for _, c in probes.values() for cell in c})
     finished = [s for s in seeds if set(probes[s][1]) == set(cells)]
