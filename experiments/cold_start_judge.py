@@ -27,14 +27,7 @@ from advx.build import build_components
 from advx.errors import AdvxError
 from advx.rollout import Sample
 from advx.runner import prepare_recipe
-
-
-def agreement(judged: np.ndarray, wanted: np.ndarray) -> dict[str, float]:
-    """Share of ``judged == wanted``, overall and per wanted label (1 relevant, 0 not)."""
-    ok = judged == wanted
-    side = {name: float(ok[wanted == y].mean()) if (wanted == y).any() else float("nan")
-            for name, y in (("agree_rel", 1), ("agree_irr", 0))}
-    return {"agree": float(ok.mean()), **side, "n": len(ok)}
+from cold_start_sft_probe import per_class as agreement  # the probe's own measure
 
 
 def judge_file(path: Path, data: str, folds: int) -> dict:
@@ -47,19 +40,23 @@ def judge_file(path: Path, data: str, folds: int) -> dict:
     overrides = [f"task.path={data}", *lines[0]["overrides"]]
     t0 = time.time()
     spec = prepare_recipe("recipes/cls_no_augment_crowdflower.yaml", overrides)
-    task = build_components(spec, Path(tempfile.mkdtemp()))[0].task
+    components, ctx = build_components(spec, Path(tempfile.mkdtemp()))
+    task = components.task
     cold = task.cold_eval()
     products = sorted({s.prompt.meta["product_id"] for s in cold})
     fold_of = {p: k % folds for k, p in
                enumerate(np.random.default_rng(0).permutation(products).tolist())}
+    cold_fold = np.array([fold_of[s.prompt.meta["product_id"]] for s in cold])
     real_judged = np.full(len(cold), -1)
     gen_judged = {cell: np.full(len(q), -1) for cell, q in generated.items()}
     for k in range(folds):
-        # a fresh classifier each fold: the recipe's, from its pretrained weights
-        clf = build_components(spec, Path(tempfile.mkdtemp()))[0].classifier
-        seen = [s for s in cold if fold_of[s.prompt.meta["product_id"]] != k]
+        # a fresh classifier each fold, the recipe's from its pretrained weights (its factory
+        # seeds itself, so every fold starts alike); fold 0 takes the one built with the task
+        clf = components.classifier if k == 0 else ctx.build(
+            "classifier", spec.components["classifier"])
+        seen = [cold[i] for i in np.flatnonzero(cold_fold != k)]
         clf.fit([*task.classifier_train(), *seen])
-        held = [i for i, s in enumerate(cold) if fold_of[s.prompt.meta["product_id"]] == k]
+        held = np.flatnonzero(cold_fold == k)
         real_judged[held] = clf.predict_proba([cold[i] for i in held]).argmax(1).numpy()
         for cell, queries in generated.items():
             mine = [i for i, q in enumerate(queries) if fold_of.get(q[0]) == k]

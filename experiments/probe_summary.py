@@ -17,7 +17,7 @@ import sys
 from itertools import combinations
 from pathlib import Path
 
-from advx.stats import describe, paired
+from advx.stats import Paired, describe, paired
 
 Cell = tuple[int, str]  # (SFT epoch, sampling setting)
 
@@ -39,8 +39,8 @@ def seed_of(path: Path) -> int:
     return int(match.group(1))
 
 
-def fmt(p) -> str:
-    """A paired difference as 'mean [low, high] (method, t p)'."""
+def fmt(p: Paired) -> str:
+    """A paired difference as 'mean [low, high] (CI method, t p, Wilcoxon p, n)'."""
     return (f"{p.mean_diff:+.3f} [{p.ci_low:+.3f}, {p.ci_high:+.3f}] "
             f"({p.ci_method}, t p {p.t_p:.3g}, W p {p.w_p:.3g}, n {p.n})")
 

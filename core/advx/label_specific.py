@@ -14,9 +14,9 @@ EMNLP 2021), applied as reranking rather than per-token guidance: it needs no se
 only one scoring pass per label. Measured on CrowdFlower (docs/results/cold_start.md,
 "Best-of-k by the generator's label posterior"): label agreement under the frozen C_0
 0.71-0.78 → 0.83-0.87 at T = 0.7, k = 4 on two seeds; 0.770 ± 0.069 over 10 (real cold
-queries: 0.729 under the same judge). Written here because no maintained
-library scores a seq2seq model's samples under counterfactual prompts; the scoring itself is
-the generator's ``nll``.
+queries: 0.729 under the same judge). Written here because no maintained library scores a
+seq2seq model's samples under counterfactual prompts; the scoring itself is the generator's
+``nll``.
 """
 
 from __future__ import annotations
