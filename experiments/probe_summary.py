@@ -32,10 +32,10 @@ def read_probe(path: Path) -> tuple[dict, dict[Cell, dict]]:
     return lines[0], cells
 
 
-def seed_of(path: Path) -> int:
-    match = re.search(r"seed-(\d+)", path.name)
+def seed_of(path: Path, prefix: str = "seed") -> int:
+    match = re.search(rf"{prefix}-(\d+)", path.name)
     if not match:
-        raise ValueError(f"{path}: expected a file named seed-<s>.jsonl")
+        raise ValueError(f"{path}: expected a file named {prefix}-<s>.jsonl")
     return int(match.group(1))
 
 
