@@ -20,8 +20,7 @@ def _record(agree: float, rel: float, irr: float) -> dict:
 def _write_seed(folder: Path, seed: int, c0_real: float, cf_real: float, c0_gen: float,
                 cf_gen: float, unjudged: int = 0) -> Path:
     probe = folder / f"seed-{seed}.jsonl"
-    probe.write_text(json.dumps({"real_cold_c0": _record(c0_real, 0.9, 0.5)}) + "\n"
-                     + json.dumps({"epoch": 4, "T0.7k4": _record(c0_gen, 0.6, 0.9)}) + "\n")
+    probe.write_text(json.dumps({"real_cold_c0": _record(c0_real, 0.9, 0.5)}) + "\n")  # C_0 line
     judge = folder / f"judge-{seed}.jsonl"
     judge.write_text(json.dumps({
         "file": str(probe), "folds": 5, "real_cold_crossfit": _record(cf_real, 0.9, 0.5),
