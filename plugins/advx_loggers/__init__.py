@@ -29,7 +29,8 @@ __all__ = ["ConsoleLogger", "ConsoleLoggerConfig", "CsvLogger", "CsvLoggerConfig
 @dataclass
 class ConsoleLoggerConfig:
     """``every``: print every n-th step record (round records always); ``keys``: only
-    metrics whose name starts with one of these prefixes (empty: all)."""
+    metrics whose name starts with one of these prefixes (empty: all); ``precision``:
+    significant digits of floats."""
 
     every: int = 1
     keys: list[str] = field(default_factory=list)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import ast
 import inspect
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import advx
 import pytest
 from advx import hookspecs
 from advx.components import BASE_PROTOCOLS, CAPABILITIES, missing_members
+from advx.loop import LoopConfig
 from advx.plugins import get_registry
 from advx.run_info import RunInfo
 from advx.runner import run_recipe
@@ -261,3 +263,38 @@ def test_hook_advx_on_run_end(pm, toy_recipe, tmp_path):
     assert calls[-1][0] == "advx_on_run_end"
     assert calls[-1][1]["status"] == "complete"
     assert calls[-1][1]["final"] == result.summary["final"]
+
+
+# a code span that names a key: `key`, `block.key`, `key: value`, `key=value`, `key(...)`
+KEY_SPAN = re.compile(r"(?:[\w.]+\.)?(\w+)\s*(?:[:=(\[].*)?$")
+
+
+def _documented_keys() -> set[str]:
+    """Every key the docs name in a code span (KEY_SPAN)."""
+    docs = "\n".join(p.read_text() for p in sorted((ROOT / "docs").rglob("*.md")))
+    return {m.group(1) for span in re.findall(r"`([^`\n]+)`", docs)
+            if (m := KEY_SPAN.match(span))}
+
+
+def _config_classes() -> dict[str, type]:
+    """The built-in components' config dataclasses, and the ``loop:`` block's."""
+    classes = {f"{spec.kind}:{spec.name}": spec.config_class for spec in get_registry().specs()
+               if spec.distribution == "advx"}
+    return {**classes, "loop": LoopConfig}
+
+
+@pytest.mark.parametrize(("block", "config_class"), sorted(_config_classes().items()),
+                         ids=lambda value: value if isinstance(value, str) else "")
+def test_every_recipe_key_is_documented(block, config_class):
+    """A key a user can set but no page names is a key nobody can find: each field of each
+    built-in config class appears in docs/ as a code span (`key`, `block.key`, `key: v`)."""
+    documented = _documented_keys()
+    undocumented = [f.name for f in fields(config_class) if f.name not in documented]
+    assert not undocumented, f"{block}: keys not named in docs/: {undocumented}"
+
+
+def test_recipe_key_meta_test_needs_the_key_in_a_code_span():
+    """The rule the meta-test reads the docs with: prose does not count, code spans do."""
+    assert KEY_SPAN.match("loop.save_samples").group(1) == "save_samples"
+    assert KEY_SPAN.match("every: 10").group(1) == "every"
+    assert KEY_SPAN.match("a sentence with every word") is None
