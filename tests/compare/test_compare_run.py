@@ -256,6 +256,30 @@ def test_a_recipe_default_every_condition_overrides_may_change(toy):
         open_study(load_compare(changed), url)
 
 
+def test_a_preset_default_may_change_when_the_compare_pins_the_value_its_cells_took(toy):
+    """A key the recipe left to its component's default (gain 1.0) that the recipe now sets
+    (7.0) is no change when the compare file pins the default the cells ran with; without
+    the pin the condition that took the default is refused."""
+    from advx.compare.cells import open_study
+
+    recipe = yaml.safe_load((toy / "toy.yaml").read_text())
+    del recipe["reward"]["gain"]  # the component's default, 1.0
+    (toy / "toy.yaml").write_text(yaml.safe_dump(recipe))
+    path = write_compare(toy, seeds=2)
+    spec = load_compare(path)
+    run_compare(spec)
+    url = storage_url(spec, None, default_runs_dir(spec))
+    recipe["reward"]["gain"] = 7.0  # the preset's new default
+    (toy / "toy.yaml").write_text(yaml.safe_dump(recipe))
+
+    pinned = write_compare(toy, seeds=2, overrides=["reward.gain=1.0"])
+    open_study(load_compare(pinned), url)  # accepted: every cell runs with what it ran with
+    unpinned = write_compare(toy, seeds=2)
+    with pytest.raises(ConfigError, match=r"conditions\.low changed .*reward\.gain was absent "
+                                          r"when its cells ran, is 7\.0 now"):
+        open_study(load_compare(unpinned), url)
+
+
 def test_an_interrupted_cell_with_a_checkpoint_is_resumed_in_its_folder(toy):
     marks = toy / "marks"
     path = write_compare(toy, seeds=2, overrides=[

@@ -97,6 +97,7 @@ from rich.markup import escape
 from advx.compare import ledger
 from advx.compare.spec import START, CompareSpec, Evaluation, check_conditions
 from advx.errors import AdvxError, ConfigError, print_error
+from advx.plugins import Registry
 from advx.provenance import code_version, machine
 from advx.recipe import import_plugins
 from advx.sweep.storage import make_storage
@@ -296,8 +297,9 @@ def open_study(spec: CompareSpec, url: str) -> tuple[optuna.Study, optuna.storag
     mine = {name: _definition(spec, c) for name, c in spec.conditions.items()}
     if spec.shared_start is not None:
         mine[START] = {**_definition(spec, spec.shared_start), "round": spec.shared_start.round}
+    registry = _registry(spec)
     for name, definition in mine.items():
-        change = _changed(recorded.get(name), definition)
+        change = _changed(recorded.get(name), definition, registry)
         if change:
             raise ConfigError(
                 f"{spec.path}: {'shared_start' if name == START else 'conditions.' + name} "
@@ -339,13 +341,16 @@ def _definition(spec: CompareSpec, condition: Any) -> dict[str, Any]:
             RECIPE_KEYS: dotted(written)}
 
 
-def _changed(then: dict[str, Any] | None, now: dict[str, Any]) -> str | None:
+def _changed(then: dict[str, Any] | None, now: dict[str, Any],
+             registry: Registry | None = None) -> str | None:
     """How a condition's recorded definition differs from the file's now (None: it does not;
     nothing recorded yet, or recorded before recipe contents were, compares what it has).
 
     What is compared is what the cells run with, the recipe file's keys with the condition's
     overrides applied: editing a recipe default that every condition overrides (or moving a
-    key from the overrides into the recipe) leaves the finished cells valid."""
+    key from the overrides into the recipe) leaves the finished cells valid. With the
+    components' ``registry``, a key absent on one side counts as its component's default (a
+    preset's default may change when the compare file pins the old value for its cells)."""
     if then is None:
         return None
     if RECIPE_KEYS not in then:
@@ -358,7 +363,15 @@ def _changed(then: dict[str, Any] | None, now: dict[str, Any]) -> str | None:
     old, new = _run_keys(then), _run_keys(now)
     if old == new:
         return None
-    key = sorted(k for k in {*old, *new} if old.get(k, _ABSENT) != new.get(k, _ABSENT))[0]
+    differing = sorted(k for k in {*old, *new} if old.get(k, _ABSENT) != new.get(k, _ABSENT))
+    # a key written now with the value the cells got from the component's default (a preset's
+    # default changed, and the compare file pins the old value for every condition) is no change
+    filled = [_with_defaults(keys, registry) for keys in (old, new)]
+    if filled[0] is not None and filled[1] is not None:
+        differing = [k for k in differing if filled[0].get(k, _ABSENT) != filled[1].get(k, _ABSENT)]
+        if not differing:
+            return None
+    key = differing[0]
     before, after = (repr(d[key]) if key in d else "absent" for d in (old, new))
     return (f"{key} was {before} when its cells ran, is {after} now (its recipe file "
             f"{now['recipe']} with its overrides)")
@@ -373,6 +386,32 @@ def _run_keys(definition: dict[str, Any]) -> dict[str, Any]:
         OmegaConf.update(nested, key, value, force_add=True)
     applied = apply_overrides(nested, definition["overrides"])
     return dotted(OmegaConf.to_container(applied, resolve=False))
+
+
+def _registry(spec: CompareSpec) -> Registry:
+    """The installed components plus the compare file's own plugins."""
+    from advx.plugins import get_registry
+    from advx.runner import run_plugins
+
+    with run_plugins(import_plugins(spec.plugins, f"{spec.path}: plugins")) as pm:
+        return get_registry(pm)
+
+
+def _with_defaults(keys: dict[str, Any], registry: Registry | None) -> dict[str, Any] | None:
+    """Dotted run keys with every component's defaults filled in (validation resolves them),
+    or None without a registry or when the keys do not validate against it (a key renamed
+    since): then only the keys as written are compared."""
+    from advx.recipe import dotted, validate_recipe
+
+    if registry is None:
+        return None
+    nested = OmegaConf.create({})
+    for key, value in keys.items():
+        OmegaConf.update(nested, key, value, force_add=True)
+    try:
+        return dotted(validate_recipe(nested, registry).resolved)
+    except ConfigError:  # a key renamed or removed since: compare the written keys only
+        return None
 
 
 _ABSENT = object()
