@@ -89,7 +89,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.markup import escape
@@ -381,11 +381,16 @@ def _run_keys(definition: dict[str, Any]) -> dict[str, Any]:
     """A recorded definition's recipe keys with its overrides applied, dotted."""
     from advx.recipe import apply_overrides, dotted
 
-    nested = OmegaConf.create({})
-    for key, value in definition[RECIPE_KEYS].items():
-        OmegaConf.update(nested, key, value, force_add=True)
-    applied = apply_overrides(nested, definition["overrides"])
+    applied = apply_overrides(_nested(definition[RECIPE_KEYS]), definition["overrides"])
     return dotted(OmegaConf.to_container(applied, resolve=False))
+
+
+def _nested(keys: dict[str, Any]) -> DictConfig:
+    """Dotted keys (as the study records them) back into a recipe config."""
+    nested = OmegaConf.create({})
+    for key, value in keys.items():
+        OmegaConf.update(nested, key, value, force_add=True)
+    return nested
 
 
 def _registry(spec: CompareSpec) -> Registry:
@@ -405,11 +410,8 @@ def _with_defaults(keys: dict[str, Any], registry: Registry | None) -> dict[str,
 
     if registry is None:
         return None
-    nested = OmegaConf.create({})
-    for key, value in keys.items():
-        OmegaConf.update(nested, key, value, force_add=True)
     try:
-        return dotted(validate_recipe(nested, registry).resolved)
+        return dotted(validate_recipe(_nested(keys), registry).resolved)
     except ConfigError:  # a key renamed or removed since: compare the written keys only
         return None
 
