@@ -72,3 +72,21 @@ def test_the_studies_pin_start_competes_as_their_cells_ran(name):
     assert ran == {cname: cname.endswith("_start_competes") for cname in spec.conditions}
     start = prepare_recipe(spec.shared_start.recipe, spec.shared_start.cell_overrides(0))
     assert start.resolved["classifier"]["start_competes"] is False
+
+
+def test_the_fit_negatives_study_pairs_the_presets_a_with_and_without_the_negatives():
+    """Both conditions run the (a) preset under the rule its cells ran with (start_competes
+    true); they differ in task.fit_other_negatives only, pinned on each side so neither
+    changes meaning when the preset's default does."""
+    from advx.runner import prepare_recipe
+
+    spec = load_compare(ROOT / "compares" / "cold_start_fit_negatives.yaml")
+    check_conditions(spec)
+    ran = {name: prepare_recipe(c.recipe, c.cell_overrides(0)).resolved
+           for name, c in spec.conditions.items()}
+    assert {name: r["task"]["fit_other_negatives"] for name, r in ran.items()} == {
+        "a_presets": 0.0, "a_negatives": 1.0}
+    assert all(r["classifier"]["start_competes"] is True for r in ran.values())
+    assert all(not r["loop"]["augment"] for r in ran.values())
+    assert spec.shared_start is None and spec.seeds == list(range(10))
+    assert (spec.primary, spec.baseline) == ("cold/pr_auc", "a_presets")
