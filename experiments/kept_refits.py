@@ -1,0 +1,57 @@
+"""How many of a study's classifier refits were kept, per condition and round, read from the
+committed ledger (docs/results/cold_start.md, "Fit negatives in the presets' own
+configuration"): with ``classifier.start_competes=true`` a round's refit is discarded when it
+does not lower the held-out warm validation loss, and the run logs ``cls/best_epoch`` 0.
+
+    python experiments/kept_refits.py [compares/cold_start_fit_negatives.yaml]
+
+A cell counts for a round only where its ledger entry holds that round's ``cls/best_epoch``
+(the study lists it under ``metrics``); the others are reported as not recorded, never as
+kept or discarded. Round 0 is C_0's own fit and is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+from advx.compare import ledger
+from advx.compare.spec import load_compare
+from advx.errors import AdvxError
+
+BEST_EPOCH = "cls/best_epoch"
+
+
+def kept_by_round(entries: list[dict]) -> tuple[dict[int, int], dict[int, int]]:
+    """Per round ≥ 1: how many cells kept their refit, and how many recorded the round."""
+    kept: Counter[int] = Counter()
+    recorded: Counter[int] = Counter()
+    for entry in entries:
+        for record in entry["user_attrs"].get("rounds", []):
+            if record.get("round", 0) >= 1 and record.get(BEST_EPOCH) is not None:
+                recorded[record["round"]] += 1
+                kept[record["round"]] += record[BEST_EPOCH] > 0
+    return dict(kept), dict(recorded)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("compare", nargs="?", default="compares/cold_start_fit_negatives.yaml")
+    try:
+        spec = load_compare(parser.parse_args().compare)
+    except AdvxError as exc:
+        parser.error(str(exc))  # one message, exit code 2
+    print("| condition | cells | " + "kept / recorded, by round | total |")
+    print("|---|---|---|---|")
+    for condition in spec.conditions:
+        entries = [entry for seed in spec.seeds
+                   if (entry := ledger.read_entry(ledger.entry_path(spec, condition, seed)))]
+        kept, recorded = kept_by_round(entries)
+        rounds = ", ".join(f"{r}: {kept[r]} / {recorded[r]}" for r in sorted(recorded))
+        total = (f"{sum(kept.values())} / {sum(recorded.values())}" if recorded
+                 else "not recorded")
+        print(f"| `{condition}` | {len(entries)} | {rounds or '–'} | {total} |")
+
+
+if __name__ == "__main__":
+    main()
