@@ -17,6 +17,11 @@ and ``title_crop_c0``: cold titles' word crops as relevant queries
 
     OMP_NUM_THREADS=1 .venv/bin/python experiments/cold_start_sft_probe.py \
         [--data /path/to/crowdflower] [--set task.label_map.3=null] > probe.jsonl
+
+Since 2026-12-06 the preset sets ``task.fit_other_negatives`` and ``task.sft_other_negatives``
+to 1.0 (docs/results/cold_start.md, "Fit negatives in the presets' own configuration"). Probe
+lines dated earlier whose command does not set a key ran with it at 0: add ``--set
+task.fit_other_negatives=0`` (and ``--set task.sft_other_negatives=0``) to reproduce them.
 """
 import argparse
 import json

@@ -90,3 +90,39 @@ def test_the_fit_negatives_study_pairs_the_presets_a_with_and_without_the_negati
     assert all(not r["loop"]["augment"] for r in ran.values())
     assert spec.shared_start is None and spec.seeds == list(range(10))
     assert (spec.primary, spec.baseline) == ("cold/pr_auc", "a_presets")
+
+
+PRESET_OF = {"a_start_competes": "cls_no_augment_crowdflower",
+             "b_start_competes": "sft_augment_crowdflower",
+             "c_start_competes": "ppo_cls_loss_crowdflower"}
+
+
+@pytest.mark.parametrize("condition", sorted(PRESET_OF))
+def test_the_presets_as_shipped_are_the_conditions_the_negatives_study_measured(condition):
+    """docs/results.md §1 reads the 10-seed (a)/(b)/(c) answer of the negatives study as the
+    presets' own: that holds only while each preset resolves to its condition's recipe (the
+    study's cells also set loop.checkpoint=false, which changes no result)."""
+    from advx.runner import prepare_recipe
+
+    spec = load_compare(ROOT / "compares" / "cold_start_negatives.yaml")
+    cell = spec.conditions[condition]
+    measured = dict(prepare_recipe(cell.recipe, cell.cell_overrides(0)).resolved)
+    shipped = dict(prepare_recipe(f"recipes/{PRESET_OF[condition]}.yaml", ["seed=0"]).resolved)
+    for recipe in (measured, shipped):
+        recipe["loop"] = {k: v for k, v in recipe["loop"].items() if k != "checkpoint"}
+    assert measured == shipped
+
+
+def test_the_plain_study_runs_as_its_cells_ran_without_the_negatives():
+    """compares/cold_start_crowdflower.yaml ran before the presets took the negatives and 4 SFT
+    epochs: its conditions and start pin the data and epochs they ran with."""
+    from advx.runner import prepare_recipe
+
+    spec = load_compare(ROOT / "compares" / "cold_start_crowdflower.yaml")
+    runs = [prepare_recipe(c.recipe, c.cell_overrides(0)).resolved
+            for c in [*spec.conditions.values(), spec.shared_start]]
+    for resolved in runs:
+        assert resolved["task"]["fit_other_negatives"] == 0.0
+        assert resolved["task"]["sft_other_negatives"] == 0.0
+        if resolved.get("generator"):
+            assert resolved["generator"]["epochs"] == 3
