@@ -12,12 +12,9 @@ kept or discarded. Round 0 is C_0's own fit and is not counted.
 
 from __future__ import annotations
 
-import argparse
 from collections import Counter
 
-from advx.compare import ledger
-from advx.compare.spec import load_compare
-from advx.errors import AdvxError
+from study_ledger import entries, study_from_command_line
 
 BEST_EPOCH = "cls/best_epoch"
 
@@ -35,22 +32,17 @@ def kept_by_round(entries: list[dict]) -> tuple[dict[int, int], dict[int, int]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("compare", nargs="?", default="compares/cold_start_fit_negatives.yaml")
-    try:
-        spec = load_compare(parser.parse_args().compare)
-    except AdvxError as exc:
-        parser.error(str(exc))  # one message, exit code 2
+    spec = study_from_command_line(__doc__.splitlines()[0],
+                                   "compares/cold_start_fit_negatives.yaml")
     print("| condition | cells | " + "kept / recorded, by round | total |")
     print("|---|---|---|---|")
     for condition in spec.conditions:
-        entries = [entry for seed in spec.seeds
-                   if (entry := ledger.read_entry(ledger.entry_path(spec, condition, seed)))]
-        kept, recorded = kept_by_round(entries)
+        done = list(entries(spec, condition).values())
+        kept, recorded = kept_by_round(done)
         rounds = ", ".join(f"{r}: {kept[r]} / {recorded[r]}" for r in sorted(recorded))
         total = (f"{sum(kept.values())} / {sum(recorded.values())}" if recorded
                  else "not recorded")
-        print(f"| `{condition}` | {len(entries)} | {rounds or '–'} | {total} |")
+        print(f"| `{condition}` | {len(done)} | {rounds or '–'} | {total} |")
 
 
 if __name__ == "__main__":

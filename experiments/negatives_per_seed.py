@@ -11,13 +11,10 @@ only lays the seeds side by side.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from typing import Any
 
-from advx.compare import ledger
-from advx.compare.spec import load_compare
-from advx.errors import AdvxError
+from study_ledger import entries, study_from_command_line
 
 PR_AUC, AGREEMENT, RELEVANT = ("cold/pr_auc", "gen/label_agreement_c0",
                                "gen/label_agreement_c0_relevant")
@@ -34,15 +31,10 @@ def shown(metrics: dict[str, Any] | None) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("compare", nargs="?", default="compares/cold_start_negatives.yaml")
-    try:
-        spec = load_compare(parser.parse_args().compare)
-    except AdvxError as exc:
-        parser.error(str(exc))  # one message, exit code 2
+    spec = study_from_command_line(__doc__.splitlines()[0], "compares/cold_start_negatives.yaml")
     cells = {(condition, seed): entry["user_attrs"]["metrics"]
-             for condition in spec.conditions for seed in spec.seeds
-             if (entry := ledger.read_entry(ledger.entry_path(spec, condition, seed)))}
+             for condition in spec.conditions
+             for seed, entry in entries(spec, condition).items()}
     print("| seed | " + " | ".join(f"`{c}`" for c in spec.conditions) + " |")
     print("|---|" + "---|" * len(spec.conditions))
     for seed in spec.seeds:
