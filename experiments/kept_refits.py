@@ -19,22 +19,22 @@ from study_ledger import entries, study_from_command_line
 BEST_EPOCH = "cls/best_epoch"
 
 
-def kept_by_round(entries: list[dict]) -> tuple[dict[int, int], dict[int, int]]:
+def kept_by_round(cells: list[dict]) -> tuple[Counter[int], Counter[int]]:
     """Per round ≥ 1: how many cells kept their refit, and how many recorded the round."""
     kept: Counter[int] = Counter()
     recorded: Counter[int] = Counter()
-    for entry in entries:
+    for entry in cells:
         for record in entry["user_attrs"].get("rounds", []):
             if record.get("round", 0) >= 1 and record.get(BEST_EPOCH) is not None:
                 recorded[record["round"]] += 1
                 kept[record["round"]] += record[BEST_EPOCH] > 0
-    return dict(kept), dict(recorded)
+    return kept, recorded
 
 
 def main() -> None:
     spec = study_from_command_line(__doc__.splitlines()[0],
                                    "compares/cold_start_fit_negatives.yaml")
-    print("| condition | cells | " + "kept / recorded, by round | total |")
+    print("| condition | cells | kept / recorded, by round | total |")
     print("|---|---|---|---|")
     for condition in spec.conditions:
         done = list(entries(spec, condition).values())

@@ -10,6 +10,7 @@ import pytest
 from advx.compare import check_conditions, load_compare
 from advx.plugins import get_registry
 from advx.recipe import load_recipe, validate_recipe
+from advx.runner import prepare_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ["cls_no_augment_crowdflower", "sft_augment_crowdflower", "ppo_cls_loss_crowdflower"]
@@ -64,8 +65,6 @@ def test_the_cold_start_study_is_a_b_three_reward_forms_and_two_filtered_from_on
 def test_the_studies_pin_start_competes_as_their_cells_ran(name):
     """The presets' default became true after these studies' cells ran with false: each
     condition still runs as recorded, and only the *_start_competes conditions set true."""
-    from advx.runner import prepare_recipe
-
     spec = load_compare(ROOT / "compares" / f"{name}.yaml")
     ran = {cname: prepare_recipe(c.recipe, c.cell_overrides(0)).resolved["classifier"]
            ["start_competes"] for cname, c in spec.conditions.items()}
@@ -78,8 +77,6 @@ def test_the_fit_negatives_study_pairs_the_presets_a_with_and_without_the_negati
     """Both conditions run the (a) preset under the rule its cells ran with (start_competes
     true); they differ in task.fit_other_negatives only, pinned on each side so neither
     changes meaning when the preset's default does."""
-    from advx.runner import prepare_recipe
-
     spec = load_compare(ROOT / "compares" / "cold_start_fit_negatives.yaml")
     check_conditions(spec)
     ran = {name: prepare_recipe(c.recipe, c.cell_overrides(0)).resolved
@@ -102,8 +99,6 @@ def test_the_presets_as_shipped_are_the_conditions_the_negatives_study_measured(
     """docs/results.md §1 reads the 10-seed (a)/(b)/(c) answer of the negatives study as the
     presets' own: that holds only while each preset resolves to its condition's recipe (the
     study's cells also set loop.checkpoint=false, which changes no result)."""
-    from advx.runner import prepare_recipe
-
     spec = load_compare(ROOT / "compares" / "cold_start_negatives.yaml")
     cell = spec.conditions[condition]
     measured = dict(prepare_recipe(cell.recipe, cell.cell_overrides(0)).resolved)
@@ -116,8 +111,6 @@ def test_the_presets_as_shipped_are_the_conditions_the_negatives_study_measured(
 def test_the_plain_study_runs_as_its_cells_ran_without_the_negatives():
     """compares/cold_start_crowdflower.yaml ran before the presets took the negatives and 4 SFT
     epochs: its conditions and start pin the data and epochs they ran with."""
-    from advx.runner import prepare_recipe
-
     spec = load_compare(ROOT / "compares" / "cold_start_crowdflower.yaml")
     runs = [prepare_recipe(c.recipe, c.cell_overrides(0)).resolved
             for c in [*spec.conditions.values(), spec.shared_start]]
