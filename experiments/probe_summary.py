@@ -6,9 +6,13 @@ cold queries under C_0 and of the generated queries at each (SFT epoch, sampling
 then, per (epoch, setting), mean ± sd over seeds, how many seeds reach the target, the interval
 of the mean's distance to the target, and the paired differences between epochs and between
 settings, and against the real cold queries under the same judge (advx.stats.paired: BCa
-bootstrap over seeds from 6 on, Student t below).
+bootstrap over seeds from 6 on, Student t below). ``--against`` takes another configuration's
+probe files (e.g. another ``task.max_products``) and adds, seed by seed, the paired differences
+of each cell against that configuration's cells of the same sampling setting, and of the real
+cold queries' agreement (how much the judge itself changed).
 
-    .venv/bin/python experiments/probe_summary.py /work/probe/seed-*.jsonl [--target 0.8]
+    .venv/bin/python experiments/probe_summary.py /work/probe/seed-*.jsonl [--target 0.8] \
+        [--against experiments/cold_start_best_of_4_probe/seed-*.jsonl]
 """
 import argparse
 import json
@@ -20,9 +24,10 @@ from pathlib import Path
 from advx.stats import Paired, describe, paired
 
 Cell = tuple[int, str]  # (SFT epoch, sampling setting)
+Probe = tuple[dict, dict[Cell, dict]]  # C_0's line, {cell: agreement record}
 
 
-def read_probe(path: Path) -> tuple[dict, dict[Cell, dict]]:
+def read_probe(path: Path) -> Probe:
     """C_0's line and ``{(epoch, setting): agreement record}`` of one seed's probe file."""
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if not lines or "real_cold_c0" not in lines[0]:
@@ -39,6 +44,16 @@ def seed_of(path: Path, prefix: str = "seed") -> int:
     return int(match.group(1))
 
 
+def read_probes(files: list[Path]) -> dict[int, Probe]:
+    """One probe per seed; an empty file is a seed not begun yet and is left out."""
+    return {seed_of(f): read_probe(f) for f in files if f.stat().st_size}
+
+
+def agreement(probe: Probe, cell: Cell | None, key: str = "agree") -> float:
+    """A cell's agreement, or (cell None) the real cold queries' under the same C_0."""
+    return probe[0]["real_cold_c0"][key] if cell is None else probe[1][cell][key]
+
+
 def fmt(p: Paired) -> str:
     """A paired difference as 'mean [low, high] (CI method, t p, Wilcoxon p, n)'."""
     return (f"{p.mean_diff:+.3f} [{p.ci_low:+.3f}, {p.ci_high:+.3f}] "
@@ -49,9 +64,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--target", type=float, default=0.8)
+    parser.add_argument("--against", nargs="+", type=Path, default=[], metavar="FILE",
+                        help="another configuration's probe files, paired by seed")
     args = parser.parse_args()
-    try:  # an empty file is a seed not begun yet: left out, like an unfinished one
-        probes = {seed_of(f): read_probe(f) for f in args.files if f.stat().st_size}
+    try:
+        probes = read_probes(args.files)
+        against = read_probes(args.against)
     except (OSError, ValueError) as exc:
         print(f"probe_summary: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -73,9 +91,7 @@ def main() -> None:
         print(f"| {s} | " + " | ".join(row) + " |")
 
     def values(cell: Cell | None, key: str = "agree") -> dict[int, float]:
-        if cell is None:
-            return {s: probes[s][0]["real_cold_c0"][key] for s in finished}
-        return {s: probes[s][1][cell][key] for s in finished}
+        return {s: agreement(probes[s], cell, key) for s in finished}
 
     print(f"\nOver {len(finished)} seeds (mean ± sd; overall / relevant / irrelevant):\n")
     for cell in [None, *cells]:
@@ -97,6 +113,24 @@ def main() -> None:
     for cell in cells:
         print(f"- epoch {cell[0]}, {cell[1]} − real cold queries: "
               f"{fmt(paired(values(cell), values(None)))}")
+    if against:
+        print_against(probes, finished, cells, against)
+
+
+def print_against(probes: dict[int, Probe], finished: list[int], cells: list[Cell],
+                  against: dict[int, Probe]) -> None:
+    """Paired by seed: each cell against the other configuration's cells of the same sampling
+    setting, and the real cold queries against theirs (each under its own configuration's C_0)."""
+    other_cells = sorted({cell for _, c in against.values() for cell in c})
+    seeds = [s for s in finished if s in against and set(against[s][1]) == set(other_cells)]
+    print(f"\nAgainst the other configuration (its own C_0; seeds {seeds}):\n")
+    pairs = [(None, None)] + [(a, b) for a in cells for b in other_cells if a[1] == b[1]]
+    for mine, theirs in pairs:
+        diff = paired({s: agreement(probes[s], mine) for s in seeds},
+                      {s: agreement(against[s], theirs) for s in seeds})
+        name = "real cold queries" if mine is None else f"epoch {mine[0]}, {mine[1]}"
+        other = "theirs" if theirs is None else f"epoch {theirs[0]}, {theirs[1]}"
+        print(f"- {name} − {other}: {fmt(diff)}")
 
 
 if __name__ == "__main__":
