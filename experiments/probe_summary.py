@@ -49,6 +49,12 @@ def read_probes(files: list[Path]) -> dict[int, Probe]:
     return {seed_of(f): read_probe(f) for f in files if f.stat().st_size}
 
 
+def complete(probes: dict[int, Probe]) -> tuple[list[Cell], list[int]]:
+    """Every cell any seed reports, and the seeds that report them all (finished probes)."""
+    cells = sorted({cell for _, c in probes.values() for cell in c})
+    return cells, [s for s in sorted(probes) if set(probes[s][1]) == set(cells)]
+
+
 def agreement(probe: Probe, cell: Cell | None, key: str = "agree") -> float:
     """A cell's agreement, or (cell None) the real cold queries' under the same C_0."""
     return probe[0]["real_cold_c0"][key] if cell is None else probe[1][cell][key]
@@ -74,8 +80,7 @@ def main() -> None:
         print(f"probe_summary: {exc}", file=sys.stderr)
         sys.exit(2)
     seeds = sorted(probes)
-    cells = sorted({cell for _, c in probes.values() for cell in c})
-    finished = [s for s in seeds if set(probes[s][1]) == set(cells)]
+    cells, finished = complete(probes)
     if unfinished := sorted(set(seeds) - set(finished)):
         print(f"Unfinished seeds (left out of the summary): {unfinished}\n")
 
@@ -121,8 +126,8 @@ def print_against(probes: dict[int, Probe], finished: list[int], cells: list[Cel
                   against: dict[int, Probe]) -> None:
     """Paired by seed: each cell against the other configuration's cells of the same sampling
     setting, and the real cold queries against theirs (each under its own configuration's C_0)."""
-    other_cells = sorted({cell for _, c in against.values() for cell in c})
-    seeds = [s for s in finished if s in against and set(against[s][1]) == set(other_cells)]
+    other_cells, other_finished = complete(against)
+    seeds = [s for s in finished if s in other_finished]
     print(f"\nAgainst the other configuration (its own C_0; seeds {seeds}):\n")
     pairs = [(None, None)] + [(a, b) for a in cells for b in other_cells if a[1] == b[1]]
     for mine, theirs in pairs:
